@@ -1,0 +1,326 @@
+"""The archive core: ingest, query, retrieve and delete over an index, a blob store and a
+cache, the same code on the embedded default and in production.
+
+Write order (DESIGN "Data flow"): the blob first, then the index rows in one transaction,
+then cache invalidation. An index row therefore never points at a missing blob; a crash
+between the two leaves an orphan blob that nothing references and nothing ever serves.
+
+Reads never parse DICOM: metadata is assembled from the per-instance JSON stored at ingest
+and cached as bytes under a version key; frames and bulk data are ranged reads located by the
+frame and bulk tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO
+
+from storage.attributes import Level
+from storage.blobs.base import BlobStore
+from storage.cache.base import Cache
+from storage.errors import (
+    ArchiveError,
+    InstanceRejected,
+    NotFound,
+    Unavailable,
+)
+from storage.frames import FrameTable
+from storage.index.base import Index
+from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
+from storage.query import Query
+from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance
+
+log = logging.getLogger(__name__)
+
+TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
+METADATA_TTL = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    outcome: AddOutcome
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """Requested frames, in request order, in their own transfer syntax."""
+
+    transfer_syntax: str
+    encapsulated: bool
+    frames: list[bytes]
+
+
+@dataclass(frozen=True)
+class BulkData:
+    """One bulk data value; ``frames`` set when the value is the pixel data."""
+
+    vr: str
+    value: bytes | None = None
+    frames: FrameSet | None = None
+
+
+@dataclass
+class Archive:
+    index: Index
+    blobs: BlobStore
+    cache: Cache
+    tenant: str = "default"
+    _opened: list[bool] = field(default_factory=lambda: [False], repr=False)
+
+    def __post_init__(self) -> None:
+        if not TENANT_PATTERN.match(self.tenant):
+            raise ValueError(f"invalid tenant name {self.tenant!r}")
+
+    def open(self) -> None:
+        """Open the stores (migrating the index) once; tenant views share them."""
+        if not self._opened[0]:
+            self.blobs.open()
+            self.index.open()
+            self.cache.open()
+            self._opened[0] = True
+
+    def close(self) -> None:
+        if self._opened[0]:
+            self.cache.close()
+            self.index.close()
+            self.blobs.close()
+            self._opened[0] = False
+
+    def with_tenant(self, tenant: str) -> Archive:
+        """A view of the same stores scoped to another tenant (institution)."""
+        return replace(self, tenant=tenant)
+
+    def ping(self) -> None:
+        self.index.ping()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
+        """Store one instance from a seekable file; raises InstanceRejected with a PS3.4
+        status when it cannot be stored, leaving nothing behind."""
+        prepared = prepare(source, expected_study_uid=expected_study_uid)
+        existing = self.index.find_instance(self.tenant, prepared.sop_uid)
+        if existing is not None and existing.sha256 == prepared.sha256:
+            return self._result(prepared, AddOutcome.ALREADY_PRESENT)
+        record = self._record(prepared)
+        self._write_blobs(prepared, record)
+        try:
+            added = self.index.add_instance(record)
+        except BaseException:
+            self._discard_unreferenced(record)
+            raise
+        self._invalidate(added.stale)
+        return self._result(prepared, added.outcome)
+
+    def _record(self, p: Prepared) -> InstanceRecord:
+        key = f"{self.tenant}/{p.study_uid}/{p.series_uid}/{p.sop_uid}.{p.sha256[:16]}.dcm"
+        pixel = p.parsed.pixel
+        table = pixel.frame_table if pixel is not None else None
+        return InstanceRecord(
+            tenant=self.tenant,
+            study_uid=p.study_uid,
+            series_uid=p.series_uid,
+            sop_uid=p.sop_uid,
+            sop_class_uid=p.sop_class_uid,
+            transfer_syntax=p.parsed.transfer_syntax,
+            study_values=p.study_values,
+            series_values=p.series_values,
+            instance_values=p.instance_values,
+            study_doc=p.study_doc,
+            series_doc=p.series_doc,
+            instance_doc=p.body.body,
+            blob_key=key,
+            blob_size=p.size,
+            sha256=p.sha256,
+            sidecar_key=f"{key}.bulk" if p.sidecar else None,
+            number_of_frames=len(table.frames) if table is not None else 0,
+            frames=table.to_bytes() if table is not None else None,
+            frames_source=("sidecar" if pixel and pixel.derived else "instance") if table else None,
+            frames_syntax=pixel.frames_transfer_syntax if pixel is not None else None,
+            frames_problem=pixel.problem if pixel is not None else None,
+            bulk=p.bulk_table,
+        )
+
+    def _write_blobs(self, p: Prepared, record: InstanceRecord) -> None:
+        p.source.seek(0)
+        self.blobs.put(record.blob_key, p.source, p.size)
+        if record.sidecar_key is not None:
+            self.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
+
+    def _discard_unreferenced(self, record: InstanceRecord) -> None:
+        """Remove the blobs just written when the index did not take them (best effort: the
+        sweep catches what a crash leaves)."""
+        try:
+            current = self.index.find_instance(self.tenant, record.sop_uid)
+            if current is None or current.blob_key != record.blob_key:
+                self.blobs.delete(record.blob_key)
+                if record.sidecar_key:
+                    self.blobs.delete(record.sidecar_key)
+        except ArchiveError:
+            log.warning("could not discard blob %s after a failed ingest", record.blob_key)
+
+    @staticmethod
+    def _result(p: Prepared, outcome: AddOutcome) -> IngestResult:
+        return IngestResult(
+            p.study_uid, p.series_uid, p.sop_uid, p.sop_class_uid, outcome, tuple(p.warnings)
+        )
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def _metadata_key(self, study_uid: str, series_uid: str | None, version: str) -> str:
+        return f"{self.tenant}/meta/{study_uid}/{series_uid or ''}/{version}"
+
+    def _invalidate(self, stale: tuple[Stamp, ...]) -> None:
+        if stale:
+            self.cache.delete(
+                *(self._metadata_key(s.study_uid, s.series_uid, s.version) for s in stale)
+            )
+
+    # -- query ----------------------------------------------------------------------------
+
+    def query(self, query: Query, *, max_results: int = 1000) -> list[Match]:
+        """Matches of a typed query; at most ``max_results`` (the caller's cap, +1 lets it
+        detect that more exist)."""
+        limit = max_results if query.limit is None else min(query.limit, max_results)
+        return self.index.query(self.tenant, query, limit)
+
+    # -- retrieve -------------------------------------------------------------------------
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> tuple[bytes, str]:
+        """The DICOM JSON array of a study, series or instance (PS3.18 §10.4.1.1.2), with
+        :data:`storage.instance_json.ROOT_MARK` where the service root goes, and a version
+        token that changes whenever the body does (for ETags)."""
+        if sop_uid is not None:
+            docs = self.index.instance_docs(self.tenant, study_uid, series_uid, sop_uid)
+            if not docs:
+                raise NotFound(f"instance {sop_uid} not found")
+            return b"[" + docs[0] + b"]", hashlib.blake2b(docs[0], digest_size=8).hexdigest()
+        version = self.index.version(self.tenant, study_uid, series_uid)
+        if version is None:
+            raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
+        key = self._metadata_key(study_uid, series_uid, version)
+        body = self.cache.get(key)
+        if body is None:
+            docs = self.index.instance_docs(self.tenant, study_uid, series_uid)
+            body = b"[" + b",".join(docs) + b"]"
+            self.cache.set(key, body, METADATA_TTL)
+        return body, version
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[StoredInstance]:
+        found = self.index.instances(self.tenant, study_uid, series_uid, sop_uid)
+        if not found:
+            raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
+        return found
+
+    def stream(self, instance: StoredInstance) -> Iterator[bytes]:
+        return self.blobs.stream(instance.blob_key)
+
+    def read(self, instance: StoredInstance) -> bytes:
+        return self.blobs.get(instance.blob_key)
+
+    def frames(self, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]) -> FrameSet:
+        """Frames by 1-based number, each one ranged read (PS3.18 §10.4.1.1.4)."""
+        (instance,) = self.instances(study_uid, series_uid, sop_uid)
+        table = self._frame_table(instance)
+        for number in numbers:
+            if not 1 <= number <= len(table.frames):
+                raise NotFound(
+                    f"frame {number} does not exist: the instance has {len(table.frames)} "
+                    f"frame{'s' if len(table.frames) != 1 else ''}"
+                )
+        key = self._frames_key(instance)
+        frames = []
+        for number in numbers:
+            span = table.span(number - 1)
+            frames.append(
+                table.extract(number - 1, self.blobs.read_range(key, span.offset, span.length))
+            )
+        return FrameSet(
+            instance.frames_syntax or EXPLICIT_VR_LITTLE_ENDIAN, table.encapsulated, frames
+        )
+
+    def _frame_table(self, instance: StoredInstance) -> FrameTable:
+        if instance.frames is None:
+            if instance.frames_problem:
+                raise Unavailable(f"frames cannot be served: {instance.frames_problem}")
+            raise NotFound(f"instance {instance.sop_uid} has no pixel data")
+        return FrameTable.from_bytes(instance.frames)
+
+    @staticmethod
+    def _frames_key(instance: StoredInstance) -> str:
+        if instance.frames_source == "sidecar" and instance.sidecar_key:
+            return instance.sidecar_key
+        return instance.blob_key
+
+    def bulk(self, study_uid: str, series_uid: str, sop_uid: str, path: str) -> BulkData:
+        """A bulk data value by its path (PS3.18 §10.4.1.1.5): the pixel data as frames, any
+        other value as one ranged read of the bulk sidecar."""
+        (instance,) = self.instances(study_uid, series_uid, sop_uid)
+        if path in PIXEL_DATA_PATHS:
+            if instance.frames is None and not instance.frames_problem:
+                raise NotFound(f"instance {sop_uid} has no pixel data")
+            table = self._frame_table(instance)
+            numbers = list(range(1, len(table.frames) + 1))
+            vr = "OB" if table.encapsulated else "OW"
+            return BulkData(vr, frames=self.frames(study_uid, series_uid, sop_uid, numbers))
+        entries = json.loads(instance.bulk) if instance.bulk else {}
+        entry = entries.get(path.upper())
+        if entry is None or instance.sidecar_key is None:
+            raise NotFound(f"instance {sop_uid} has no bulk data at {path}")
+        vr, offset, length = entry
+        return BulkData(vr, value=self.blobs.read_range(instance.sidecar_key, offset, length))
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> int:
+        """Remove index rows first (so nothing points at the blobs), then blobs, then cache
+        entries; returns the number of instances removed."""
+        removed = self.index.remove(self.tenant, study_uid, series_uid, sop_uid)
+        if not removed.instances:
+            raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
+        for instance in removed.instances:
+            for key in (instance.blob_key, instance.sidecar_key):
+                if key is None:
+                    continue
+                try:
+                    self.blobs.delete(key)
+                except ArchiveError:
+                    log.warning("blob %s left for the orphan sweep", key)
+        self._invalidate(removed.stale)
+        return len(removed.instances)
+
+
+def _describe(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:
+    if sop_uid is not None:
+        return f"instance {sop_uid}"
+    if series_uid is not None:
+        return f"series {series_uid}"
+    return f"study {study_uid}"
+
+
+__all__ = [
+    "Archive",
+    "BulkData",
+    "FrameSet",
+    "IngestResult",
+    "InstanceRejected",
+    "Level",
+]

@@ -1,0 +1,22 @@
+"""The cache contract: bytes under string keys, best effort.
+
+A cache may forget anything at any time; callers always know how to rebuild a value. That is
+why a cache failure is never an error for a request: implementations swallow and log their
+own faults and behave as a miss.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Cache(Protocol):
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    def delete(self, *keys: str) -> None: ...

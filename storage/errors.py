@@ -1,0 +1,88 @@
+"""The one error tree of the archive core.
+
+Every edge translates these and nothing else: ``dicomweb`` maps them to HTTP status codes,
+the DIMSE SCP to DIMSE statuses. Backend drivers' own exceptions never cross the
+``storage`` boundary; each backend maps them to one of these.
+
+    ArchiveError
+    ├── NotFound                 unknown study, series, instance, frame or bulk data
+    ├── InvalidQuery             a query that cannot be run as given (names the parameter)
+    ├── InstanceRejected         one instance refused at ingest, with a PS3.4 failure status
+    │   ├── UnreadableDataset    0xC000 cannot understand
+    │   ├── IdentityMismatch     0xA900 data set does not match (UIDs missing/invalid/mismatch)
+    │   └── DuplicateConflict    0x0111 same SOP Instance UID, different content
+    ├── Unavailable              a stored resource exists but cannot be produced (e.g. frames of
+    │                            a truncated pixel data element)
+    └── BackendFailure           a store (index, blobs, cache) failed; not the client's fault
+        └── OutOfResources       a store is full or over a limit (0xA700)
+"""
+
+from __future__ import annotations
+
+
+class ArchiveError(Exception):
+    """Base of every error the archive core raises on purpose."""
+
+
+class NotFound(ArchiveError):
+    """The addressed resource does not exist (for this tenant)."""
+
+
+class InvalidQuery(ArchiveError):
+    """A query parameter or key that cannot be matched; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
+        self.reason = reason
+
+
+class InstanceRejected(ArchiveError):
+    """One instance was refused at ingest; the others of the same request go on.
+
+    ``status`` is the PS3.4 Annex B / PS3.18 Table 10.5.3-2 failure reason that both STOW-RS
+    (FailureReason) and C-STORE (Status) report.
+    """
+
+    status = 0x0110  # Processing failure
+
+    def __init__(self, reason: str, *, sop_class_uid: str = "", sop_instance_uid: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+
+
+class UnreadableDataset(InstanceRejected):
+    """The bytes are not a DICOM data set we can parse (PS3.4 B.2.3: 0xC000)."""
+
+    status = 0xC000
+
+
+class IdentityMismatch(InstanceRejected):
+    """Missing or invalid identifying UIDs, or a Study UID that differs from the target
+    (PS3.18 §10.5.3.1: 0xA900 data set does not match SOP Class)."""
+
+    status = 0xA900
+
+
+class DuplicateConflict(InstanceRejected):
+    """The SOP Instance UID is already stored with different content (0x0111).
+
+    An archive must not silently replace a stored instance: the first copy wins and the
+    sender is told, so nothing is lost without a human deciding it.
+    """
+
+    status = 0x0111
+
+
+class Unavailable(ArchiveError):
+    """The resource exists but cannot be produced as asked (says why)."""
+
+
+class BackendFailure(ArchiveError):
+    """A backend (index, blob store, cache) failed for reasons outside the request."""
+
+
+class OutOfResources(BackendFailure):
+    """A backend is full or over a configured limit (PS3.4: 0xA700)."""

@@ -1,0 +1,65 @@
+"""The index contract: what the archive needs from a database, and nothing more.
+
+Implementations do raw operations in one transaction each; the archive owns the rest (keys,
+write order, cache invalidation, error translation). One contract suite runs over every
+implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from storage.query import Query
+from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance
+
+
+class Index(Protocol):
+    def open(self) -> None:
+        """Connect and bring the schema to the current version (idempotent)."""
+
+    def close(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise BackendFailure when the database cannot answer."""
+
+    def find_instance(self, tenant: str, sop_uid: str) -> StoredInstance | None: ...
+
+    def add_instance(self, record: InstanceRecord) -> AddResult:
+        """Insert the instance and its study/series rows in one transaction.
+
+        Identical content already stored gives ALREADY_PRESENT; the same SOP Instance UID with
+        other content raises DuplicateConflict; a series UID already in another study raises
+        IdentityMismatch.
+        """
+
+    def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
+        """Rows matching ``query`` at its level, ``limit`` at most, from ``query.offset``."""
+
+    def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
+        """The version token of a study or series, None when it does not exist."""
+
+    def instance_docs(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[bytes]:
+        """The stored DICOM JSON of each instance, in series then instance order."""
+
+    def instances(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[StoredInstance]: ...
+
+    def remove(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> Removed:
+        """Delete the rows of a study, series or instance (and of emptied parents)."""

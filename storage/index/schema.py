@@ -1,0 +1,89 @@
+"""Versioned schema migrations, one list for every SQL dialect.
+
+Each migration is a list of statements with ``{id}`` (auto-increment primary key), ``{blob}``
+and ``{bigint}`` standing for the dialect's types. Migrations are append-only: a released
+migration is never edited, a change is a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE studies (
+            id {id},
+            tenant TEXT NOT NULL,
+            study_uid TEXT NOT NULL,
+            patient_id TEXT,
+            issuer_of_patient_id TEXT,
+            patient_name_ci TEXT,
+            patient_name_fuzzy TEXT,
+            patient_birth_date TEXT,
+            patient_sex TEXT,
+            study_date TEXT,
+            study_time TEXT,
+            accession_number TEXT,
+            referring_physician_name_ci TEXT,
+            referring_physician_name_fuzzy TEXT,
+            study_id TEXT,
+            study_description TEXT,
+            modalities TEXT NOT NULL DEFAULT '',
+            sop_classes TEXT NOT NULL DEFAULT '',
+            n_series INTEGER NOT NULL DEFAULT 0,
+            n_instances INTEGER NOT NULL DEFAULT 0,
+            version TEXT NOT NULL,
+            doc {blob} NOT NULL,
+            UNIQUE (tenant, study_uid)
+        )""",
+        "CREATE INDEX studies_patient_name ON studies (tenant, patient_name_ci)",
+        "CREATE INDEX studies_patient_name_fuzzy ON studies (tenant, patient_name_fuzzy)",
+        "CREATE INDEX studies_patient_id ON studies (tenant, patient_id)",
+        "CREATE INDEX studies_study_date ON studies (tenant, study_date)",
+        "CREATE INDEX studies_accession ON studies (tenant, accession_number)",
+        """CREATE TABLE series (
+            id {id},
+            tenant TEXT NOT NULL,
+            study_pk {bigint} NOT NULL REFERENCES studies (id),
+            series_uid TEXT NOT NULL,
+            modality TEXT,
+            series_number INTEGER,
+            series_description TEXT,
+            body_part_examined TEXT,
+            pps_start_date TEXT,
+            pps_start_time TEXT,
+            scheduled_procedure_step_id TEXT,
+            requested_procedure_id TEXT,
+            n_instances INTEGER NOT NULL DEFAULT 0,
+            version TEXT NOT NULL,
+            doc {blob} NOT NULL,
+            UNIQUE (tenant, series_uid)
+        )""",
+        "CREATE INDEX series_study ON series (study_pk, modality)",
+        "CREATE INDEX series_modality ON series (tenant, modality)",
+        """CREATE TABLE instances (
+            id {id},
+            tenant TEXT NOT NULL,
+            study_pk {bigint} NOT NULL REFERENCES studies (id),
+            series_pk {bigint} NOT NULL REFERENCES series (id),
+            sop_uid TEXT NOT NULL,
+            sop_class_uid TEXT NOT NULL,
+            instance_number INTEGER,
+            transfer_syntax TEXT NOT NULL,
+            blob_key TEXT NOT NULL,
+            blob_size {bigint} NOT NULL,
+            sha256 TEXT NOT NULL,
+            sidecar_key TEXT,
+            number_of_frames INTEGER NOT NULL,
+            frames {blob},
+            frames_source TEXT,
+            frames_syntax TEXT,
+            frames_problem TEXT,
+            bulk {blob},
+            doc {blob} NOT NULL,
+            stored_at TEXT NOT NULL,
+            UNIQUE (tenant, sop_uid)
+        )""",
+        "CREATE INDEX instances_series ON instances (series_pk, instance_number)",
+        "CREATE INDEX instances_study ON instances (study_pk)",
+        "CREATE INDEX instances_sop_class ON instances (tenant, sop_class_uid)",
+    ],
+]

@@ -1,0 +1,425 @@
+"""The SQL shared by every relational index (SQLite, PostgreSQL).
+
+Subclasses supply connections (:meth:`SqlIndex._transaction`), the dialect's type names and
+its wildcard syntax; every statement here is written once, with ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from storage.attributes import Level
+from storage.errors import DuplicateConflict, IdentityMismatch
+from storage.index.matching import ALIASES, PatternSyntax, compile_condition
+from storage.index.schema import MIGRATIONS
+from storage.query import Query
+from storage.records import (
+    AddOutcome,
+    AddResult,
+    InstanceRecord,
+    Match,
+    Removed,
+    Stamp,
+    StoredInstance,
+)
+
+INSTANCE_COLUMNS = (
+    "s.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.transfer_syntax, i.blob_key, "
+    "i.blob_size, i.sha256, i.sidecar_key, i.number_of_frames, i.frames, i.frames_source, "
+    "i.frames_syntax, i.frames_problem, i.bulk"
+)
+INSTANCE_FROM = (
+    "instances i JOIN series se ON se.id = i.series_pk JOIN studies s ON s.id = i.study_pk"
+)
+LEVEL_FROM = {
+    Level.STUDY: "studies s",
+    Level.SERIES: "series se JOIN studies s ON s.id = se.study_pk",
+    Level.INSTANCE: INSTANCE_FROM,
+}
+LEVEL_ORDER = {
+    Level.STUDY: "s.id",
+    Level.SERIES: "se.series_number, se.id",
+    Level.INSTANCE: "i.instance_number, i.id",
+}
+
+
+class Cursor(Protocol):
+    """The slice of a DB-API cursor the shared SQL uses."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+def new_version() -> str:
+    """A fresh version token: random, so a deleted and re-created series never reuses one."""
+    return secrets.token_hex(8)
+
+
+class SqlIndex(ABC):
+    """An :class:`~storage.index.base.Index` over a DB-API database."""
+
+    types: dict[str, str]
+    syntax: PatternSyntax
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside one transaction: committed on normal exit, rolled back on error."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads (may share the transaction machinery)."""
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self, cur: Cursor) -> None:
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for number, statements in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            for statement in statements:
+                cur.execute(statement.format(**self.types))
+            cur.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def ping(self) -> None:
+        with self._read() as cur:
+            cur.execute("SELECT 1").fetchone()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def find_instance(self, tenant: str, sop_uid: str) -> StoredInstance | None:
+        with self._read() as cur:
+            row = cur.execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} "
+                "WHERE i.tenant = ? AND i.sop_uid = ?",
+                (tenant, sop_uid),
+            ).fetchone()
+        return StoredInstance(*row) if row else None
+
+    def add_instance(self, record: InstanceRecord) -> AddResult:
+        with self._transaction() as cur:
+            existing = cur.execute(
+                "SELECT sha256 FROM instances WHERE tenant = ? AND sop_uid = ?",
+                (record.tenant, record.sop_uid),
+            ).fetchone()
+            if existing is not None:
+                if existing[0] == record.sha256:
+                    return AddResult(AddOutcome.ALREADY_PRESENT)
+                raise DuplicateConflict(
+                    f"SOP Instance {record.sop_uid} is already stored with different content",
+                    sop_class_uid=record.sop_class_uid,
+                    sop_instance_uid=record.sop_uid,
+                )
+            stale: list[Stamp] = []
+            study_pk, study_version, new_study = self._ensure_study(cur, record)
+            if not new_study:
+                stale.append(Stamp(record.study_uid, None, study_version))
+            series_pk, series_version, new_series = self._ensure_series(cur, record, study_pk)
+            if not new_series:
+                stale.append(Stamp(record.study_uid, record.series_uid, series_version))
+            self._insert_instance(cur, record, study_pk, series_pk)
+            cur.execute(
+                "UPDATE series SET n_instances = n_instances + 1, version = ? WHERE id = ?",
+                (new_version(), series_pk),
+            )
+            cur.execute(
+                "UPDATE studies SET n_instances = n_instances + 1, n_series = n_series + ?, "
+                "version = ? WHERE id = ?",
+                (1 if new_series else 0, new_version(), study_pk),
+            )
+            if new_series or not self._study_has_class(cur, study_pk, record.sop_class_uid):
+                self._refresh_study_summary(cur, study_pk)
+            return AddResult(AddOutcome.STORED, tuple(stale))
+
+    @staticmethod
+    def _study_has_class(cur: Cursor, study_pk: int, sop_class_uid: str) -> bool:
+        row = cur.execute("SELECT sop_classes FROM studies WHERE id = ?", (study_pk,)).fetchone()
+        return sop_class_uid in str(row[0]).split("\\")
+
+    def _ensure_study(self, cur: Cursor, record: InstanceRecord) -> tuple[int, str, bool]:
+        row = cur.execute(
+            "SELECT id, version FROM studies WHERE tenant = ? AND study_uid = ?",
+            (record.tenant, record.study_uid),
+        ).fetchone()
+        if row:
+            return row[0], row[1], False
+        values = {
+            "tenant": record.tenant,
+            **record.study_values,
+            "version": new_version(),
+            "doc": record.study_doc,
+        }
+        return self._insert(cur, "studies", values), values["version"], True
+
+    def _ensure_series(
+        self, cur: Cursor, record: InstanceRecord, study_pk: int
+    ) -> tuple[int, str, bool]:
+        row = cur.execute(
+            "SELECT id, version, study_pk FROM series WHERE tenant = ? AND series_uid = ?",
+            (record.tenant, record.series_uid),
+        ).fetchone()
+        if row:
+            if row[2] != study_pk:
+                raise IdentityMismatch(
+                    f"Series {record.series_uid} already belongs to another study",
+                    sop_class_uid=record.sop_class_uid,
+                    sop_instance_uid=record.sop_uid,
+                )
+            return row[0], row[1], False
+        values = {
+            "tenant": record.tenant,
+            "study_pk": study_pk,
+            **record.series_values,
+            "version": new_version(),
+            "doc": record.series_doc,
+        }
+        return self._insert(cur, "series", values), values["version"], True
+
+    def _insert_instance(
+        self, cur: Cursor, record: InstanceRecord, study_pk: int, series_pk: int
+    ) -> None:
+        values = {
+            "tenant": record.tenant,
+            "study_pk": study_pk,
+            "series_pk": series_pk,
+            **record.instance_values,
+            "transfer_syntax": record.transfer_syntax,
+            "blob_key": record.blob_key,
+            "blob_size": record.blob_size,
+            "sha256": record.sha256,
+            "sidecar_key": record.sidecar_key,
+            "number_of_frames": record.number_of_frames,
+            "frames": record.frames,
+            "frames_source": record.frames_source,
+            "frames_syntax": record.frames_syntax,
+            "frames_problem": record.frames_problem,
+            "bulk": record.bulk,
+            "doc": record.instance_doc,
+            "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._insert(cur, "instances", values)
+
+    def _insert(self, cur: Cursor, table: str, values: dict[str, Any]) -> int:
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        row = cur.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING id",
+            list(values.values()),
+        ).fetchone()
+        return int(row[0])
+
+    def _refresh_study_summary(self, cur: Cursor, study_pk: int) -> None:
+        """ModalitiesInStudy and SOPClassesInStudy (PS3.4 C.6.2.1.1) kept on the study row so
+        QIDO never aggregates at read time."""
+        modalities = [
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT modality FROM series WHERE study_pk = ? AND modality IS NOT NULL "
+                "ORDER BY modality",
+                (study_pk,),
+            ).fetchall()
+        ]
+        classes = [
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT sop_class_uid FROM instances WHERE study_pk = ? "
+                "ORDER BY sop_class_uid",
+                (study_pk,),
+            ).fetchall()
+        ]
+        cur.execute(
+            "UPDATE studies SET modalities = ?, sop_classes = ? WHERE id = ?",
+            ("\\".join(modalities), "\\".join(classes), study_pk),
+        )
+
+    # -- queries --------------------------------------------------------------------------
+
+    def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
+        level = query.level
+        where, params = self._where(tenant, query)
+        columns = [
+            "s.study_uid",
+            "s.doc",
+            "s.modalities",
+            "s.sop_classes",
+            "s.n_series",
+            "s.n_instances",
+        ]
+        if level is not Level.STUDY:
+            columns += ["se.series_uid", "se.doc", "se.n_instances"]
+        if level is Level.INSTANCE:
+            columns += ["i.sop_uid", "i.doc"]
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {LEVEL_FROM[level]} WHERE {where} "
+            f"ORDER BY {LEVEL_ORDER[level]} LIMIT ? OFFSET ?"
+        )
+        with self._read() as cur:
+            rows = cur.execute(sql, [*params, limit, query.offset]).fetchall()
+        return [_match(level, row) for row in rows]
+
+    def _where(self, tenant: str, query: Query) -> tuple[str, list[Any]]:
+        alias = ALIASES[query.level]
+        clauses, params = [f"{alias}.tenant = ?"], [tenant]
+        if query.study_uid is not None:
+            clauses.append("s.study_uid = ?")
+            params.append(query.study_uid)
+        if query.series_uid is not None:
+            clauses.append("se.series_uid = ?")
+            params.append(query.series_uid)
+        for cond in query.conditions:
+            fragment = compile_condition(cond, self.syntax, query.fuzzy)
+            if fragment is not None:
+                clauses.append(fragment.sql)
+                params.extend(fragment.params)
+        return " AND ".join(clauses), params
+
+    def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
+        with self._read() as cur:
+            if series_uid is None:
+                row = cur.execute(
+                    "SELECT version FROM studies WHERE tenant = ? AND study_uid = ?",
+                    (tenant, study_uid),
+                ).fetchone()
+            else:
+                row = cur.execute(
+                    "SELECT se.version FROM series se JOIN studies s ON s.id = se.study_pk "
+                    "WHERE se.tenant = ? AND se.series_uid = ? AND s.study_uid = ?",
+                    (tenant, series_uid, study_uid),
+                ).fetchone()
+        return str(row[0]) if row else None
+
+    def instance_docs(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[bytes]:
+        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        with self._read() as cur:
+            rows = cur.execute(
+                f"SELECT i.doc FROM {INSTANCE_FROM} WHERE {where} "
+                "ORDER BY se.series_number, se.id, i.instance_number, i.id",
+                params,
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def instances(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[StoredInstance]:
+        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        with self._read() as cur:
+            rows = cur.execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} WHERE {where} "
+                "ORDER BY se.series_number, se.id, i.instance_number, i.id",
+                params,
+            ).fetchall()
+        return [StoredInstance(*row) for row in rows]
+
+    @staticmethod
+    def _scope(
+        tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> tuple[str, list[Any]]:
+        clauses, params = ["i.tenant = ?", "s.study_uid = ?"], [tenant, study_uid]
+        if series_uid is not None:
+            clauses.append("se.series_uid = ?")
+            params.append(series_uid)
+        if sop_uid is not None:
+            clauses.append("i.sop_uid = ?")
+            params.append(sop_uid)
+        return " AND ".join(clauses), params
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def remove(
+        self,
+        tenant: str,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> Removed:
+        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        with self._transaction() as cur:
+            rows = cur.execute(
+                f"SELECT {INSTANCE_COLUMNS}, i.id, se.id, s.id, se.version, s.version "
+                f"FROM {INSTANCE_FROM} WHERE {where}",
+                params,
+            ).fetchall()
+            if not rows:
+                return Removed((), ())
+            stale = {Stamp(r[0], None, r[19]) for r in rows}
+            stale |= {Stamp(r[0], r[1], r[18]) for r in rows}
+            for chunk in _chunks([r[15] for r in rows], 500):
+                marks = ", ".join("?" for _ in chunk)
+                cur.execute(f"DELETE FROM instances WHERE id IN ({marks})", chunk)
+            for series_pk in {r[16] for r in rows}:
+                self._recount_series(cur, series_pk)
+            for study_pk in {r[17] for r in rows}:
+                self._recount_study(cur, study_pk)
+        return Removed(tuple(StoredInstance(*r[:15]) for r in rows), tuple(stale))
+
+    def _recount_series(self, cur: Cursor, series_pk: int) -> None:
+        count = cur.execute(
+            "SELECT COUNT(*) FROM instances WHERE series_pk = ?", (series_pk,)
+        ).fetchone()[0]
+        if count == 0:
+            cur.execute("DELETE FROM series WHERE id = ?", (series_pk,))
+        else:
+            cur.execute(
+                "UPDATE series SET n_instances = ?, version = ? WHERE id = ?",
+                (count, new_version(), series_pk),
+            )
+
+    def _recount_study(self, cur: Cursor, study_pk: int) -> None:
+        n_instances = cur.execute(
+            "SELECT COUNT(*) FROM instances WHERE study_pk = ?", (study_pk,)
+        ).fetchone()[0]
+        if n_instances == 0:
+            cur.execute("DELETE FROM series WHERE study_pk = ?", (study_pk,))
+            cur.execute("DELETE FROM studies WHERE id = ?", (study_pk,))
+            return
+        n_series = cur.execute(
+            "SELECT COUNT(*) FROM series WHERE study_pk = ?", (study_pk,)
+        ).fetchone()[0]
+        cur.execute(
+            "UPDATE studies SET n_instances = ?, n_series = ?, version = ? WHERE id = ?",
+            (n_instances, n_series, new_version(), study_pk),
+        )
+        self._refresh_study_summary(cur, study_pk)
+
+
+def _match(level: Level, row: Sequence[Any]) -> Match:
+    study_uid, study_doc, modalities, classes, n_series, n_study_instances = row[:6]
+    computed: dict[int, Any] = {
+        0x00080061: modalities.split("\\") if modalities else [],
+        0x00080062: classes.split("\\") if classes else [],
+        0x00201206: n_series,
+        0x00201208: n_study_instances,
+        0x00080056: "ONLINE",
+    }
+    docs = [bytes(study_doc)]
+    series_uid = sop_uid = None
+    if level is not Level.STUDY:
+        series_uid, series_doc, n_series_instances = row[6:9]
+        docs.append(bytes(series_doc))
+        computed[0x00201209] = n_series_instances
+    if level is Level.INSTANCE:
+        sop_uid, instance_doc = row[9:11]
+        docs.append(bytes(instance_doc))
+    return Match(level, study_uid, series_uid, sop_uid, tuple(docs), computed)
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,104 @@
+"""Plain values that cross between the archive and its index backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from storage.attributes import Level
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """Everything the index stores for one instance, computed once at ingest.
+
+    ``*_values`` map index columns to canonical values (see ``storage.normalize``); the
+    ``*_doc`` fields are DICOM JSON objects (UTF-8 bytes) of each level's attributes.
+    """
+
+    tenant: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    study_values: dict[str, Any]
+    series_values: dict[str, Any]
+    instance_values: dict[str, Any]
+    study_doc: bytes
+    series_doc: bytes
+    instance_doc: bytes
+    blob_key: str
+    blob_size: int
+    sha256: str
+    sidecar_key: str | None
+    number_of_frames: int
+    frames: bytes | None
+    frames_source: str | None
+    frames_syntax: str | None
+    frames_problem: str | None
+    bulk: bytes | None
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """The index's view of a stored instance: enough to retrieve it without parsing."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    blob_key: str
+    blob_size: int
+    sha256: str
+    sidecar_key: str | None
+    number_of_frames: int
+    frames: bytes | None
+    frames_source: str | None
+    frames_syntax: str | None
+    frames_problem: str | None
+    bulk: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A study's or series' version token as it was before a change: the archive drops the
+    cache entries keyed by it (new entries are keyed by the new token)."""
+
+    study_uid: str
+    series_uid: str | None
+    version: str
+
+
+class AddOutcome(StrEnum):
+    STORED = "stored"
+    ALREADY_PRESENT = "already-present"
+
+
+@dataclass(frozen=True)
+class AddResult:
+    outcome: AddOutcome
+    stale: tuple[Stamp, ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    """One QIDO/C-FIND result row: the precomputed documents of its levels (study first) and
+    the values derived from the index (counts, modalities), keyed by tag."""
+
+    level: Level
+    study_uid: str
+    series_uid: str | None
+    sop_uid: str | None
+    docs: tuple[bytes, ...]
+    computed: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a delete took out of the index, for the archive to clean up after."""
+
+    instances: tuple[StoredInstance, ...]
+    stale: tuple[Stamp, ...]
