@@ -1,0 +1,77 @@
+"""HTTP errors of the DICOMweb layer and the translation of the archive's error tree.
+
+Every ``storage.errors`` class has exactly one status here (a test checks it), and input can
+only ever produce a 4xx: 5xx means a store failed, and is logged with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from storage import errors as storage_errors
+
+log = logging.getLogger(__name__)
+
+
+class HttpError(Exception):
+    """An error response with a short text body that says what was wrong."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad_request(parameter: str, reason: str) -> HttpError:
+    """400 that names the offending parameter (PS3.18 §8.1.2.1)."""
+    return HttpError(400, f"{parameter}: {reason}")
+
+
+def not_acceptable(reason: str) -> HttpError:
+    return HttpError(406, f"Not Acceptable: {reason}")
+
+
+STATUS_BY_ERROR: dict[type[storage_errors.ArchiveError], int] = {
+    storage_errors.NotFound: 404,
+    storage_errors.InvalidQuery: 400,
+    storage_errors.InstanceRejected: 409,
+    storage_errors.UnreadableDataset: 409,
+    storage_errors.IdentityMismatch: 409,
+    storage_errors.DuplicateConflict: 409,
+    storage_errors.Unavailable: 409,
+    storage_errors.BackendFailure: 503,
+    storage_errors.OutOfResources: 507,
+    storage_errors.ArchiveError: 500,
+}
+
+
+def status_for(exc: storage_errors.ArchiveError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 500
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return PlainTextResponse(exc.message, exc.status, headers=exc.headers)
+
+
+async def archive_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, storage_errors.ArchiveError)
+    status = status_for(exc)
+    if status >= 500:
+        log.error("request %s failed in a store: %s", request_id(request), exc)
+        return PlainTextResponse(
+            f"The archive could not complete the request (request id {request_id(request)})",
+            status,
+        )
+    return PlainTextResponse(str(exc), status)

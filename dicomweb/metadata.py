@@ -1,0 +1,42 @@
+"""WADO-RS metadata of a study, series or instance (PS3.18 §10.4.1.1.2, §F.2).
+
+The body is assembled from the per-instance DICOM JSON stored at ingest, cached as bytes
+under the series' version token, and finished with one ``bytes.replace`` that puts the
+request's public root into the BulkDataURIs. No DICOM is parsed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb.context import Service
+from dicomweb.errors import not_acceptable
+from dicomweb.wado import acceptables, path_uids
+from storage.instance_json import ROOT_MARK
+
+DICOM_JSON = "application/dicom+json"
+
+
+async def metadata(request: Request) -> Response:
+    service: Service = request.app.state.service
+    study_uid, series_uid, sop_uid = path_uids(request)
+    if not any(a.matches(DICOM_JSON) or a.matches("application/json")
+               for a in acceptables(request)):
+        raise not_acceptable("metadata is available as application/dicom+json")
+    archive = service.archive_for(request)
+    body, version = await run_in_threadpool(archive.metadata, study_uid, series_uid, sop_uid)
+    root = service.root(request).encode("utf-8")
+    etag = '"' + hashlib.blake2b(version.encode() + root, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in _if_none_match(request):
+        return Response(status_code=304, headers=headers)
+    return Response(body.replace(ROOT_MARK, root), media_type=DICOM_JSON, headers=headers)
+
+
+def _if_none_match(request: Request) -> set[str]:
+    header = request.headers.get("if-none-match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}

@@ -1,0 +1,259 @@
+"""QIDO-RS: search for studies, series and instances (PS3.18 §10.6).
+
+Query parameters are parsed once into a typed :class:`storage.query.Query` (PS3.18 §8.3.4);
+every parameter we cannot honour is a 400 that names it. Results are built from the level
+documents stored at ingest plus the values the index derives (counts, modalities).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb import uri
+from dicomweb.context import Service
+from dicomweb.errors import HttpError, bad_request, not_acceptable
+from dicomweb.negotiation import NotAcceptableHeader, accept_from_request, parse_accept
+from storage.attributes import (
+    BY_KEY,
+    BY_KEYWORD,
+    DEFAULT_RETURN,
+    Level,
+    QueryAttribute,
+    visible_at,
+)
+from storage.errors import InvalidQuery
+from storage.query import Condition, Query, condition, is_valid_uid
+from storage.records import Match
+
+CONTROL_PARAMETERS = frozenset({"includefield", "fuzzymatching", "limit", "offset", "accept",
+                                "charset"})
+DICOM_JSON = "application/dicom+json"
+RETRIEVE_URL = 0x00081190
+_COMPUTED_VR = {0x00080061: "CS", 0x00080062: "UI", 0x00201206: "IS", 0x00201208: "IS",
+                0x00201209: "IS", 0x00080056: "CS"}
+
+
+def parse_query(
+    params: Iterable[tuple[str, str]],
+    level: Level,
+    *,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> Query:
+    """Compile QIDO-RS query parameters (PS3.18 §8.3.4) into a typed query."""
+    conditions: list[Condition] = []
+    seen: set[str] = set()
+    include: set[int] = set()
+    include_all = False
+    fuzzy = False
+    limit: int | None = None
+    offset = 0
+    for name, value in params:
+        if name == "includefield":
+            for item in filter(None, (v.strip() for v in value.split(","))):
+                if item == "all":
+                    include_all = True
+                else:
+                    include.add(_include_tag(item))
+        elif name == "fuzzymatching":
+            if value not in ("true", "false"):
+                raise bad_request(name, f"must be true or false, not {value!r}")
+            fuzzy = value == "true"
+        elif name in ("limit", "offset"):
+            number = _non_negative(name, value)
+            if name == "limit":
+                limit = number
+            else:
+                offset = number
+        elif name in ("accept", "charset"):
+            continue
+        else:
+            attribute = _attribute(name, level)
+            if attribute.key in seen:
+                raise bad_request(name, "given more than once")
+            seen.add(attribute.key)
+            try:
+                conditions.append(condition(attribute, value))
+            except InvalidQuery as exc:
+                raise bad_request(name, exc.reason) from exc
+    return Query(
+        level=level,
+        conditions=tuple(conditions),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        include="all" if include_all else frozenset(include),
+        fuzzy=fuzzy,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def _non_negative(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise bad_request(name, f"must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def _resolve_tag(item: str) -> int | None:
+    if len(item) == 8:
+        try:
+            return int(item, 16)
+        except ValueError:
+            pass
+    return tag_for_keyword(item)
+
+
+def _include_tag(item: str) -> int:
+    """An includefield value: keyword or tag, a dotted sequence path meaning its top-level
+    sequence (PS3.18 §8.3.4.3)."""
+    tag = _resolve_tag(item.split(".", 1)[0])
+    if tag is None:
+        raise bad_request("includefield", f"{item!r} is not a DICOM keyword or tag")
+    return tag
+
+
+def _attribute(name: str, level: Level) -> QueryAttribute:
+    """The catalogue attribute a matching key names (keyword, tag, or dotted sequence path)."""
+    attribute = BY_KEYWORD.get(name) or BY_KEY.get(name.upper())
+    if attribute is None and "." in name:
+        parts = [_resolve_tag(p) for p in name.split(".")]
+        if None not in parts:
+            attribute = BY_KEY.get(".".join(f"{t:08X}" for t in parts if t is not None))
+    if attribute is None:
+        if _resolve_tag(name.split(".")[0]) is None:
+            raise bad_request(name, "unknown query parameter or attribute")
+        supported = ", ".join(a.keyword for a in BY_KEYWORD.values()
+                              if a.matchable and visible_at(a, level))
+        raise bad_request(name, f"matching on this attribute is not supported at the "
+                                f"{level.lower()} level (supported: {supported})")
+    if not attribute.matchable:
+        raise bad_request(name, "is returned by the server and cannot be matched")
+    if not visible_at(attribute, level):
+        raise bad_request(name, f"is a {attribute.level.lower()}-level attribute and cannot "
+                                f"be matched in a {level.lower()} search")
+    return attribute
+
+
+def return_tags(query: Query) -> set[int] | Literal["all"]:
+    """Default attributes of the level (PS3.18 Tables 10.6.3-3..5), those of the levels above
+    when the search is not scoped to them (PS3.18 §10.6.3.3), the matching keys and the
+    includefield attributes."""
+    if query.include == "all":
+        return "all"
+    tags = set(DEFAULT_RETURN[query.level])
+    if query.level is not Level.STUDY and query.study_uid is None:
+        tags |= DEFAULT_RETURN[Level.STUDY]
+    if query.level is Level.INSTANCE and query.series_uid is None:
+        tags |= DEFAULT_RETURN[Level.SERIES]
+    tags |= {c.attribute.sequence or c.attribute.tag for c in query.conditions}
+    tags |= set(query.include)
+    return tags
+
+
+def result_object(match: Match, tags: set[int] | Literal["all"], root: str) -> dict[str, Any]:
+    """One result in the DICOM JSON model (PS3.18 §F.2)."""
+    merged: dict[str, Any] = {}
+    for doc in match.docs:
+        for key, value in json.loads(doc).items():
+            if tags == "all" or int(key, 16) in tags:
+                merged[key] = value
+    for tag, value in match.computed.items():
+        if tags == "all" or tag in tags:
+            merged[f"{tag:08X}"] = _computed_json(tag, value)
+    if tags != "all":
+        for tag in tags:
+            key = f"{tag:08X}"
+            if key not in merged and tag != RETRIEVE_URL:
+                merged[key] = {"vr": _vr(tag)}
+    merged[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [_retrieve_url(match, root)]}
+    return dict(sorted(merged.items()))
+
+
+def _computed_json(tag: int, value: Any) -> dict[str, Any]:
+    vr = _COMPUTED_VR[tag]
+    values = value if isinstance(value, list) else [value]
+    return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+def _vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag)).split(" or ")[0]
+    except KeyError:
+        return "UN"
+
+
+def _retrieve_url(match: Match, root: str) -> str:
+    if match.sop_uid is not None and match.series_uid is not None:
+        return uri.instance_url(root, match.study_uid, match.series_uid, match.sop_uid)
+    if match.series_uid is not None:
+        return uri.series_url(root, match.study_uid, match.series_uid)
+    return uri.study_url(root, match.study_uid)
+
+
+def _check_accept(request: Request) -> None:
+    """QIDO-RS answers in DICOM JSON (PS3.18 §10.6.1.3); a client that accepts neither it,
+    application/json nor a wildcard gets 406."""
+    header = accept_from_request(
+        request.headers.get("accept"), request.query_params.getlist("accept")
+    )
+    try:
+        acceptable = parse_accept(header)
+    except NotAcceptableHeader as exc:
+        raise bad_request("Accept", str(exc)) from exc
+    if not any(a.matches(DICOM_JSON) or a.matches("application/json") for a in acceptable):
+        raise not_acceptable("search results are available as application/dicom+json only")
+
+
+async def search(request: Request, level: Level) -> Response:
+    service: Service = request.app.state.service
+    path = request.path_params
+    study_uid, series_uid = path.get("study"), path.get("series")
+    for name, value in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
+        if value is not None and not is_valid_uid(value):
+            raise HttpError(400, f"{name} in the path: {value!r} is not a valid UID")
+    _check_accept(request)
+    query = parse_query(
+        request.query_params.multi_items(), level, study_uid=study_uid, series_uid=series_uid
+    )
+    cap = service.options.max_results
+    wanted = cap if query.limit is None else min(query.limit, cap)
+    archive = service.archive_for(request)
+    matches = await run_in_threadpool(archive.query, query, max_results=wanted + 1)
+    headers: dict[str, str] = {"Cache-Control": "no-cache"}
+    if len(matches) > wanted:
+        matches = matches[:wanted]
+        headers["Warning"] = (
+            '299 radcase-pacs "There are additional results that can be requested"'
+        )
+    elif query.limit is not None and query.limit > cap:
+        headers["Warning"] = (
+            f'299 radcase-pacs "The limit {query.limit} exceeds the maximum of {cap} results"'
+        )
+    root = service.root(request)
+    tags = return_tags(query)
+    body = [result_object(match, tags, root) for match in matches]
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        media_type=DICOM_JSON,
+        headers=headers,
+    )
+
+
+async def search_studies(request: Request) -> Response:
+    return await search(request, Level.STUDY)
+
+
+async def search_series(request: Request) -> Response:
+    return await search(request, Level.SERIES)
+
+
+async def search_instances(request: Request) -> Response:
+    return await search(request, Level.INSTANCE)
+

@@ -1,0 +1,213 @@
+"""STOW-RS: store instances from a multipart/related request (PS3.18 §10.5).
+
+The body is parsed as a stream; each part is ingested as soon as its closing delimiter has
+arrived, so memory holds at most one part (spooled to disk past a threshold) and a body cut
+off mid-part never stores a partial instance. Every part's outcome goes into the Store
+Instances Response (PS3.18 §10.5.3, Table 10.5.3-3): ReferencedSOPSequence for stored
+instances (with WarningReason when something was coerced), FailedSOPSequence with a
+FailureReason for refused ones; a human-readable reason per problem goes in a ``Warning``
+header, since the response module has no attribute for text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from dicomweb import uri
+from dicomweb.context import Service
+from dicomweb.errors import HttpError, bad_request, not_acceptable
+from dicomweb.mediatypes import MediaTypeError, parse_media_type
+from dicomweb.multipart import (
+    MultipartError,
+    MultipartReader,
+    Part,
+    PartTooLarge,
+    TruncatedPart,
+    boundary_from_content_type,
+)
+from dicomweb.wado import acceptables, path_uids
+from storage.archive import Archive, IngestResult
+from storage.errors import BackendFailure, InstanceRejected, OutOfResources
+from storage.instance_json import dumps
+
+log = logging.getLogger(__name__)
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+COERCION_OF_DATA_ELEMENTS = 0xB000
+
+
+@dataclass
+class Outcome:
+    """What happened to each part, in order."""
+
+    stored: list[tuple[IngestResult, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+    backend_failed: bool = False
+
+    def fail(self, status: int, reason: str, sop_class: str = "", sop_uid: str = "") -> None:
+        self.failed.append((sop_class, sop_uid, status, reason))
+
+
+def _check_content_type(request: Request) -> bytes:
+    """PS3.18 §10.5.1.1: the body is multipart/related of application/dicom parts; anything
+    else is 415 (metadata+bulk data STOW in JSON or XML is not offered)."""
+    header = request.headers.get("content-type", "")
+    try:
+        part_type, boundary = boundary_from_content_type(header)
+    except MultipartError as exc:
+        raise HttpError(415, f"Content-Type must be multipart/related; type=\"{DICOM}\" "
+                             f"with a boundary ({exc})") from exc
+    if part_type and part_type.lower() != DICOM:
+        raise HttpError(415, f"parts of type {part_type!r} are not accepted; only {DICOM}")
+    return boundary
+
+
+def _check_accept(request: Request) -> None:
+    if not any(a.matches(DICOM_JSON) or a.matches("application/json")
+               for a in acceptables(request)):
+        raise not_acceptable("the store response is available as application/dicom+json")
+
+
+def _part_is_dicom(part: Part) -> str | None:
+    """None when the part may be DICOM, else why not."""
+    if part.content_type is None:
+        return None
+    try:
+        essence = parse_media_type(part.content_type).essence
+    except MediaTypeError as exc:
+        return f"part Content-Type is malformed: {exc}"
+    return None if essence == DICOM else f"part of type {essence} is not {DICOM}"
+
+
+def _ingest_part(archive: Archive, part: Part, study_uid: str | None, outcome: Outcome,
+                 root: str) -> None:
+    """Ingest one part, recording its outcome; never raises for the part's content."""
+    try:
+        problem = _part_is_dicom(part)
+        if problem is not None:
+            outcome.fail(CANNOT_UNDERSTAND, problem)
+            return
+        result = archive.ingest(part.body, expected_study_uid=study_uid)
+        url = uri.instance_url(root, result.study_uid, result.series_uid, result.sop_uid)
+        outcome.stored.append((result, url))
+    except InstanceRejected as exc:
+        outcome.fail(exc.status, exc.reason, exc.sop_class_uid, exc.sop_instance_uid)
+    except OutOfResources as exc:
+        outcome.backend_failed = True
+        outcome.fail(OUT_OF_RESOURCES, str(exc))
+    except BackendFailure as exc:
+        log.error("store failed for a STOW-RS part: %s", exc)
+        outcome.backend_failed = True
+        outcome.fail(PROCESSING_FAILURE, "the archive could not store this instance")
+    finally:
+        part.close()
+
+
+async def store(request: Request) -> Response:
+    """POST /studies[/{study}] (PS3.18 §10.5)."""
+    service: Service = request.app.state.service
+    study_uid = path_uids(request)[0] if "study" in request.path_params else None
+    boundary = _check_content_type(request)
+    _check_accept(request)
+    limit = service.options.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"the request body exceeds the limit of {limit} bytes")
+    archive = service.archive_for(request)
+    root = service.root(request)
+    outcome = Outcome()
+    reader = MultipartReader(boundary, max_part_bytes=service.options.max_part_bytes)
+    received = 0
+    try:
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise HttpError(413, f"the request body exceeds the limit of {limit} bytes")
+                for part in reader.feed(chunk):
+                    await run_in_threadpool(_ingest_part, archive, part, study_uid, outcome, root)
+            truncated = reader.finish()
+        except PartTooLarge as exc:
+            raise HttpError(413, str(exc)) from exc
+        except MultipartError as exc:
+            if not outcome.stored and not outcome.failed:
+                raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
+            outcome.fail(CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}")
+            truncated = None
+    except ClientDisconnect:
+        log.info("STOW-RS client disconnected after %d bytes", received)
+        raise
+    finally:
+        reader.close()
+    if isinstance(truncated, TruncatedPart):
+        outcome.fail(CANNOT_UNDERSTAND, f"the body ended inside a part after "
+                                        f"{truncated.received} bytes; that part was not stored")
+    if not outcome.stored and not outcome.failed:
+        raise bad_request("body", "the request contains no parts")
+    return _response(outcome, study_uid, root)
+
+
+def _response(outcome: Outcome, study_uid: str | None, root: str) -> Response:
+    body: dict[str, Any] = {}
+    studies = {r.study_uid for r, _ in outcome.stored}
+    target = study_uid or (next(iter(studies)) if len(studies) == 1 else None)
+    if target is not None:
+        body["00081190"] = {"vr": "UR", "Value": [uri.study_url(root, target)]}
+    if outcome.failed:
+        body["00081198"] = {"vr": "SQ", "Value": [_failed_item(f) for f in outcome.failed]}
+    if outcome.stored:
+        body["00081199"] = {"vr": "SQ", "Value": [_stored_item(r, url)
+                                                  for r, url in outcome.stored]}
+    warnings = [f"{sop or 'part'}: {reason}" for _, sop, _, reason in outcome.failed]
+    warnings += [f"{r.sop_uid}: {w}" for r, _ in outcome.stored for w in r.warnings]
+    if not outcome.stored:
+        status = 503 if outcome.backend_failed else 409
+    elif outcome.failed or warnings:
+        status = 202
+    else:
+        status = 200
+    headers = [("Warning", f'299 radcase-pacs "{_quote(w)}"') for w in warnings[:50]]
+    response = Response(dumps(body), status_code=status, media_type=DICOM_JSON)
+    for name, value in headers:
+        response.headers.append(name, value)
+    return response
+
+
+def _failed_item(failure: tuple[str, str, int, str]) -> dict[str, Any]:
+    sop_class, sop_uid, status, _ = failure
+    return {
+        "00081150": _ui(sop_class),
+        "00081155": _ui(sop_uid),
+        "00081197": {"vr": "US", "Value": [status]},
+    }
+
+
+def _stored_item(result: IngestResult, url: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "00081150": _ui(result.sop_class_uid),
+        "00081155": _ui(result.sop_uid),
+        "00081190": {"vr": "UR", "Value": [url]},
+    }
+    if result.warnings:
+        item["00081196"] = {"vr": "US", "Value": [COERCION_OF_DATA_ELEMENTS]}
+    return item
+
+
+def _ui(value: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def _quote(text: str) -> str:
+    """A value safe inside an HTTP quoted-string and latin-1 header encoding."""
+    cleaned = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "?" for c in text)
+    return cleaned[:300]

@@ -1,0 +1,98 @@
+"""``radcase-pacs``: serve, import.
+
+``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from radcase_pacs.settings import Settings, load_settings
+from storage.urls import UnsupportedUrl
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radcase-pacs", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--data-dir", type=Path, help="data folder (RADCASE_DATA_DIR)")
+    parser.add_argument("--index-url", help="index backend URL (RADCASE_INDEX_URL)")
+    parser.add_argument("--blob-url", help="blob store URL (RADCASE_BLOB_URL)")
+    parser.add_argument("--cache-url", help="cache URL (RADCASE_CACHE_URL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP (DICOMweb) server")
+    serve.add_argument("--host", help="bind address (RADCASE_HOST)")
+    serve.add_argument("--port", type=int, dest="http_port", help="HTTP port")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+
+    load = commands.add_parser("import", help="store DICOM files from files and folders")
+    load.add_argument("paths", nargs="+", type=Path)
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {
+        key: getattr(args, key, None)
+        for key in ("data_dir", "index_url", "blob_url", "cache_url", "host", "http_port",
+                    "log_level")
+    }
+    return load_settings(args.config, **flags)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"radcase-pacs: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        return _import(settings, args.paths, progress=not args.no_progress)
+    except UnsupportedUrl as exc:
+        print(f"radcase-pacs: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from radcase_pacs.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
+    from radcase_pacs.app import build_archive
+    from radcase_pacs.importer import import_paths
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"radcase-pacs: no such file or folder: {missing[0]}", file=sys.stderr)
+        return 2
+    archive = build_archive(settings)
+    archive.open()
+    try:
+        summary = import_paths(archive, paths, progress=progress)
+    finally:
+        archive.close()
+    summary.report(sys.stdout)
+    return 1 if summary.failed else 0

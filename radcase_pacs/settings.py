@@ -1,0 +1,94 @@
+"""Server settings, resolved in one order: defaults < TOML file < ``RADCASE_*`` environment
+< command-line flags.
+
+The environment names are a public interface (deployment scripts and conformance runs set
+them); each key is documented in ``config/radcase.toml``. The TOML file is the one given with
+``--config``, else ``RADCASE_CONFIG``, else ``config/radcase.toml`` if it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = Path("config/radcase.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RADCASE_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to")
+    http_port: int = Field(8080, ge=0, le=65535)
+    dimse_port: int = Field(11112, ge=0, le=65535)
+    ae_title: str = Field("RADCASE", min_length=1, max_length=16)
+    data_dir: Path = Path("./data")
+    index_url: str | None = None
+    blob_url: str | None = None
+    cache_url: str = "memory://"
+    tenant: str = "default"
+    base_url: str | None = None
+    cors_origins: str = "*"
+    qido_max_results: int = Field(1000, ge=1)
+    max_request_bytes: int = Field(4 * 1024**3, ge=1)
+    max_part_bytes: int = Field(2 * 1024**3, ge=1)
+    log_level: str = "info"
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        """PS3.5 Table 6.2-1 (AE): 16 characters, no backslash or control characters."""
+        if "\\" in value or any(ord(c) < 32 for c in value) or not value.strip():
+            raise ValueError("an AE title is 1-16 printable characters without backslash")
+        return value.strip()
+
+    @property
+    def resolved_index_url(self) -> str:
+        return self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.sqlite3'}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    unknown = set(data) - set(Settings.model_fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return data
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get("RADCASE_CONFIG")
+    if from_env:
+        return Path(from_env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from every source; ``overrides`` are the CLI flags (None values ignored)."""
+    path = config_path(config)
+    file_values = read_toml(path) if path is not None else {}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+
+    class _Resolved(Settings):
+        @classmethod
+        def settings_customise_sources(  # type: ignore[override]
+            cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
+            dotenv_settings: Any, file_secret_settings: Any,
+        ) -> tuple[Any, ...]:
+            return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
+
+    return _Resolved(**flags)
