@@ -30,8 +30,16 @@ SERIES = STUDY + "/series/{series}"
 INSTANCE = SERIES + "/instances/{instance}"
 
 EXPOSED_HEADERS = [
-    "Content-Type", "Content-Length", "Content-Location", "ETag", "Warning", "Location",
-    "Link", "Content-Range", "Accept-Ranges", "X-Request-ID",
+    "Content-Type",
+    "Content-Length",
+    "Content-Location",
+    "ETag",
+    "Warning",
+    "Location",
+    "Link",
+    "Content-Range",
+    "Accept-Ranges",
+    "X-Request-ID",
 ]
 
 
@@ -88,15 +96,16 @@ class RequestContextMiddleware:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("request %s failed", request_id(request), exc_info=exc)
-    return PlainTextResponse(
-        f"Internal error (request id {request_id(request)})", status_code=500
-    )
+    return PlainTextResponse(f"Internal error (request id {request_id(request)})", status_code=500)
 
 
 def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Starlette:
     options = options or DicomwebOptions()
-    methods = ["GET", "HEAD", "OPTIONS"] if options.read_only else [
-        "GET", "HEAD", "POST", "DELETE", "OPTIONS"]
+    methods = (
+        ["GET", "HEAD", "OPTIONS"]
+        if options.read_only
+        else ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]
+    )
     app = Starlette(
         routes=routes(),
         middleware=[

@@ -52,8 +52,9 @@ def parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-def choose_frames(accepted: Iterable[Acceptable], syntax: str, encapsulated: bool,
-                  count: int) -> FrameChoice:
+def choose_frames(
+    accepted: Iterable[Acceptable], syntax: str, encapsulated: bool, count: int
+) -> FrameChoice:
     """The first acceptable media type for frames in ``syntax`` that needs no transcoding."""
     own = frame_media_type(syntax, encapsulated)
     for acceptable in accepted:
@@ -67,8 +68,8 @@ def choose_frames(accepted: Iterable[Acceptable], syntax: str, encapsulated: boo
             return FrameChoice(own, multipart=True)
     stored = with_syntax(own, syntax)
     raise not_acceptable(
-        f"the frames are stored as {stored}; ask for multipart/related; type=\"{own}\" or "
-        f"type=\"application/octet-stream\" with transfer-syntax=* (decompression of frames "
+        f'the frames are stored as {stored}; ask for multipart/related; type="{own}" or '
+        f'type="application/octet-stream" with transfer-syntax=* (decompression of frames '
         f"is not offered)"
         if encapsulated
         else f"the frames are available as {stored}"
@@ -118,7 +119,9 @@ async def retrieve_bulk(request: Request) -> Response:
     value = bulk.value
     for acceptable in acceptables(request):
         if acceptable.matches(OCTET_STREAM) and acceptable.transfer_syntax in (
-            None, "*", EXPLICIT_VR_LITTLE_ENDIAN
+            None,
+            "*",
+            EXPLICIT_VR_LITTLE_ENDIAN,
         ):
             if not acceptable.multipart and acceptable.essence == OCTET_STREAM:
                 return Response(value, media_type=OCTET_STREAM, headers=headers)

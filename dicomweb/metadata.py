@@ -24,8 +24,9 @@ DICOM_JSON = "application/dicom+json"
 async def metadata(request: Request) -> Response:
     service: Service = request.app.state.service
     study_uid, series_uid, sop_uid = path_uids(request)
-    if not any(a.matches(DICOM_JSON) or a.matches("application/json")
-               for a in acceptables(request)):
+    if not any(
+        a.matches(DICOM_JSON) or a.matches("application/json") for a in acceptables(request)
+    ):
         raise not_acceptable("metadata is available as application/dicom+json")
     archive = service.archive_for(request)
     body, version = await run_in_threadpool(archive.metadata, study_uid, series_uid, sop_uid)

@@ -65,16 +65,18 @@ def _check_content_type(request: Request) -> bytes:
     try:
         part_type, boundary = boundary_from_content_type(header)
     except MultipartError as exc:
-        raise HttpError(415, f"Content-Type must be multipart/related; type=\"{DICOM}\" "
-                             f"with a boundary ({exc})") from exc
+        raise HttpError(
+            415, f'Content-Type must be multipart/related; type="{DICOM}" with a boundary ({exc})'
+        ) from exc
     if part_type and part_type.lower() != DICOM:
         raise HttpError(415, f"parts of type {part_type!r} are not accepted; only {DICOM}")
     return boundary
 
 
 def _check_accept(request: Request) -> None:
-    if not any(a.matches(DICOM_JSON) or a.matches("application/json")
-               for a in acceptables(request)):
+    if not any(
+        a.matches(DICOM_JSON) or a.matches("application/json") for a in acceptables(request)
+    ):
         raise not_acceptable("the store response is available as application/dicom+json")
 
 
@@ -89,8 +91,9 @@ def _part_is_dicom(part: Part) -> str | None:
     return None if essence == DICOM else f"part of type {essence} is not {DICOM}"
 
 
-def _ingest_part(archive: Archive, part: Part, study_uid: str | None, outcome: Outcome,
-                 root: str) -> None:
+def _ingest_part(
+    archive: Archive, part: Part, study_uid: str | None, outcome: Outcome, root: str
+) -> None:
     """Ingest one part, recording its outcome; never raises for the part's content."""
     try:
         problem = _part_is_dicom(part)
@@ -150,8 +153,11 @@ async def store(request: Request) -> Response:
     finally:
         reader.close()
     if isinstance(truncated, TruncatedPart):
-        outcome.fail(CANNOT_UNDERSTAND, f"the body ended inside a part after "
-                                        f"{truncated.received} bytes; that part was not stored")
+        outcome.fail(
+            CANNOT_UNDERSTAND,
+            f"the body ended inside a part after "
+            f"{truncated.received} bytes; that part was not stored",
+        )
     if not outcome.stored and not outcome.failed:
         raise bad_request("body", "the request contains no parts")
     return _response(outcome, study_uid, root)
@@ -166,8 +172,10 @@ def _response(outcome: Outcome, study_uid: str | None, root: str) -> Response:
     if outcome.failed:
         body["00081198"] = {"vr": "SQ", "Value": [_failed_item(f) for f in outcome.failed]}
     if outcome.stored:
-        body["00081199"] = {"vr": "SQ", "Value": [_stored_item(r, url)
-                                                  for r, url in outcome.stored]}
+        body["00081199"] = {
+            "vr": "SQ",
+            "Value": [_stored_item(r, url) for r, url in outcome.stored],
+        }
     warnings = [f"{sop or 'part'}: {reason}" for _, sop, _, reason in outcome.failed]
     warnings += [f"{r.sop_uid}: {w}" for r, _ in outcome.stored for w in r.warnings]
     if not outcome.stored:

@@ -40,8 +40,11 @@ class DicomChoice:
 def path_uids(request: Request) -> tuple[str, str | None, str | None]:
     """Study, series and instance UIDs from the path, each checked (400 names a bad one)."""
     params = request.path_params
-    names = (("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
-             ("instance", "SOPInstanceUID"))
+    names = (
+        ("study", "StudyInstanceUID"),
+        ("series", "SeriesInstanceUID"),
+        ("instance", "SOPInstanceUID"),
+    )
     values: list[str | None] = []
     for key, keyword in names:
         value = params.get(key)
@@ -62,9 +65,7 @@ def acceptables(request: Request) -> list[Acceptable]:
         raise bad_request("Accept", str(exc)) from exc
 
 
-def choose_dicom(
-    accepted: Iterable[Acceptable], stored: set[str], *, single: bool
-) -> DicomChoice:
+def choose_dicom(accepted: Iterable[Acceptable], stored: set[str], *, single: bool) -> DicomChoice:
     """The first acceptable representation we can produce for every instance."""
     for acceptable in accepted:
         if not acceptable.matches(DICOM):
@@ -85,13 +86,14 @@ def choose_dicom(
     raise not_acceptable(
         "the instances are stored as "
         + ", ".join(sorted(stored))
-        + "; ask for multipart/related; type=\"application/dicom\" with transfer-syntax=* "
+        + '; ask for multipart/related; type="application/dicom" with transfer-syntax=* '
         "or one of those (or 1.2.840.10008.1.2.1 where it can be decoded)"
     )
 
 
-def _instance_body(archive: Archive, instance: StoredInstance, target: str | None
-                   ) -> Iterator[bytes]:
+def _instance_body(
+    archive: Archive, instance: StoredInstance, target: str | None
+) -> Iterator[bytes]:
     if target is None or target == instance.transfer_syntax:
         yield from archive.stream(instance)
     else:

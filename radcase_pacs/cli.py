@@ -40,8 +40,15 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     flags = {
         key: getattr(args, key, None)
-        for key in ("data_dir", "index_url", "blob_url", "cache_url", "host", "http_port",
-                    "log_level")
+        for key in (
+            "data_dir",
+            "index_url",
+            "blob_url",
+            "cache_url",
+            "host",
+            "http_port",
+            "log_level",
+        )
     }
     return load_settings(args.config, **flags)
 

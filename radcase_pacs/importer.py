@@ -58,8 +58,11 @@ def _not_an_instance(path: Path) -> str | None:
     if len(head) < 8:
         return "too short to be DICOM"
     if head[128:132] == b"DICM":
-        return "a DICOMDIR (media directory), not an instance" if (
-            MEDIA_STORAGE_DIRECTORY in head) else None
+        return (
+            "a DICOMDIR (media directory), not an instance"
+            if (MEDIA_STORAGE_DIRECTORY in head)
+            else None
+        )
     group = int.from_bytes(head[0:2], "little")
     if group in (0x0002, 0x0008) or int.from_bytes(head[0:2], "big") in (0x0002, 0x0008):
         return None  # a bare data set (no preamble) starts with group 0002 or 0008

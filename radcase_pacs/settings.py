@@ -86,8 +86,12 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     class _Resolved(Settings):
         @classmethod
         def settings_customise_sources(  # type: ignore[override]
-            cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
-            dotenv_settings: Any, file_secret_settings: Any,
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: Any,
+            env_settings: Any,
+            dotenv_settings: Any,
+            file_secret_settings: Any,
         ) -> tuple[Any, ...]:
             return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
 

@@ -207,5 +207,8 @@ def multipart_body(parts: list[bytes], boundary: str = "test-boundary-1234") -> 
 
 def stow(client: TestClient, parts: list[bytes], url: str = "/dicomweb/studies") -> object:
     body, content_type = multipart_body(parts)
-    return client.post(url, content=body, headers={"Content-Type": content_type,
-                                                   "Accept": "application/dicom+json"})
+    return client.post(
+        url,
+        content=body,
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+    )

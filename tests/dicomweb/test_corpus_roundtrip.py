@@ -65,9 +65,7 @@ def test_corpus_file_round_trips_byte_identical(client: TestClient, path: Path) 
 def test_corpus_metadata_rebuilds_the_data_set(client: TestClient, path: Path) -> None:
     stow(client, [path.read_bytes()])
     study, series, sop = _uids(path)
-    response = client.get(
-        f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata"
-    )
+    response = client.get(f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/dicom+json")
     (document,) = response.json()
@@ -87,8 +85,9 @@ def test_corpus_metadata_rebuilds_the_data_set(client: TestClient, path: Path) -
             # A malformed value (badVR.dcm: IS '1A') is kept as its text, not dropped.
             assert document[key]["Value"] == [str(v) for v in _raw_values(element)]
             continue
-        rebuilt = Dataset.from_json(json.dumps({key: document[key]}),
-                                    bulk_data_uri_handler=lambda *a: b"")
+        rebuilt = Dataset.from_json(
+            json.dumps({key: document[key]}), bulk_data_uri_handler=lambda *a: b""
+        )
         actual = _value(rebuilt, element.tag)
         assert actual == expected, f"{element.keyword or key}: {actual!r} != {expected!r}"
 
@@ -121,9 +120,7 @@ def _value(ds: Dataset, tag: int) -> object:
     return str(value)
 
 
-@pytest.mark.parametrize(
-    "path", CORPUS_WITHOUT_STUDY, ids=lambda p: str(p.relative_to(CORPUS_DIR))
-)
+@pytest.mark.parametrize("path", CORPUS_WITHOUT_STUDY, ids=lambda p: str(p.relative_to(CORPUS_DIR)))
 def test_corpus_file_without_study_uid_is_refused_with_0xA900(
     client: TestClient, path: Path
 ) -> None:
