@@ -43,7 +43,6 @@ DICOM_JSON = "application/dicom+json"
 PROCESSING_FAILURE = 0x0110
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
-COERCION_OF_DATA_ELEMENTS = 0xB000
 
 
 @dataclass
@@ -177,7 +176,7 @@ def _response(outcome: Outcome, study_uid: str | None, root: str) -> Response:
             "Value": [_stored_item(r, url) for r, url in outcome.stored],
         }
     warnings = [f"{sop or 'part'}: {reason}" for _, sop, _, reason in outcome.failed]
-    warnings += [f"{r.sop_uid}: {w}" for r, _ in outcome.stored for w in r.warnings]
+    warnings += [f"{r.sop_uid}: {text}" for r, _ in outcome.stored for _, text in r.warnings]
     if not outcome.stored:
         status = 503 if outcome.backend_failed else 409
     elif outcome.failed or warnings:
@@ -207,7 +206,8 @@ def _stored_item(result: IngestResult, url: str) -> dict[str, Any]:
         "00081190": {"vr": "UR", "Value": [url]},
     }
     if result.warnings:
-        item["00081196"] = {"vr": "US", "Value": [COERCION_OF_DATA_ELEMENTS]}
+        codes = sorted({code for code, _ in result.warnings})
+        item["00081196"] = {"vr": "US", "Value": codes[:1]}
     return item
 
 

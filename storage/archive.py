@@ -50,7 +50,8 @@ class IngestResult:
     sop_uid: str
     sop_class_uid: str
     outcome: AddOutcome
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[tuple[int, str], ...] = ()
+    """(PS3.4 warning status, text) for each thing coerced or found wrong but kept."""
 
 
 @dataclass(frozen=True)

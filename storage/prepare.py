@@ -23,6 +23,9 @@ from storage.errors import IdentityMismatch, UnreadableDataset
 from storage.query import is_valid_uid
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+# PS3.4 Annex B.2.3 warning statuses, reported as STOW-RS WarningReason (PS3.18 §10.5.3).
+COERCION_OF_DATA_ELEMENTS = 0xB000
+DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xB007
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 
@@ -46,19 +49,22 @@ class Prepared:
     instance_values: dict[str, Any]
     study_doc: bytes
     series_doc: bytes
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
 
 
 def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepared:
     """Parse and precompute one instance from a seekable binary file positioned anywhere."""
-    warnings: list[str] = []
+    warnings: list[tuple[int, str]] = []
     parsed = _parse(source)
     if not parsed.is_part10:
         source = _with_file_meta(source, parsed)
         parsed = _parse(source)
         warnings.append(
-            "the data set had no PS3.10 File Meta Information; one was added (data set bytes "
-            "unchanged)"
+            (
+                COERCION_OF_DATA_ELEMENTS,
+                "the data set had no PS3.10 File Meta Information; one was added (data set bytes "
+                "unchanged)",
+            )
         )
     ds = parsed.dataset
     study_uid, series_uid, sop_uid, sop_class_uid = _identity(ds)
@@ -71,9 +77,19 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
     meta = getattr(ds, "file_meta", None)
     stored_sop = str(meta.get("MediaStorageSOPInstanceUID", "")) if meta is not None else ""
     if stored_sop and stored_sop != sop_uid:
-        warnings.append(f"MediaStorageSOPInstanceUID {stored_sop} differs from SOPInstanceUID")
+        warnings.append(
+            (
+                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                f"MediaStorageSOPInstanceUID {stored_sop} differs from SOPInstanceUID",
+            )
+        )
     if parsed.pixel is not None and parsed.pixel.problem:
-        warnings.append(f"frames cannot be served: {parsed.pixel.problem}")
+        warnings.append(
+            (
+                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                f"frames cannot be served: {parsed.pixel.problem}",
+            )
+        )
 
     pixel = parsed.pixel
     body = instance_json.build(
