@@ -29,15 +29,24 @@ from storage.attributes import (
     visible_at,
 )
 from storage.errors import InvalidQuery
+from storage.instance_json import ROOT_MARK
 from storage.query import Condition, Query, condition, is_valid_uid
 from storage.records import Match
 
-CONTROL_PARAMETERS = frozenset({"includefield", "fuzzymatching", "limit", "offset", "accept",
-                                "charset"})
+CONTROL_PARAMETERS = frozenset(
+    {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
+)
 DICOM_JSON = "application/dicom+json"
 RETRIEVE_URL = 0x00081190
-_COMPUTED_VR = {0x00080061: "CS", 0x00080062: "UI", 0x00201206: "IS", 0x00201208: "IS",
-                0x00201209: "IS", 0x00080056: "CS"}
+MAX_SQL_INTEGER = 2**63 - 1
+_COMPUTED_VR = {
+    0x00080061: "CS",
+    0x00080062: "UI",
+    0x00201206: "IS",
+    0x00201208: "IS",
+    0x00201209: "IS",
+    0x00080056: "CS",
+}
 
 
 def parse_query(
@@ -98,7 +107,8 @@ def parse_query(
 def _non_negative(name: str, value: str) -> int:
     if not value.isdigit():
         raise bad_request(name, f"must be a non-negative integer, not {value!r}")
-    return int(value)
+    # Databases take 64-bit LIMIT/OFFSET; a larger offset is past every result anyway.
+    return min(int(value), MAX_SQL_INTEGER)
 
 
 def _resolve_tag(item: str) -> int | None:
@@ -129,15 +139,22 @@ def _attribute(name: str, level: Level) -> QueryAttribute:
     if attribute is None:
         if _resolve_tag(name.split(".")[0]) is None:
             raise bad_request(name, "unknown query parameter or attribute")
-        supported = ", ".join(a.keyword for a in BY_KEYWORD.values()
-                              if a.matchable and visible_at(a, level))
-        raise bad_request(name, f"matching on this attribute is not supported at the "
-                                f"{level.lower()} level (supported: {supported})")
+        supported = ", ".join(
+            a.keyword for a in BY_KEYWORD.values() if a.matchable and visible_at(a, level)
+        )
+        raise bad_request(
+            name,
+            f"matching on this attribute is not supported at the "
+            f"{level.lower()} level (supported: {supported})",
+        )
     if not attribute.matchable:
         raise bad_request(name, "is returned by the server and cannot be matched")
     if not visible_at(attribute, level):
-        raise bad_request(name, f"is a {attribute.level.lower()}-level attribute and cannot "
-                                f"be matched in a {level.lower()} search")
+        raise bad_request(
+            name,
+            f"is a {attribute.level.lower()}-level attribute and cannot "
+            f"be matched in a {level.lower()} search",
+        )
     return attribute
 
 
@@ -161,8 +178,10 @@ def result_object(match: Match, tags: set[int] | Literal["all"], root: str) -> d
     """One result in the DICOM JSON model (PS3.18 §F.2)."""
     merged: dict[str, Any] = {}
     for doc in match.docs:
-        for key, value in json.loads(doc).items():
-            if tags == "all" or int(key, 16) in tags:
+        # The instance document marks the service root with ROOT_MARK (a control byte that
+        # JSON text cannot contain); bulk data is never part of a search result.
+        for key, value in json.loads(doc.replace(ROOT_MARK, b"")).items():
+            if (tags == "all" or int(key, 16) in tags) and "BulkDataURI" not in value:
                 merged[key] = value
     for tag, value in match.computed.items():
         if tags == "all" or tag in tags:
@@ -225,13 +244,12 @@ async def search(request: Request, level: Level) -> Response:
     cap = service.options.max_results
     wanted = cap if query.limit is None else min(query.limit, cap)
     archive = service.archive_for(request)
-    matches = await run_in_threadpool(archive.query, query, max_results=wanted + 1)
+    # One row more than returned reveals whether further results exist (PS3.18 §8.3.4.4).
+    matches = await run_in_threadpool(lambda: archive.query(query, limit=wanted + 1))
     headers: dict[str, str] = {"Cache-Control": "no-cache"}
     if len(matches) > wanted:
         matches = matches[:wanted]
-        headers["Warning"] = (
-            '299 radcase-pacs "There are additional results that can be requested"'
-        )
+        headers["Warning"] = '299 radcase-pacs "There are additional results that can be requested"'
     elif query.limit is not None and query.limit > cap:
         headers["Warning"] = (
             f'299 radcase-pacs "The limit {query.limit} exceeds the maximum of {cap} results"'
@@ -256,4 +274,3 @@ async def search_series(request: Request) -> Response:
 
 async def search_instances(request: Request) -> Response:
     return await search(request, Level.INSTANCE)
-

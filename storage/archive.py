@@ -191,10 +191,10 @@ class Archive:
 
     # -- query ----------------------------------------------------------------------------
 
-    def query(self, query: Query, *, max_results: int = 1000) -> list[Match]:
-        """Matches of a typed query; at most ``max_results`` (the caller's cap, +1 lets it
-        detect that more exist)."""
-        limit = max_results if query.limit is None else min(query.limit, max_results)
+    def query(self, query: Query, *, limit: int) -> list[Match]:
+        """Matches of a typed query, at most ``limit`` from ``query.offset``. The caller folds
+        the client's ``query.limit`` and its own cap into ``limit`` (QIDO asks for one row
+        more than it returns, to know whether more exist)."""
         return self.index.query(self.tenant, query, limit)
 
     # -- retrieve -------------------------------------------------------------------------

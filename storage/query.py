@@ -8,6 +8,7 @@ into a condition, raising :class:`InvalidQuery` that names the attribute when it
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from storage.errors import InvalidQuery
 
 _Norm = Callable[[str], str]
 
+IS_MIN, IS_MAX = -(2**31), 2**31 - 1
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -110,6 +112,9 @@ def _matcher(attribute: QueryAttribute, raw: str) -> Matcher:
             number = normalize.integer(raw)
             if number is None:
                 raise InvalidQuery(attribute.keyword, f"{raw!r} is not an integer")
+            if not IS_MIN <= number <= IS_MAX:
+                # PS3.5 Table 6.2-1 (IS): -2^31 <= n <= 2^31 - 1; nothing stored lies outside.
+                raise InvalidQuery(attribute.keyword, f"{raw!r} is outside the range of IS")
             return SingleValue(number)
         case Kind.PN | Kind.TEXT | Kind.MODALITIES:
             return _text_matcher(raw)
@@ -150,14 +155,29 @@ def _range_matcher(attribute: QueryAttribute, raw: str, low: _Norm, high: _Norm)
 
 
 def _check_temporal(attribute: QueryAttribute, raw: str, canonical: str) -> None:
-    ok = (
-        len(canonical) == 8 and canonical.isdigit()
-        if attribute.kind is Kind.DATE
-        else len(canonical) == 13 and canonical[6] == "."
-    )
+    """PS3.5 Table 6.2-1: a DA is a Gregorian calendar date; in a TM, HH is 00-23, MM 00-59
+    and SS 00-60 (leap second)."""
+    if attribute.kind is Kind.DATE:
+        ok = len(canonical) == 8 and canonical.isdigit() and _is_calendar_date(canonical)
+    else:
+        ok = (
+            len(canonical) == 13
+            and canonical[6] == "."
+            and canonical[:2] <= "23"
+            and canonical[2:4] <= "59"
+            and canonical[4:6] <= "60"
+        )
     if not ok:
         expected = "YYYYMMDD" if attribute.kind is Kind.DATE else "HHMMSS[.FFFFFF]"
         raise InvalidQuery(attribute.keyword, f"{raw!r} is not a {attribute.vr} value ({expected})")
+
+
+def _is_calendar_date(value: str) -> bool:
+    try:
+        datetime.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return False
+    return True
 
 
 def _text_matcher(raw: str) -> Matcher:
