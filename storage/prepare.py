@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from storage import instance_json, normalize
@@ -176,18 +177,16 @@ def _with_file_meta(source: BinaryIO, parsed: ParsedInstance) -> BinaryIO:
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
-    element = ds.get(keyword)
-    if element is None:
-        return None
+    """An attribute's value as index text: multiple values joined by backslash, stripped,
+    None when absent or empty."""
     value = ds.get(keyword)
     if value is None:
         return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+    if isinstance(value, MultiValue | list | tuple):
         text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
-    text = text.strip()
-    return text or None
+    return text.strip() or None
 
 
 def _number(ds: Dataset, keyword: str) -> int | None:

@@ -17,11 +17,11 @@ ALIASES = {Level.STUDY: "s", Level.SERIES: "se", Level.INSTANCE: "i"}
 
 
 class PatternSyntax(Protocol):
-    """How a dialect writes a case-sensitive wildcard match of a column."""
+    """How a dialect writes a case-sensitive wildcard match of a column (PS3.4 C.2.2.2.4)."""
 
     def pattern(self, column: str, parts: list[str | None]) -> tuple[str, list[Any]]:
-        """``parts`` is literal text, with None for '*' (any run) and '' never used;
-        '?' arrives as the literal-free marker handled by the dialect via ``ONE``."""
+        """SQL and parameters matching ``parts``: literal text, None for '*' (any run of
+        characters) and :data:`ONE` for '?' (exactly one character)."""
         ...
 
 
