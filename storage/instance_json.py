@@ -21,10 +21,13 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from storage.frames import swap_bytes
+
 ROOT_MARK = b"\x01"
 BULK_THRESHOLD = 1024
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+# Word width of binary VRs whose bytes Big Endian reverses (PS3.5 §7.3).
+SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +52,8 @@ class _Collector:
     size: int = 0
 
     def add(self, path: str, vr: str, value: bytes) -> str:
-        if not self.little_endian and vr in _SWAP_WIDTH:
-            value = _to_little_endian(value, _SWAP_WIDTH[vr])
+        if not self.little_endian and vr in SWAP_WIDTH:
+            value = swap_bytes(value, SWAP_WIDTH[vr])
         self.entries.append(BulkEntry(path, vr, self.size, len(value)))
         self.chunks.append(value)
         self.size += len(value)
@@ -147,11 +150,3 @@ def _lenient_json(element: DataElement, vr: str) -> dict[str, Any]:
     texts = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values]
     texts = [t for t in texts if t != ""]
     return {"vr": vr, "Value": texts} if texts else {"vr": vr}
-
-
-def _to_little_endian(value: bytes, width: int) -> bytes:
-    usable = len(value) - len(value) % width
-    swapped = bytearray(value)
-    for start in range(width):
-        swapped[start:usable:width] = value[width - 1 - start : usable : width]
-    return bytes(swapped)

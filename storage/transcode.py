@@ -16,10 +16,10 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from storage.errors import Unavailable
-from storage.instance_json import _to_little_endian
+from storage.frames import swap_bytes
+from storage.instance_json import SWAP_WIDTH
 
 EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
-_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
 def can_transcode(stored: str, target: str) -> bool:
@@ -71,8 +71,8 @@ def _swap_to_little_endian(ds: Dataset) -> None:
     wide as Bits Allocated (PS3.5 §8.1.1)."""
     bits = int(ds.get("BitsAllocated", 0) or 0)
     for element in ds.iterall():
-        width = _SWAP_WIDTH.get(element.VR or "")
+        width = SWAP_WIDTH.get(element.VR or "")
         if element.tag == 0x7FE00010 and bits in (16, 32, 64):
             width = bits // 8
         if width and isinstance(element.value, bytes | bytearray):
-            element.value = _to_little_endian(bytes(element.value), width)
+            element.value = swap_bytes(bytes(element.value), width)
