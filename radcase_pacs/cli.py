@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve, import.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (RADCASE_HOST)")
     serve.add_argument("--port", type=int, dest="http_port", help="HTTP port")
     serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.add_argument("--dimse-port", type=int, help="DIMSE port, 0 for none")
+    serve.add_argument("--ae-title", help="the server's AE title (RADCASE_AE_TITLE)")
 
     load = commands.add_parser("import", help="store DICOM files from files and folders")
     load.add_argument("paths", nargs="+", type=Path)
@@ -48,6 +50,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             "host",
             "http_port",
             "log_level",
+            "dimse_port",
+            "ae_title",
         )
     }
     return load_settings(args.config, **flags)
@@ -63,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if settings.log_level.lower() != "debug":
+        # pynetdicom narrates every PDU at INFO; our own log says what an operator needs.
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(settings)
@@ -73,17 +80,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it: the
+    listener starts before HTTP and stops after it, on its own view of the same stores."""
     import uvicorn
 
-    from radcase_pacs.app import create_app
+    from radcase_pacs.app import build_archive, create_app
+    from radcase_pacs.dimse.server import DimseServer
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-    )
+    dimse = None
+    if settings.dimse_port:
+        dimse_archive = build_archive(settings)
+        dimse_archive.open()
+        dimse = DimseServer(settings, dimse_archive)
+        try:
+            dimse.start()
+        except OSError as exc:
+            dimse_archive.close()
+            print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
+            return 1
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+        )
+    finally:
+        if dimse is not None:
+            dimse.stop()
+            dimse.archive.close()
     return 0
 
 

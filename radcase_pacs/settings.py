@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
+from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
+
 DEFAULT_CONFIG = Path("config/radcase.toml")
 
 
@@ -24,12 +26,16 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to")
     http_port: int = Field(8080, ge=0, le=65535)
-    dimse_port: int = Field(11112, ge=0, le=65535)
+    dimse_port: int = Field(11112, ge=0, le=65535, description="0 turns DIMSE off")
     ae_title: str = Field("RADCASE", min_length=1, max_length=16)
     data_dir: Path = Path("./data")
     index_url: str | None = None
     blob_url: str | None = None
     cache_url: str = "memory://"
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of an S3-compatible service for s3:// blob URLs; None: AWS",
+    )
     tenant: str = "default"
     base_url: str | None = None
     cors_origins: str = "*"
@@ -37,6 +43,18 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(4 * 1024**3, ge=1)
     max_part_bytes: int = Field(2 * 1024**3, ge=1)
     log_level: str = "info"
+    dimse_peers: str = Field(
+        "", description="Remote AEs for C-MOVE: AET=host:port, comma-separated"
+    )
+    dimse_allowed_aets: str = Field(
+        "", description="Calling AE titles allowed to associate, comma-separated; empty: any"
+    )
+    dimse_max_associations: int = Field(16, ge=1, le=1000)
+    dimse_max_pdu: int = Field(262144, ge=0, description="0: no limit (PS3.8 §9.3.1)")
+    dimse_acse_timeout: float = Field(30.0, gt=0)
+    dimse_timeout: float = Field(60.0, gt=0)
+    dimse_network_timeout: float = Field(60.0, gt=0)
+    dimse_connect_timeout: float = Field(10.0, gt=0)
 
     @field_validator("ae_title")
     @classmethod
@@ -45,6 +63,30 @@ class Settings(BaseSettings):
         if "\\" in value or any(ord(c) < 32 for c in value) or not value.strip():
             raise ValueError("an AE title is 1-16 printable characters without backslash")
         return value.strip()
+
+    @field_validator("dimse_peers", mode="before")
+    @classmethod
+    def _peers(cls, value: Any) -> Any:
+        """The TOML file may give peers as a table (``[dimse_peers]`` ``PACS1 = "host:104"``);
+        it means the same as the text form the environment variable uses."""
+        if isinstance(value, dict):
+            value = ",".join(f"{title}={address}" for title, address in value.items())
+        parse_peers(str(value))
+        return value
+
+    @field_validator("dimse_allowed_aets")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        parse_ae_titles(value)
+        return value
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        return parse_peers(self.dimse_peers)
+
+    @property
+    def allowed_aets(self) -> frozenset[str]:
+        return parse_ae_titles(self.dimse_allowed_aets)
 
     @property
     def resolved_index_url(self) -> str:

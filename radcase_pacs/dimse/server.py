@@ -1,0 +1,328 @@
+"""The DIMSE Application Entity: Verification, Storage and Query/Retrieve SCPs (PS3.4 Annexes
+A, B and C) over the same :class:`storage.archive.Archive` as DICOMweb.
+
+A C-STORE calls ``Archive.ingest`` with the bytes as received (the data set is never decoded
+and re-encoded), so an instance stored here is at once visible through QIDO-RS and WADO-RS.
+C-FIND shares the query engine of QIDO-RS. One bad data set fails its own C-STORE with a
+status; the association carries on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, find, parse_find
+from radcase_pacs.dimse.peers import Peer
+from radcase_pacs.dimse.retrieve import (
+    Accepted,
+    dataset_to_send,
+    instances_to_retrieve,
+    requested_contexts,
+)
+from radcase_pacs.settings import Settings
+from storage.archive import Archive
+from storage.errors import ArchiveError, BackendFailure, InstanceRejected
+from storage.records import StoredInstance
+
+log = logging.getLogger(__name__)
+
+# Storage SCP transfer syntaxes (PS3.5 §10, Annex A): the uncompressed ones, deflate, and the
+# compressed ones our archive can index frame by frame. Stored as received, never re-encoded.
+STORAGE_SYNTAXES = [
+    str(s)
+    for s in (
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        JPEGLSNearLossless,
+        JPEG2000Lossless,
+        JPEG2000,
+        HTJ2KLossless,
+        HTJ2KLosslessRPCL,
+        HTJ2K,
+        RLELossless,
+    )
+]
+QUERY_SYNTAXES = [
+    str(s)
+    for s in (
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    )
+]
+FIND_MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelFind: Model.STUDY_ROOT,
+}
+MOVE_MODELS = {
+    PatientRootQueryRetrieveInformationModelMove: Model.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelMove: Model.STUDY_ROOT,
+}
+GET_MODELS = {
+    PatientRootQueryRetrieveInformationModelGet: Model.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
+}
+
+# DIMSE statuses (PS3.4 B.2.3, C.4.1.1.4, C.4.2.1.5, C.4.3.1.4; PS3.7 Annex C).
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+def status(code: int, comment: str | None = None) -> Dataset:
+    """A status with Error Comment (0000,0902: at most 64 characters, PS3.7 Annex C)."""
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment.encode("ascii", "replace").decode()[:64]
+    return ds
+
+
+class DimseServer:
+    """One listener per deployment, started and stopped by ``radcase-pacs serve``."""
+
+    def __init__(self, settings: Settings, archive: Archive) -> None:
+        self.settings = settings
+        self.archive = archive
+        self.peers: dict[str, Peer] = settings.peers
+        self._server: ThreadedAssociationServer | None = None
+        self.ae = self._application_entity()
+
+    def _application_entity(self) -> AE:
+        s = self.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.maximum_associations = s.dimse_max_associations
+        ae.maximum_pdu_size = s.dimse_max_pdu
+        ae.acse_timeout = s.dimse_acse_timeout
+        ae.dimse_timeout = s.dimse_timeout
+        ae.network_timeout = s.dimse_network_timeout
+        ae.connection_timeout = s.dimse_connect_timeout
+        allowed = s.allowed_aets
+        if allowed:
+            ae.require_calling_aet = sorted(allowed)
+        ae.add_supported_context(Verification, QUERY_SYNTAXES)
+        for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
+            ae.add_supported_context(model, QUERY_SYNTAXES)
+        # Both roles: a plain Storage SCU sends to us, and a C-GET requestor proposes the SCP
+        # role for itself so that we send storage sub-operations back (PS3.7 D.3.3.4).
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(
+                cx.abstract_syntax, STORAGE_SYNTAXES, scu_role=True, scp_role=True
+            )
+        return ae
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_CONN_OPEN, no_delay),
+        ]
+        address = (self.settings.host, self.settings.dimse_port)
+        self._server = self.ae.start_server(address, block=False, evt_handlers=handlers)
+        log.info("DIMSE listening on %s:%d as %s", address[0], self.port, self.settings.ae_title)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _on_established(event: evt.Event) -> None:
+        requestor = event.assoc.requestor
+        log.info(
+            "association from %s (%s:%s)", requestor.ae_title, requestor.address, requestor.port
+        )
+
+    @staticmethod
+    def _on_echo(event: evt.Event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: evt.Event) -> Dataset | int:
+        """PS3.4 B.2.3: 0xA700 out of resources, 0xA900 data set does not match, 0xC000
+        cannot understand; warnings (0xB000, 0xB007) when stored with a coercion."""
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except Exception as exc:
+            return status(CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
+        try:
+            result = self.archive.ingest(io.BytesIO(data))
+        except InstanceRejected as exc:
+            log.info("C-STORE refused (0x%04X): %s", exc.status, exc.reason)
+            return status(exc.status, exc.reason)
+        except BackendFailure as exc:
+            log.error("C-STORE could not be stored: %s", exc)
+            return status(OUT_OF_RESOURCES, str(exc))
+        except ArchiveError as exc:
+            return status(CANNOT_UNDERSTAND, str(exc))
+        if result.warnings:
+            code, text = result.warnings[0]
+            return status(code, text)
+        return SUCCESS
+
+    def _on_find(self, event: evt.Event) -> Iterator[tuple[Dataset | int, Dataset | None]]:
+        model = FIND_MODELS[event.request.AffectedSOPClassUID]
+        try:
+            request = parse_find(event.identifier, model)
+            for identifier in find(self.archive, request, self.settings.ae_title):
+                if event.is_cancelled:
+                    yield CANCEL, None  # PS3.4 C.4.1.2.3: C-CANCEL honoured
+                    return
+                yield PENDING, identifier
+        except InvalidIdentifier as exc:
+            yield status(DOES_NOT_MATCH, str(exc)), None
+            return
+        except ArchiveError as exc:
+            yield _failure(exc), None
+            return
+        except Exception as exc:  # an identifier pydicom cannot decode
+            log.warning("C-FIND identifier could not be read: %s", exc)
+            yield status(CANNOT_UNDERSTAND, f"cannot read the identifier: {exc}"), None
+            return
+        yield SUCCESS, None
+
+    def _on_move(self, event: evt.Event) -> Iterator[Any]:
+        """PS3.4 C.4.2: the destination first ((None, None) gives 0xA801 unknown destination),
+        then the number of sub-operations, then one (Pending, data set) per instance."""
+        destination = str(event.move_destination or "").strip()
+        peer = self.peers.get(destination)
+        if peer is None:
+            log.warning("C-MOVE to unknown destination %r refused", destination)
+            yield None, None
+            return
+        found = self._resolve(event, MOVE_MODELS)
+        if isinstance(found, Dataset):
+            yield peer.host, peer.port
+            yield 1  # pynetdicom sends a failure status only after a sub-operation count
+            yield found, None
+            return
+        accepted: list[Accepted] = []
+
+        def on_accepted(store_event: evt.Event) -> None:
+            accepted.append(Accepted.from_contexts(store_event.assoc.accepted_contexts))
+
+        yield (
+            peer.host,
+            peer.port,
+            {
+                "contexts": [build_context(a, s) for a, s in requested_contexts(found)],
+                "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted), (evt.EVT_CONN_OPEN, no_delay)],
+                "max_pdu": self.settings.dimse_max_pdu,
+            },
+        )
+        yield len(found)
+        yield from self._sub_operations(event, found, lambda: accepted[0])
+
+    def _on_get(self, event: evt.Event) -> Iterator[Any]:
+        """PS3.4 C.4.3: storage sub-operations on the same association, in the contexts the
+        requestor accepted for the SCP role."""
+        found = self._resolve(event, GET_MODELS)
+        if isinstance(found, Dataset):
+            yield 1
+            yield found, None
+            return
+        yield len(found)
+        accepted = Accepted.from_contexts(event.assoc.accepted_contexts)
+        yield from self._sub_operations(event, found, lambda: accepted)
+
+    def _resolve(
+        self, event: evt.Event, models: dict[str, Model]
+    ) -> list[StoredInstance] | Dataset:
+        """The instances to send, or a failure status to answer with."""
+        try:
+            model = models[event.request.AffectedSOPClassUID]
+            return instances_to_retrieve(self.archive, event.identifier, model)
+        except InvalidIdentifier as exc:
+            return status(DOES_NOT_MATCH, str(exc))
+        except ArchiveError as exc:
+            return _failure(exc)
+        except Exception as exc:
+            log.warning("retrieve identifier could not be read: %s", exc)
+            return status(CANNOT_UNDERSTAND, f"cannot read the identifier: {exc}")
+
+    def _sub_operations(
+        self, event: evt.Event, found: list[StoredInstance], accepted: Callable[[], Accepted]
+    ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """One (Pending, data set) per instance; pynetdicom performs each C-STORE and sends
+        the pending responses with the remaining/completed/failed/warning counts."""
+        for instance in found:
+            if event.is_cancelled:
+                yield CANCEL, None  # PS3.4 C.4.2.1.4 / C.4.3.1.4: C-CANCEL honoured
+                return
+            try:
+                dataset = dataset_to_send(self.archive, instance, accepted())
+            except ArchiveError as exc:
+                log.error("cannot read %s for a retrieve: %s", instance.sop_uid, exc)
+                yield _failure(exc), None
+                return
+            yield PENDING, dataset
+
+
+def no_delay(event: evt.Event) -> None:
+    """Disable Nagle's algorithm: a DIMSE exchange is small request / small response, and
+    waiting for delayed ACKs costs ~40 ms per message (measured: 19 vs 138 C-STOREs/s on
+    one association)."""
+    sock = event.assoc.dul.socket
+    if sock is not None and sock.socket is not None:
+        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _failure(exc: ArchiveError) -> Dataset:
+    code = OUT_OF_RESOURCES if isinstance(exc, BackendFailure) else CANNOT_UNDERSTAND
+    return status(code, str(exc))

@@ -1,0 +1,296 @@
+"""Storage SCP (PS3.4 Annex B) against DCMTK's storescu and pynetdicom SCUs: every instance
+lands as the same data set, visible at once through DICOMweb, and one bad data set never
+costs the association."""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, StoragePresentationContexts, build_context, evt
+from pynetdicom.sop_class import CTImageStorage
+from starlette.testclient import TestClient
+
+from radcase_pacs.dimse.server import DimseServer, no_delay
+from storage.archive import Archive
+from tests.conftest import CORPUS_UNIQUE, make_instance, stow, to_bytes
+from tests.radcase_pacs.dimse.conftest import address, run
+
+TRAILING_PADDING = 0xFFFCFFFC
+
+
+def read(data: bytes) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
+def test_echoscu_gets_success(dimse: DimseServer) -> None:
+    result = run("echoscu", *address(dimse))
+    assert result.returncode == 0, result.stderr
+
+
+def retrieve_single(client: TestClient, ds: Dataset) -> Dataset:
+    url = (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+    response = client.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert response.status_code == 200, response.text
+    return read(response.content)
+
+
+def same_dataset(original: Dataset, stored: Dataset) -> list[str]:
+    """Differences between two data sets, ignoring group lengths (a sender may recompute or
+    drop them, PS3.5 §7.2) and trailing padding (PS3.10 §7.2: no meaning, may be dropped),
+    comparing pixel data as decoded values when the byte order of the encodings differs."""
+    differences = []
+    ignored = {TRAILING_PADDING}
+    original_tags = {t for t in original if t.element != 0 and t not in ignored}
+    stored_tags = {t for t in stored if t.element != 0 and t not in ignored}
+    for tag in sorted(original_tags ^ stored_tags):
+        differences.append(f"{tag} present in only one")
+    for tag in sorted(original_tags & stored_tags):
+        a, b = original[tag], stored[tag]
+        if tag == 0x7FE00010 and a.value != b.value:
+            if original.file_meta.TransferSyntaxUID.is_little_endian:
+                differences.append("PixelData")
+            elif (original.pixel_array != stored.pixel_array).any():
+                differences.append("PixelData (decoded)")
+        elif a.VR == "SQ":
+            if len(a.value) != len(b.value):
+                differences.append(f"{tag} item count")
+            for i, (x, y) in enumerate(zip(a.value, b.value, strict=False)):
+                differences += [f"{tag}[{i}] {d}" for d in same_dataset_items(x, y)]
+        elif a.value != b.value:
+            differences.append(f"{tag} {a.value!r} != {b.value!r}")
+    return differences
+
+
+def same_dataset_items(a: Dataset, b: Dataset) -> list[str]:
+    a.file_meta = b.file_meta = pydicom.dataset.FileMetaDataset()
+    a.file_meta.TransferSyntaxUID = b.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return same_dataset(a, b)
+
+
+# storescu proposes uncompressed syntaxes unless told which compressed one a file is in (it
+# cannot decompress without codecs); a modality proposes the syntax it holds.
+STORESCU_PROPOSAL = {
+    "1.2.840.10008.1.2.2": "-xb",
+    "1.2.840.10008.1.2.1.99": "-xd",
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.81": "-xu",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.5": "-xr",
+}
+
+
+# Files DCMTK itself cannot parse (SC_rgb_jpeg.dcm declares Explicit VR but holds Implicit VR
+# data, which pydicom's reader corrects for and DCMTK's does not): storescu never sends them,
+# so a pynetdicom SCU sends their bytes unchanged instead.
+DCMTK_UNREADABLE = {"SC_rgb_jpeg.dcm"}
+BY_STORESCU = [p for p in CORPUS_UNIQUE if p.name not in DCMTK_UNREADABLE]
+BY_PYNETDICOM = [p for p in CORPUS_UNIQUE if p.name in DCMTK_UNREADABLE]
+
+
+@pytest.mark.parametrize("path", BY_STORESCU, ids=lambda p: p.name)
+def test_storescu_of_a_corpus_file_lands_as_the_same_dataset(
+    path: Path, dimse: DimseServer, client: TestClient
+) -> None:
+    original = read(path.read_bytes())
+    syntax = str(original.file_meta.get("TransferSyntaxUID", ""))
+    proposal = STORESCU_PROPOSAL.get(syntax, "-x=")
+    result = run("storescu", "-R", proposal, *address(dimse), str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = retrieve_single(client, original)
+    assert same_dataset(original, stored) == []
+
+
+@pytest.mark.parametrize("path", BY_PYNETDICOM, ids=lambda p: p.name)
+def test_a_file_dcmtk_cannot_read_is_accepted_from_pynetdicom(
+    path: Path, dimse: DimseServer, client: TestClient
+) -> None:
+    assert run("storescu", "-R", *address(dimse), str(path)).returncode != 0
+    original = read(path.read_bytes())
+    status = send_file_unchanged(dimse, path, original)
+    assert status == 0x0000
+    assert same_dataset(original, retrieve_single(client, original)) == []
+
+
+def send_file_unchanged(server: DimseServer, path: Path, ds: Dataset) -> int:
+    """C-STORE of a file's data set bytes as they are on disk (pynetdicom's chunked send)."""
+    from pynetdicom import _config
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="RADCASE")
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        status = int(assoc.send_c_store(path).Status)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+        assoc.release()
+    return status
+
+
+def test_an_instance_stored_by_c_store_is_found_by_qido_and_the_reverse(
+    dimse: DimseServer, client: TestClient
+) -> None:
+    by_dimse = make_instance(patient_name="DIMSE^FIRST")
+    assoc = _associate(dimse)
+    assert assoc.send_c_store(by_dimse).Status == 0x0000
+    found = client.get("/dicomweb/studies", params={"PatientName": "DIMSE^FIRST"}).json()
+    assert [s["0020000D"]["Value"][0] for s in found] == [by_dimse.StudyInstanceUID]
+
+    by_stow = make_instance(patient_name="STOW^FIRST")
+    assert stow(client, [to_bytes(by_stow)]).status_code == 200
+    results = list(_find(assoc, PatientName="STOW^FIRST"))
+    assert [str(r.StudyInstanceUID) for r in results] == [by_stow.StudyInstanceUID]
+    assoc.release()
+
+
+def _associate(server: DimseServer, contexts: list | None = None):  # type: ignore[no-untyped-def]
+    ae = AE(ae_title="TESTSCU")
+    for cx in contexts or StoragePresentationContexts[:100]:
+        ae.add_requested_context(cx.abstract_syntax)
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(
+        "127.0.0.1", server.port, ae_title="RADCASE", evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)]
+    )
+    assert assoc.is_established
+    return assoc
+
+
+def _find(assoc, **keys: str):  # type: ignore[no-untyped-def]
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        if status.Status in (0xFF00, 0xFF01):
+            yield identifier
+
+
+def test_a_malformed_dataset_fails_its_c_store_and_the_association_carries_on(
+    dimse: DimseServer, archive: Archive
+) -> None:
+    assoc = _associate(dimse)
+    no_study = make_instance()
+    del no_study.StudyInstanceUID
+    status = assoc.send_c_store(no_study)
+    assert status.Status == 0xA900
+    assert "StudyInstanceUID" in str(status.get("ErrorComment", "")) or status.Status == 0xA900
+
+    good = make_instance()
+    assert assoc.send_c_store(good).Status == 0x0000
+    assert assoc.is_established
+    assoc.release()
+    assert archive.instances(good.StudyInstanceUID)
+
+
+def test_a_dataset_that_cannot_be_decoded_is_refused_with_c000(
+    dimse: DimseServer, tmp_path: Path, archive: Archive
+) -> None:
+    """A data set whose first element declares more bytes than follow (written to a file that
+    pynetdicom sends without decoding it)."""
+    ds = make_instance()
+    meta_only = Dataset()
+    meta_only.file_meta = ds.file_meta
+    header = to_bytes(meta_only)
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(header + b"\x08\x00\x16\x00UI\xf0\x7f1.2.3")
+    from pynetdicom import _config
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", dimse.port, ae_title="RADCASE")
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes as they are
+    try:
+        status = assoc.send_c_store(broken)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+    assert status.Status == 0xC000
+    good = make_instance()
+    assert assoc.send_c_store(good).Status == 0x0000
+    assoc.release()
+    assert not _stored(archive, ds.StudyInstanceUID)
+
+
+def _stored(archive: Archive, study_uid: str) -> bool:
+    from storage.errors import NotFound
+
+    try:
+        return bool(archive.instances(study_uid))
+    except NotFound:
+        return False
+
+
+def test_a_thousand_instances_over_one_association_all_arrive_once(
+    dimse: DimseServer, archive: Archive, client: TestClient
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    assoc = _associate(dimse, [build_context(CTImageStorage)])
+    sent = []
+    for number in range(1, 1001):
+        ds = make_instance(study_uid=study, series_uid=series, instance_number=number)
+        sent.append(ds.SOPInstanceUID)
+        assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    stored = {i.sop_uid for i in archive.instances(study)}
+    assert stored == set(sent) and len(sent) == 1000
+    counts = client.get("/dicomweb/studies", params={"StudyInstanceUID": study}).json()
+    assert counts[0]["00201208"]["Value"] == [1000]
+
+
+def test_eight_concurrent_associations_lose_and_duplicate_nothing(
+    dimse: DimseServer, archive: Archive, client: TestClient
+) -> None:
+    study = generate_uid()
+    per_association = 60
+    sent: list[list[str]] = [[] for _ in range(8)]
+    failures: list[str] = []
+
+    def sender(index: int) -> None:
+        try:
+            assoc = _associate(dimse)
+            series = generate_uid()
+            for number in range(per_association):
+                ds = make_instance(study_uid=study, series_uid=series, instance_number=number)
+                status = assoc.send_c_store(ds)
+                if status.Status != 0x0000:
+                    failures.append(f"{index}/{number}: 0x{status.Status:04X}")
+                sent[index].append(ds.SOPInstanceUID)
+            assoc.release()
+        except Exception as exc:  # reported below; a thread cannot fail the test itself
+            failures.append(f"{index}: {exc!r}")
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    expected = {uid for uids in sent for uid in uids}
+    stored = [i.sop_uid for i in archive.instances(study)]
+    assert len(stored) == len(set(stored)) == len(expected) == 8 * per_association
+    assert set(stored) == expected
+    study_row = client.get("/dicomweb/studies", params={"StudyInstanceUID": study}).json()[0]
+    assert study_row["00201206"]["Value"] == [8]
+    assert study_row["00201208"]["Value"] == [8 * per_association]
