@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
+from pynetdicom import AE
 
 from radcase_pacs.cli import main
 from radcase_pacs.settings import load_settings
@@ -80,8 +83,14 @@ def test_import_names_each_failure_with_its_reason(
 
 
 def test_serve_answers_healthz_once_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "RADCASE_HTTP_PORT": str(port), "RADCASE_DATA_DIR": str(tmp_path)}
+    """HTTP and DIMSE come up together over the same stores and go down together."""
+    port, dimse_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "RADCASE_HTTP_PORT": str(port),
+        "RADCASE_DIMSE_PORT": str(dimse_port),
+        "RADCASE_DATA_DIR": str(tmp_path),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "radcase_pacs", "serve"],
         env=env,
@@ -103,7 +112,23 @@ def test_serve_answers_healthz_once_ready_and_stops_on_sigterm(tmp_path: Path) -
         studies = httpx.get(f"http://127.0.0.1:{port}/dicomweb/studies", timeout=5)
         assert studies.status_code == 200
         assert studies.json() == []
+        assert _c_store(dimse_port, CORPUS_DIR / "CT_small.dcm") == 0x0000
+        studies = httpx.get(f"http://127.0.0.1:{port}/dicomweb/studies", timeout=5)
+        assert len(studies.json()) == 1
     finally:
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", dimse_port)) != 0, "DIMSE still listening"
+
+
+def _c_store(port: int, path: Path) -> int:
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADCASE")
+    try:
+        return int(assoc.send_c_store(ds).Status)
+    finally:
+        assoc.release()

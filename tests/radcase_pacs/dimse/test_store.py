@@ -52,8 +52,8 @@ def same_dataset(original: Dataset, stored: Dataset) -> list[str]:
     comparing pixel data as decoded values when the byte order of the encodings differs."""
     differences = []
     ignored = {TRAILING_PADDING}
-    original_tags = {t for t in original if t.element != 0 and t not in ignored}
-    stored_tags = {t for t in stored if t.element != 0 and t not in ignored}
+    original_tags = {e.tag for e in original if e.tag.element != 0 and e.tag not in ignored}
+    stored_tags = {e.tag for e in stored if e.tag.element != 0 and e.tag not in ignored}
     for tag in sorted(original_tags ^ stored_tags):
         differences.append(f"{tag} present in only one")
     for tag in sorted(original_tags & stored_tags):
