@@ -108,6 +108,6 @@ def _failure(exc: OSError, key: str) -> Exception:
     if isinstance(exc, FileNotFoundError):
         # The index never points at a missing blob, so this is a fault, not a 404.
         return BackendFailure(f"blob {key} is missing")
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutOfResources(f"no space left for blob {key}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OutOfResources(f"no space left for blob {key}: {exc.strerror}")
     return BackendFailure(f"blob {key}: {exc.strerror or exc}")

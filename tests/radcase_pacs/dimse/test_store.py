@@ -5,6 +5,8 @@ costs the association."""
 from __future__ import annotations
 
 import io
+import resource
+import signal
 import threading
 import warnings
 from pathlib import Path
@@ -294,3 +296,26 @@ def test_eight_concurrent_associations_lose_and_duplicate_nothing(
     study_row = client.get("/dicomweb/studies", params={"StudyInstanceUID": study}).json()[0]
     assert study_row["00201206"]["Value"] == [8]
     assert study_row["00201208"]["Value"] == [8 * per_association]
+
+
+def test_a_full_store_answers_a700_and_the_association_carries_on(
+    dimse: DimseServer, archive: Archive
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE) makes the blob write fail as a full disk would."""
+    big = make_instance(rows=512, columns=512)  # 512 KiB of pixel data
+    small = make_instance()
+    assoc = _associate(dimse)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    try:
+        status = assoc.send_c_store(big)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert status.Status == 0xA700
+    assert "space" in str(status.ErrorComment)
+    assert not _stored(archive, big.StudyInstanceUID)
+    assert assoc.send_c_store(small).Status == 0x0000
+    assert assoc.send_c_store(big).Status == 0x0000
+    assoc.release()
