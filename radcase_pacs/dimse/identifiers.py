@@ -88,9 +88,7 @@ def query_level(identifier: Dataset, model: Model) -> str:
     """Query/Retrieve Level (0008,0052), checked against the model (PS3.4 C.6.1.1.1:
     PATIENT exists only in the Patient Root model)."""
     level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
-    allowed = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-    if model is Model.STUDY_ROOT:
-        allowed = allowed[1:]
+    allowed = list(STORAGE_LEVEL) if model is Model.PATIENT_ROOT else list(STORAGE_LEVEL)[1:]
     if level not in allowed:
         raise InvalidIdentifier(
             f"QueryRetrieveLevel: {level or 'missing'!s} is not one of {', '.join(allowed)} "
