@@ -17,7 +17,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dicomweb import delete, frames, metadata, qido, stow, wado
+from dicomweb import delete, frames, metadata, qido, rendered, stow, wado, wado_uri
+from dicomweb.compression import GzipJsonMiddleware
 from dicomweb.context import DicomwebOptions, Service
 from dicomweb.errors import HttpError, archive_error_handler, http_error_handler, request_id
 from storage.archive import Archive
@@ -39,6 +40,8 @@ EXPOSED_HEADERS = [
     "Link",
     "Content-Range",
     "Accept-Ranges",
+    "Content-Encoding",
+    "Vary",
     "X-Request-ID",
 ]
 
@@ -65,6 +68,15 @@ def routes() -> list[Route]:
         Route(INSTANCE + "/metadata", metadata.metadata, methods=get),
         Route(INSTANCE + "/frames/{frames}", frames.retrieve_frames, methods=get),
         Route(INSTANCE + "/bulk/{path:path}", frames.retrieve_bulk, methods=get),
+        Route(STUDY + "/rendered", rendered.collection_rendered, methods=get),
+        Route(SERIES + "/rendered", rendered.collection_rendered, methods=get),
+        Route(INSTANCE + "/rendered", rendered.instance_rendered, methods=get),
+        Route(INSTANCE + "/frames/{frames}/rendered", rendered.frames_rendered, methods=get),
+        Route(STUDY + "/thumbnail", rendered.collection_thumbnail, methods=get),
+        Route(SERIES + "/thumbnail", rendered.collection_thumbnail, methods=get),
+        Route(INSTANCE + "/thumbnail", rendered.instance_thumbnail, methods=get),
+        Route(INSTANCE + "/frames/{frames}/thumbnail", rendered.frames_thumbnail, methods=get),
+        Route("/wado", wado_uri.retrieve, methods=get),
     ]
 
 
@@ -118,6 +130,7 @@ def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Star
                 expose_headers=EXPOSED_HEADERS,
                 max_age=86400,
             ),
+            Middleware(GzipJsonMiddleware),
         ],
         exception_handlers={
             HttpError: http_error_handler,

@@ -7,6 +7,7 @@ only ever produce a 4xx: 5xx means a store failed, and is logged with the reques
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -29,6 +30,22 @@ class HttpError(Exception):
 def bad_request(parameter: str, reason: str) -> HttpError:
     """400 that names the offending parameter (PS3.18 §8.1.2.1)."""
     return HttpError(400, f"{parameter}: {reason}")
+
+
+def check_query_encoding(request: Request) -> None:
+    """400 for a query string whose percent-encoded bytes are not UTF-8 (RFC 3986 §2.5).
+
+    The request parser would quietly turn them into U+FFFD, and a search would then run for
+    a value the client never sent; naming the problem is more useful.
+    """
+    raw: bytes = request.scope.get("query_string", b"")
+    for piece in raw.split(b"&"):
+        try:
+            unquote_to_bytes(piece.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise bad_request(
+                "query string", f"{piece[:40]!r} is not percent-encoded UTF-8"
+            ) from exc
 
 
 def not_acceptable(reason: str) -> HttpError:

@@ -7,14 +7,13 @@ request's public root into the BulkDataURIs. No DICOM is parsed here.
 
 from __future__ import annotations
 
-import hashlib
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.context import Service
 from dicomweb.errors import not_acceptable
+from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
 from dicomweb.wado import acceptables, path_uids
 from storage.instance_json import ROOT_MARK
 
@@ -30,14 +29,13 @@ async def metadata(request: Request) -> Response:
         raise not_acceptable("metadata is available as application/dicom+json")
     archive = service.archive_for(request)
     body, version = await run_in_threadpool(archive.metadata, study_uid, series_uid, sop_uid)
-    root = service.root(request).encode("utf-8")
-    etag = '"' + hashlib.blake2b(version.encode() + root, digest_size=12).hexdigest() + '"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if etag in _if_none_match(request):
-        return Response(status_code=304, headers=headers)
-    return Response(body.replace(ROOT_MARK, root), media_type=DICOM_JSON, headers=headers)
-
-
-def _if_none_match(request: Request) -> set[str]:
-    header = request.headers.get("if-none-match", "")
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+    root = service.root(request)
+    # The version token changes with every instance stored into or deleted from the study or
+    # series; the root is part of the body (BulkDataURIs), so it is part of the tag too.
+    tag = entity_tag("metadata", version, root)
+    headers = {"ETag": str(tag), "Cache-Control": REVALIDATE, "Vary": "Accept, Accept-Encoding"}
+    not_modified = precondition(request, tag, headers)
+    if not_modified is not None:
+        return not_modified
+    body = body.replace(ROOT_MARK, root.encode("utf-8"))
+    return Response(body, media_type=DICOM_JSON, headers=headers)

@@ -7,6 +7,7 @@ documents stored at ingest plus the values the index derives (counts, modalities
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -18,7 +19,8 @@ from starlette.responses import Response
 
 from dicomweb import uri
 from dicomweb.context import Service
-from dicomweb.errors import HttpError, bad_request, not_acceptable
+from dicomweb.errors import HttpError, bad_request, check_query_encoding, not_acceptable
+from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
 from dicomweb.negotiation import NotAcceptableHeader, accept_from_request, parse_accept
 from storage.attributes import (
     BY_KEY,
@@ -39,6 +41,9 @@ CONTROL_PARAMETERS = frozenset(
 DICOM_JSON = "application/dicom+json"
 RETRIEVE_URL = 0x00081190
 MAX_SQL_INTEGER = 2**63 - 1
+MAX_VALUE_LENGTH = 1024
+MAX_SHOWN = 40
+SINGLETONS = frozenset({"fuzzymatching", "limit", "offset"})
 _COMPUTED_VR = {
     0x00080061: "CS",
     0x00080062: "UI",
@@ -64,7 +69,12 @@ def parse_query(
     fuzzy = False
     limit: int | None = None
     offset = 0
+    given: set[str] = set()
     for name, value in params:
+        if name in SINGLETONS:
+            if name in given:
+                raise bad_request(name, "given more than once")
+            given.add(name)
         if name == "includefield":
             for item in filter(None, (v.strip() for v in value.split(","))):
                 if item == "all":
@@ -88,6 +98,7 @@ def parse_query(
             if attribute.key in seen:
                 raise bad_request(name, "given more than once")
             seen.add(attribute.key)
+            _check_value(name, value, attribute)
             try:
                 conditions.append(condition(attribute, value))
             except InvalidQuery as exc:
@@ -105,10 +116,36 @@ def parse_query(
 
 
 def _non_negative(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise bad_request(name, f"must be a non-negative integer, not {value!r}")
-    # Databases take 64-bit LIMIT/OFFSET; a larger offset is past every result anyway.
+    # ASCII digits only: str.isdigit also takes '²' and other scripts' digits.
+    if not (value.isascii() and value.isdigit()):
+        raise bad_request(name, f"must be a non-negative integer, not {_shown(value)}")
+    # Databases take 64-bit LIMIT/OFFSET; a larger offset is past every result anyway. The
+    # length is checked first because int() refuses strings of more than 4300 digits.
+    if len(value.lstrip("0")) > len(str(MAX_SQL_INTEGER)):
+        return MAX_SQL_INTEGER
     return min(int(value), MAX_SQL_INTEGER)
+
+
+def _shown(value: str) -> str:
+    """A parameter value quoted for an error message, cut short when long."""
+    return repr(value) if len(value) <= MAX_SHOWN else repr(value[:MAX_SHOWN]) + "..."
+
+
+def _check_value(name: str, value: str, attribute: QueryAttribute) -> None:
+    """A matching value that no stored value can equal is a client mistake worth naming
+    (a 400, like any other invalid query parameter).
+
+    Control characters: PS3.5 Table 6.2-1 allows none but ESC in the VRs searched here, and
+    text from a URL carries no ISO 2022 escapes. Length: except for UID lists, a value far
+    longer than those VRs hold (64 characters per PN component group, fewer for LO, SH and
+    CS); the bound leaves ample room for wildcards and value lists.
+    """
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        raise bad_request(name, f"{_shown(value)} contains control characters")
+    if attribute.vr != "UI" and len(value) > MAX_VALUE_LENGTH:
+        raise bad_request(
+            name, f"the value is {len(value)} characters long; at most {MAX_VALUE_LENGTH}"
+        )
 
 
 def _resolve_tag(item: str) -> int | None:
@@ -219,6 +256,7 @@ def _retrieve_url(match: Match, root: str) -> str:
 def _check_accept(request: Request) -> None:
     """QIDO-RS answers in DICOM JSON (PS3.18 §10.6.1.3); a client that accepts neither it,
     application/json nor a wildcard gets 406."""
+    check_query_encoding(request)
     header = accept_from_request(
         request.headers.get("accept"), request.query_params.getlist("accept")
     )
@@ -246,7 +284,7 @@ async def search(request: Request, level: Level) -> Response:
     archive = service.archive_for(request)
     # One row more than returned reveals whether further results exist (PS3.18 §8.3.4.4).
     matches = await run_in_threadpool(lambda: archive.query(query, limit=wanted + 1))
-    headers: dict[str, str] = {"Cache-Control": "no-cache"}
+    headers: dict[str, str] = {}
     if len(matches) > wanted:
         matches = matches[:wanted]
         headers["Warning"] = '299 radcase-pacs "There are additional results that can be requested"'
@@ -256,11 +294,16 @@ async def search(request: Request, level: Level) -> Response:
         )
     root = service.root(request)
     tags = return_tags(query)
-    body = [result_object(match, tags, root) for match in matches]
-    return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-        media_type=DICOM_JSON,
-        headers=headers,
+    results = [result_object(match, tags, root) for match in matches]
+    body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # Results change with every store and delete, so caches revalidate (RFC 9111 §5.2.2.4);
+    # the tag is a hash of the body itself, which is small and already in memory.
+    tag = entity_tag("search", hashlib.blake2b(body, digest_size=16).hexdigest())
+    headers.update(
+        {"ETag": str(tag), "Cache-Control": REVALIDATE, "Vary": "Accept, Accept-Encoding"}
+    )
+    return precondition(request, tag, headers) or Response(
+        body, media_type=DICOM_JSON, headers=headers
     )
 
 

@@ -17,7 +17,9 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb import multipart, uri
 from dicomweb.context import Service
-from dicomweb.errors import HttpError, bad_request, not_acceptable
+from dicomweb.errors import HttpError, bad_request, check_query_encoding, not_acceptable
+from dicomweb.httpcache import IMMUTABLE as IMMUTABLE  # frames and others import it from here
+from dicomweb.httpcache import REVALIDATE, EntityTag, entity_tag, precondition
 from dicomweb.negotiation import Acceptable, NotAcceptableHeader, accept_from_request, parse_accept
 from dicomweb.syntaxes import DEFAULT_SYNTAX_BY_MEDIA_TYPE, with_syntax
 from storage.archive import Archive
@@ -26,7 +28,6 @@ from storage.records import StoredInstance
 from storage.transcode import can_transcode, to_explicit_little_endian
 
 DICOM = "application/dicom"
-IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def path_uids(request: Request) -> tuple[str, str | None, str | None]:
 
 
 def acceptables(request: Request) -> list[Acceptable]:
+    check_query_encoding(request)
     header = accept_from_request(
         request.headers.get("accept"), request.query_params.getlist("accept")
     )
@@ -109,19 +111,50 @@ def _part_headers(root: str, instance: StoredInstance, target: str | None) -> di
     }
 
 
+def _retrieve_tag(
+    version: str | None, found: list[StoredInstance], choice: DicomChoice, root: str
+) -> EntityTag:
+    """The validator of a retrieval (RFC 9110 §8.8.3).
+
+    An instance never changes, so its SHA-256 names its bytes; a study or series is a set
+    that grows and shrinks, so its version token (replaced on every store and delete) names
+    it. The rest names the representation: target syntax and container, and for multipart
+    the root written into each part's Content-Location. Multipart bodies get a fresh
+    boundary each time, hence a weak tag (see :mod:`dicomweb.httpcache`).
+    """
+    content = found[0].sha256 if version is None else version
+    container = f"multipart:{root}" if choice.multipart else "single"
+    return entity_tag(
+        "retrieve", content, choice.target or "stored", container, weak=choice.multipart
+    )
+
+
 async def retrieve(request: Request) -> Response:
     """GET /studies/{study}[/series/{series}[/instances/{instance}]] (PS3.18 §10.4.1)."""
     service: Service = request.app.state.service
     study_uid, series_uid, sop_uid = path_uids(request)
     archive = service.archive_for(request)
+    version = None
+    if sop_uid is None:
+        # Read the version before the instance list: a store in between then gives an old
+        # tag with a new body (the next request refetches), never a new tag with an old body.
+        version = await run_in_threadpool(
+            archive.index.version, archive.tenant, study_uid, series_uid
+        )
     found = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
     choice = choose_dicom(
         acceptables(request), {i.transfer_syntax for i in found}, single=sop_uid is not None
     )
     root = service.root(request)
-    headers = {"Cache-Control": IMMUTABLE if sop_uid else "no-cache"}
-    if sop_uid is not None:
-        headers["ETag"] = f'"{found[0].sha256[:32]}-{choice.target or "stored"}"'
+    tag = _retrieve_tag(version, found, choice, root)
+    headers = {
+        "ETag": str(tag),
+        "Cache-Control": IMMUTABLE if sop_uid else REVALIDATE,
+        "Vary": "Accept",
+    }
+    not_modified = precondition(request, tag, headers)
+    if not_modified is not None:
+        return not_modified
     if not choice.multipart:
         (instance,) = found
         part = _part_headers(root, instance, choice.target)

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from storage.attributes import Level
 from storage.blobs.base import BlobStore
@@ -32,6 +32,8 @@ from storage.errors import (
 )
 from storage.frames import FrameTable
 from storage.index.base import Index
+from storage.instance_json import ROOT_MARK
+from storage.pixels import DecodedFrame, PixelDescription, decode_frame, native_bytes
 from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
 from storage.query import Query
 from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance
@@ -286,6 +288,61 @@ class Archive:
             raise NotFound(f"instance {sop_uid} has no bulk data at {path}")
         vr, offset, length = entry
         return BulkData(vr, value=self.blobs.read_range(instance.sidecar_key, offset, length))
+
+    # -- pixels (decoding for rendering and transcoding; never parses the blob) -----------
+
+    def version(self, study_uid: str, series_uid: str | None = None) -> str:
+        """The version token of a study or series: it changes whenever an instance is added
+        or removed, so it keys anything derived from the current set of instances."""
+        version = self.index.version(self.tenant, study_uid, series_uid)
+        if version is None:
+            raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
+        return version
+
+    def documents(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The stored DICOM JSON of each instance as dicts, in display order, with
+        BulkDataURIs relative to the service root (their path after ``/bulk/`` is what
+        :meth:`bulk` takes)."""
+        body, _ = self.metadata(study_uid, series_uid, sop_uid)
+        documents = json.loads(body.replace(ROOT_MARK, b""))
+        return [doc for doc in documents if isinstance(doc, dict)]
+
+    def pixel_description(self, study_uid: str, series_uid: str, sop_uid: str) -> PixelDescription:
+        """The Image Pixel module of an instance, from its stored JSON (PS3.3 §C.7.6.3)."""
+        (document,) = self.documents(study_uid, series_uid, sop_uid)
+        return PixelDescription.from_json(document)
+
+    def decoded_frame(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        number: int,
+        description: PixelDescription | None = None,
+    ) -> DecodedFrame:
+        """Frame ``number`` (1-based) decoded to pixel values: one ranged read through the
+        frame table, then pydicom's decoder for the stored syntax. NotFound for a frame out
+        of range; Unavailable (with the reason) when it cannot be decoded."""
+        frames = self.frames(study_uid, series_uid, sop_uid, [number])
+        if description is None:
+            description = self.pixel_description(study_uid, series_uid, sop_uid)
+        return decode_frame(frames.frames[0], frames.transfer_syntax, description, number=number)
+
+    def decompressed_frames(
+        self, study_uid: str, series_uid: str, sop_uid: str, frames: FrameSet, numbers: list[int]
+    ) -> FrameSet:
+        """``frames`` (as :meth:`frames` returned them for ``numbers``) as native Explicit VR
+        Little Endian frames; see :func:`storage.pixels.native_bytes` for their layout."""
+        if not frames.encapsulated:
+            return frames
+        description = self.pixel_description(study_uid, series_uid, sop_uid)
+        decoded = [
+            native_bytes(decode_frame(frame, frames.transfer_syntax, description, number=number))
+            for frame, number in zip(frames.frames, numbers, strict=True)
+        ]
+        return FrameSet(EXPLICIT_VR_LITTLE_ENDIAN, False, decoded)
 
     # -- delete ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 def is_valid_uid(value: str) -> bool:
     """PS3.5 §9.1: digits and dots, no leading zeros in a component, at most 64 characters."""
-    return 0 < len(value) <= 64 and UID_PATTERN.match(value) is not None
+    return 0 < len(value) <= 64 and UID_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +156,11 @@ def _range_matcher(attribute: QueryAttribute, raw: str, low: _Norm, high: _Norm)
 
 def _check_temporal(attribute: QueryAttribute, raw: str, canonical: str) -> None:
     """PS3.5 Table 6.2-1: a DA is a Gregorian calendar date; in a TM, HH is 00-23, MM 00-59
-    and SS 00-60 (leap second)."""
-    if attribute.kind is Kind.DATE:
+    and SS 00-60 (leap second). Digits are ASCII digits: str.isdigit also takes other
+    scripts' digits, which nothing stored can equal."""
+    if not canonical.isascii():
+        ok = False
+    elif attribute.kind is Kind.DATE:
         ok = len(canonical) == 8 and canonical.isdigit() and _is_calendar_date(canonical)
     else:
         ok = (

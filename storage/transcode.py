@@ -51,7 +51,8 @@ def to_explicit_little_endian(data: bytes) -> bytes:
                 pass  # converts raw elements, giving implicit-VR ones their dictionary VR
             syntax = UID(ds.file_meta.TransferSyntaxUID)
             if syntax.is_compressed and not syntax.is_deflated:
-                ds.decompress()
+                # A transfer syntax change is not a new instance: the SOP Instance UID stays.
+                ds.decompress(generate_instance_uid=False)
             elif not syntax.is_little_endian:
                 _swap_to_little_endian(ds)
                 ds.set_original_encoding(False, True, ds.original_character_set)

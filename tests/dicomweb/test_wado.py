@@ -152,15 +152,29 @@ def test_encapsulated_frames_come_in_their_own_media_type_or_as_ohif_asks(
     assert [p.body for p in split_multipart(ohif)] == expected
 
 
-def test_encapsulated_frames_asked_as_uncompressed_octet_stream_are_406(
+def test_encapsulated_frames_asked_as_uncompressed_octet_stream_are_decompressed(
     client: TestClient,
 ) -> None:
     ds = _store_file(client, "JPEG2000.dcm")
+    octet = "application/octet-stream"
+    response = client.get(
+        _instance_url(ds) + "/frames/1",
+        headers={"Accept": "multipart/related; type=application/octet-stream"},
+    )
+    assert response.status_code == 200
+    (part,) = split_multipart(response)
+    assert part.headers["content-type"] == f"{octet}; transfer-syntax={EXPLICIT_LE}"
+    assert np.array_equal(np.frombuffer(part.body, "<i2").reshape(1024, 256), ds.pixel_array)
+
+
+def test_encapsulated_frames_that_do_not_decode_are_406_saying_why(client: TestClient) -> None:
+    ds = _store_file(client, "JPEG-lossy.dcm")
     response = client.get(
         _instance_url(ds) + "/frames/1",
         headers={"Accept": "multipart/related; type=application/octet-stream"},
     )
     assert response.status_code == 406
+    assert "cannot be decoded" in response.text and "transfer-syntax=*" in response.text
 
 
 @pytest.mark.parametrize("frames", ["0", "-1", "x", "1,,2", "1.5"])
