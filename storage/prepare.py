@@ -106,7 +106,8 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
     bulk_table = _bulk_table(body, shift=len(derived))
     source.seek(0)
     digest = hashlib.file_digest(source, "sha256").hexdigest()  # type: ignore[arg-type]
-    size = source.tell()
+    # Not tell(): file_digest reads a BytesIO through its buffer without moving its position.
+    size = source.seek(0, 2)
     source.seek(0)
     return Prepared(
         source=source,

@@ -1,19 +1,31 @@
-"""Open backends from URLs (``sqlite:///…``, ``file:///…``, ``memory://``), the one place
-that knows which implementation a scheme means. Implementations are imported lazily so an
-unused driver is never a dependency; passwords never appear in ``repr`` or logs."""
+"""Open backends from URLs, the one place that knows which implementation a scheme means.
+Implementations are imported lazily so an unused driver is never a dependency; passwords
+never appear in ``repr`` or logs.
+
+    index   sqlite:///PATH
+            postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&pool_min=N&pool_max=N&...]
+            (or postgres://; other parameters go to libpq)
+    blobs   file:///PATH
+            s3://BUCKET[/PREFIX] (endpoint from the caller, credentials the AWS way)
+    cache   memory://[?max_bytes=N]
+            redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&max_value_bytes=N&default_ttl=S]
+            (or rediss://; other parameters go to redis-py)
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from storage.blobs.base import BlobStore
 from storage.cache.base import Cache
 from storage.index.base import Index
 
-INDEX_SCHEMES = ("sqlite",)
-BLOB_SCHEMES = ("file",)
-CACHE_SCHEMES = ("memory",)
+INDEX_SCHEMES = ("sqlite", "postgresql", "postgres")
+BLOB_SCHEMES = ("file", "s3")
+CACHE_SCHEMES = ("memory", "redis", "rediss")
+SECRET_PARAMS = frozenset({"password", "pass", "secret"})
 
 
 class UnsupportedUrl(ValueError):
@@ -23,10 +35,17 @@ class UnsupportedUrl(ValueError):
 def mask_password(url: str) -> str:
     """The URL with any password replaced by '***', for logs and error messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret_query = any(name.lower() in SECRET_PARAMS for name, _ in pairs)
+    if parts.password is None and not secret_query:
+        return url  # untouched: urlunsplit would turn sqlite:///x into sqlite:/x
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if secret_query:
+        masked = [(n, "***" if n.lower() in SECRET_PARAMS else v) for n, v in pairs]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return urlunsplit(parts)
 
 
 def _scheme(url: str, accepted: tuple[str, ...], role: str) -> str:
@@ -46,22 +65,68 @@ def _path(url: str) -> Path:
     return Path(raw)
 
 
+def _own_params(url: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """Split our parameters off a URL whose other parameters belong to a driver."""
+    base, _, query = url.partition("?")
+    ours: dict[str, str] = {}
+    theirs = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in names:
+            ours[name] = value
+        else:
+            theirs.append((name, value))
+    # Rebuilt by hand: urlunsplit would turn postgresql:///db (a local socket) into postgresql:/db.
+    return (f"{base}?{urlencode(theirs)}" if theirs else base), ours
+
+
+def _number(url: str, params: dict[str, str], name: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(params[name])
+    except ValueError as exc:
+        raise UnsupportedUrl(f"URL {mask_password(url)!r}: {name} must be a number") from exc
+
+
 def open_index(url: str) -> Index:
-    _scheme(url, INDEX_SCHEMES, "index")
+    scheme = _scheme(url, INDEX_SCHEMES, "index")
+    if scheme in ("postgresql", "postgres"):
+        return _open_postgres(url)
     from storage.index.sqlite import SqliteIndex
 
     return SqliteIndex(_path(url))
 
 
-def open_blobs(url: str) -> BlobStore:
-    _scheme(url, BLOB_SCHEMES, "blob store")
+def _open_postgres(url: str) -> Index:
+    from storage.index.postgres import PostgresIndex
+
+    conninfo, params = _own_params(url, ("schema", "pool_min", "pool_max"))
+    options: dict[str, Any] = {
+        name: _number(url, params, name, int) for name in ("pool_min", "pool_max") if name in params
+    }
+    try:
+        return PostgresIndex(conninfo, schema=params.get("schema") or None, **options)
+    except ValueError as exc:
+        raise UnsupportedUrl(f"index URL {mask_password(url)!r}: {exc}") from exc
+
+
+def open_blobs(url: str, *, s3_endpoint_url: str | None = None) -> BlobStore:
+    """``s3_endpoint_url`` is the S3-compatible endpoint for ``s3://`` URLs (None: AWS)."""
+    scheme = _scheme(url, BLOB_SCHEMES, "blob store")
+    if scheme == "s3":
+        from storage.blobs.s3 import S3BlobStore
+
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise UnsupportedUrl(f"blob store URL {url!r} names no bucket (s3://BUCKET/PREFIX)")
+        return S3BlobStore(parts.netloc, unquote(parts.path), endpoint_url=s3_endpoint_url)
     from storage.blobs.filesystem import FilesystemBlobStore
 
     return FilesystemBlobStore(_path(url))
 
 
 def open_cache(url: str) -> Cache:
-    _scheme(url, CACHE_SCHEMES, "cache")
+    scheme = _scheme(url, CACHE_SCHEMES, "cache")
+    if scheme in ("redis", "rediss"):
+        return _open_redis(url)
     from storage.cache.memory import MemoryCache
 
     params = parse_qs(urlsplit(url).query)
@@ -70,3 +135,17 @@ def open_cache(url: str) -> Cache:
     except ValueError as exc:
         raise UnsupportedUrl(f"cache URL {url!r}: max_bytes must be an integer") from exc
     return MemoryCache(max_bytes=max_bytes)
+
+
+def _open_redis(url: str) -> Cache:
+    from storage.cache.redis import RedisCache
+
+    client_url, params = _own_params(url, ("prefix", "max_value_bytes", "default_ttl"))
+    options: dict[str, Any] = {}
+    if "prefix" in params:
+        options["prefix"] = params["prefix"]
+    if "max_value_bytes" in params:
+        options["max_value_bytes"] = _number(url, params, "max_value_bytes", int)
+    if "default_ttl" in params:
+        options["default_ttl"] = _number(url, params, "default_ttl", float)
+    return RedisCache(client_url, **options)

@@ -87,3 +87,97 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_sop_class ON instances (tenant, sop_class_uid)",
     ],
 ]
+
+
+def _collate_c(table: str, columns: tuple[str, ...]) -> str:
+    altered = ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns)
+    return f"ALTER TABLE {table} {altered}"
+
+
+# PostgreSQL-only statements, run right after the shared migration of the same number.
+#
+# Text columns compare byte-wise ("C" collation) whatever the database's default collation, so
+# ranges, ORDER BY and pattern matching give SQLite's results (a locale collation would, for
+# example, ignore the dots when ordering UIDs), and a plain B-tree serves prefix LIKE.
+# Person names are matched by four patterns, three of which do not anchor at the start; a
+# trigram GIN index (pg_trgm, shipped with PostgreSQL's contrib) serves them when the
+# extension is installed or may be created, and is skipped otherwise.
+POSTGRES_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        _collate_c(
+            "studies",
+            (
+                "tenant",
+                "study_uid",
+                "patient_id",
+                "issuer_of_patient_id",
+                "patient_name_ci",
+                "patient_name_fuzzy",
+                "patient_birth_date",
+                "patient_sex",
+                "study_date",
+                "study_time",
+                "accession_number",
+                "referring_physician_name_ci",
+                "referring_physician_name_fuzzy",
+                "study_id",
+                "study_description",
+                "modalities",
+                "sop_classes",
+                "version",
+            ),
+        ),
+        _collate_c(
+            "series",
+            (
+                "tenant",
+                "series_uid",
+                "modality",
+                "series_description",
+                "body_part_examined",
+                "pps_start_date",
+                "pps_start_time",
+                "scheduled_procedure_step_id",
+                "requested_procedure_id",
+                "version",
+            ),
+        ),
+        _collate_c(
+            "instances",
+            (
+                "tenant",
+                "sop_uid",
+                "sop_class_uid",
+                "transfer_syntax",
+                "blob_key",
+                "sha256",
+                "sidecar_key",
+                "frames_source",
+                "frames_syntax",
+                "frames_problem",
+                "stored_at",
+            ),
+        ),
+        "CREATE INDEX studies_referring_physician ON studies (tenant, referring_physician_name_ci)",
+        "CREATE INDEX studies_study_id ON studies (tenant, study_id)",
+        """DO $$
+        DECLARE
+            home TEXT;
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
+                BEGIN
+                    CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
+                EXCEPTION WHEN OTHERS THEN
+                    RETURN;
+                END;
+            END IF;
+            SELECT n.nspname INTO home FROM pg_extension e
+                JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm';
+            EXECUTE format('CREATE INDEX studies_patient_name_trgm ON studies '
+                'USING gin (patient_name_ci %1$I.gin_trgm_ops)', home);
+            EXECUTE format('CREATE INDEX studies_patient_name_fuzzy_trgm ON studies '
+                'USING gin (patient_name_fuzzy %1$I.gin_trgm_ops)', home);
+        END
+        $$""",
+    ],
+}

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from storage.attributes import Level
 from storage.errors import DuplicateConflict, IdentityMismatch
@@ -41,11 +41,13 @@ LEVEL_FROM = {
     Level.SERIES: "series se JOIN studies s ON s.id = se.study_pk",
     Level.INSTANCE: INSTANCE_FROM,
 }
+# ``{nulls}`` is the dialect's spelling of "absent numbers sort first" (SQLite's default).
 LEVEL_ORDER = {
     Level.STUDY: "s.id",
-    Level.SERIES: "se.series_number, se.id",
-    Level.INSTANCE: "i.instance_number, i.id",
+    Level.SERIES: "se.series_number{nulls}, se.id",
+    Level.INSTANCE: "i.instance_number{nulls}, i.id",
 }
+INSTANCE_ORDER = "se.series_number{nulls}, se.id, i.instance_number{nulls}, i.id"
 
 
 class Cursor(Protocol):
@@ -66,6 +68,10 @@ class SqlIndex(ABC):
 
     types: dict[str, str]
     syntax: PatternSyntax
+    dialect_migrations: ClassVar[dict[int, list[str]]] = {}
+    """Statements run after shared migration N on this dialect only (indexes, collations)."""
+    nulls_first = ""
+    """Appended to nullable ORDER BY keys so every dialect sorts absent numbers first."""
 
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[Cursor]:
@@ -84,9 +90,14 @@ class SqlIndex(ABC):
         for number, statements in enumerate(MIGRATIONS, start=1):
             if number <= current:
                 continue
-            for statement in statements:
+            for statement in [*statements, *self.dialect_migrations.get(number, [])]:
                 cur.execute(statement.format(**self.types))
             cur.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def _lock_study(self, cur: Cursor, tenant: str, study_uid: str) -> None:
+        """Serialise the writers of one study for the rest of the transaction, where the
+        database does not already serialise every writer (SQLite does: nothing to do)."""
+        return None
 
     def ping(self) -> None:
         with self._read() as cur:
@@ -105,6 +116,7 @@ class SqlIndex(ABC):
 
     def add_instance(self, record: InstanceRecord) -> AddResult:
         with self._transaction() as cur:
+            self._lock_study(cur, record.tenant, record.study_uid)
             existing = cur.execute(
                 "SELECT sha256 FROM instances WHERE tenant = ? AND sop_uid = ?",
                 (record.tenant, record.sop_uid),
@@ -258,7 +270,7 @@ class SqlIndex(ABC):
             columns += ["i.sop_uid", "i.doc"]
         sql = (
             f"SELECT {', '.join(columns)} FROM {LEVEL_FROM[level]} WHERE {where} "
-            f"ORDER BY {LEVEL_ORDER[level]} LIMIT ? OFFSET ?"
+            f"ORDER BY {LEVEL_ORDER[level].format(nulls=self.nulls_first)} LIMIT ? OFFSET ?"
         )
         with self._read() as cur:
             rows = cur.execute(sql, [*params, limit, query.offset]).fetchall()
@@ -306,7 +318,7 @@ class SqlIndex(ABC):
         with self._read() as cur:
             rows = cur.execute(
                 f"SELECT i.doc FROM {INSTANCE_FROM} WHERE {where} "
-                "ORDER BY se.series_number, se.id, i.instance_number, i.id",
+                f"ORDER BY {INSTANCE_ORDER.format(nulls=self.nulls_first)}",
                 params,
             ).fetchall()
         return [bytes(r[0]) for r in rows]
@@ -322,7 +334,7 @@ class SqlIndex(ABC):
         with self._read() as cur:
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} WHERE {where} "
-                "ORDER BY se.series_number, se.id, i.instance_number, i.id",
+                f"ORDER BY {INSTANCE_ORDER.format(nulls=self.nulls_first)}",
                 params,
             ).fetchall()
         return [StoredInstance(*row) for row in rows]
@@ -351,6 +363,7 @@ class SqlIndex(ABC):
     ) -> Removed:
         where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
         with self._transaction() as cur:
+            self._lock_study(cur, tenant, study_uid)
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS}, i.id, se.id, s.id, se.version, s.version "
                 f"FROM {INSTANCE_FROM} WHERE {where}",

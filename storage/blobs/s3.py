@@ -1,0 +1,292 @@
+"""Blobs as objects in an S3 bucket (AWS or any S3-compatible endpoint): the production store.
+
+* Atomic puts: S3 shows an object only once its upload is complete. Objects up to
+  ``multipart_threshold`` go up in one PUT; larger ones in parts of ``part_size`` (one part in
+  memory at a time), and a failed upload is aborted so no parts linger.
+* Integrity: every PUT and part carries a SHA-256 checksum that S3 verifies before accepting
+  the bytes; whole-object reads ask S3 for the checksum and botocore verifies it.
+* Reads: ``stream`` yields the body in chunks as it arrives; ``read_range`` is one ranged GET
+  (frames, bulk data).
+* Retries: botocore's "standard" mode retries throttling (503 SlowDown), 5xx and dropped
+  connections with exponential backoff and jitter, ``max_attempts`` times in all.
+* Credentials and region come the standard AWS way (environment, shared config and
+  credentials files, instance or container roles), never from a URL. The endpoint of an
+  S3-compatible service is given by the caller (setting ``s3_endpoint_url``); path-style
+  addressing is then the default, as most such services expect.
+
+A missing object is a :class:`BackendFailure` like in the folder store: the index never points
+at a missing blob, so a missing object is a fault, not a 404 for the client.
+
+URL: ``s3://bucket/optional/prefix`` (see ``storage.urls``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage.blobs.base import CHUNK_SIZE
+from storage.errors import BackendFailure, OutOfResources
+
+MiB = 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit on the parts of one upload
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+FULL_CODES = frozenset({"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull"})
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    """One stored object as listed: for sweeping orphans older than a grace period."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+class S3BlobStore:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        session: boto3.session.Session | None = None,
+        part_size: int = 16 * MiB,
+        multipart_threshold: int = 16 * MiB,
+        max_attempts: int = 5,
+        addressing_style: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 50,
+    ) -> None:
+        if part_size < 5 * MiB:
+            raise ValueError("S3 parts are at least 5 MiB")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.part_size = part_size
+        self.multipart_threshold = multipart_threshold
+        self._session = session
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_connections,
+            s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
+        )
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore('s3://{self.bucket}/{self.prefix}', endpoint={self.endpoint_url!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._client is None:
+            session = self._session or boto3.session.Session()
+            self._client = session.client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
+            )
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) in MISSING_CODES | {"NoSuchBucket"}:
+                raise BackendFailure(f"S3 bucket {self.bucket} does not exist") from exc
+            raise BackendFailure(f"S3 bucket {self.bucket}: {exc}") from exc
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise BackendFailure("the S3 blob store is not open")
+        return self._client
+
+    def _key(self, key: str) -> str:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
+            raise BackendFailure(f"invalid blob key {key!r}")
+        return self.prefix + key
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def put(self, key: str, source: BinaryIO, size: int) -> None:
+        name = self._key(key)
+        try:
+            if size <= self.multipart_threshold:
+                body = _read_exactly(source, size, key)
+                _check_drained(source, size, key)
+                self.client.put_object(
+                    Bucket=self.bucket, Key=name, Body=body, ChecksumAlgorithm="SHA256"
+                )
+            else:
+                self._put_in_parts(name, source, size, key)
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, key) from exc
+        except OSError as exc:  # reading the source failed (a dropped upload, a bad disk)
+            raise BackendFailure(f"blob {key}: reading its source failed: {exc}") from exc
+
+    def _put_in_parts(self, name: str, source: BinaryIO, size: int, key: str) -> None:
+        part_size = max(self.part_size, -(-size // MAX_PARTS))
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256"
+        )["UploadId"]
+        try:
+            parts = []
+            remaining = size
+            number = 1
+            while remaining > 0:
+                chunk = _read_exactly(source, min(part_size, remaining), key)
+                answer = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ChecksumAlgorithm="SHA256",
+                )
+                part = {"PartNumber": number, "ETag": answer["ETag"]}
+                if answer.get("ChecksumSHA256"):
+                    part["ChecksumSHA256"] = answer["ChecksumSHA256"]
+                parts.append(part)
+                remaining -= len(chunk)
+                number += 1
+            _check_drained(source, size, key)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # An incomplete upload is invisible; should the abort fail too, a bucket lifecycle
+            # rule (AbortIncompleteMultipartUpload) reaps the parts.
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) not in MISSING_CODES:
+                raise _failure(exc, key) from exc
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        try:
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED"
+            )
+            with answer["Body"] as body:
+                return bytes(body.read())
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, key) from exc
+
+    def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED"
+            )["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, key) from exc
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, key) from exc
+        finally:
+            body.close()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            if not self.exists(key):
+                raise BackendFailure(f"blob {key} is missing")
+            return b""
+        try:
+            answer = self.client.get_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Range=f"bytes={offset}-{offset + length - 1}",
+            )
+            with answer["Body"] as body:
+                data = bytes(body.read())
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) == "InvalidRange":
+                raise BackendFailure(f"blob {key} is shorter than {offset + length} bytes") from exc
+            raise _failure(exc, key) from exc
+        if len(data) != length:
+            raise BackendFailure(f"blob {key} is shorter than {offset + length} bytes")
+        return data
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) in MISSING_CODES:
+                return False
+            raise _failure(exc, key) from exc
+        return True
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for entry in self.entries(prefix):
+            yield entry.key
+
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        """Every object under ``prefix`` with its size and last modification time."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield BlobEntry(
+                        item["Key"][len(self.prefix) :], int(item["Size"]), item["LastModified"]
+                    )
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, prefix or "listing") from exc
+
+
+def _check_drained(source: BinaryIO, size: int, key: str) -> None:
+    """Refuse a source longer than announced rather than store a truncated object."""
+    if source.read(1):
+        raise BackendFailure(f"blob {key}: the source holds more than the {size} bytes announced")
+
+
+def _read_exactly(source: BinaryIO, size: int, key: str) -> bytes:
+    """``size`` bytes from ``source``, however many reads that takes."""
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = source.read(remaining)
+        if not chunk:
+            raise BackendFailure(f"blob {key}: the source ended {remaining} bytes early")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _failure(exc: Exception, key: str) -> BackendFailure:
+    code = _code(exc)
+    if code in MISSING_CODES:
+        # The index never points at a missing blob, so this is a fault, not a 404.
+        return BackendFailure(f"blob {key} is missing")
+    if code in FULL_CODES:
+        return OutOfResources(f"no space left for blob {key}: {code}")
+    return BackendFailure(f"blob {key}: {exc}")

@@ -1,0 +1,323 @@
+"""Real production backends for tests: a PostgreSQL schema, a Redis key prefix and an S3 bucket
+per test, each removed afterwards, and whole archives over any combination of backends.
+
+PostgreSQL and Redis are the machine's own services (``RADCASE_TEST_POSTGRES_URL``,
+``RADCASE_TEST_REDIS_URL`` override where). When one cannot be reached its tests are skipped
+with the reason, except under ``CI=true``, where a missing component is a failure: CI is there
+to run them. S3 is moto's standalone server on a free loopback port, spoken to over HTTP.
+
+Combinations are named ``INDEX-CACHE-BLOBS``: index ``sqlite`` or ``postgres``, cache ``memory``
+or ``redis``, blobs ``folder`` or ``s3`` (e.g. ``postgres-redis-s3``). ``RADCASE_TEST_BACKENDS``
+lists the ones the archive fixture runs over (default ``sqlite-memory-folder``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from storage.archive import Archive
+from storage.blobs.base import BlobStore
+from storage.blobs.filesystem import FilesystemBlobStore
+from storage.cache.base import Cache
+from storage.cache.memory import MemoryCache
+from storage.index.base import Index
+from storage.index.sqlite import SqliteIndex
+
+POSTGRES_URL = os.environ.get(
+    "RADCASE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("RADCASE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+S3_REGION = "us-east-1"
+DEFAULT_BACKENDS = "sqlite-memory-folder"
+INDEXES = ("sqlite", "postgres")
+CACHES = ("memory", "redis")
+BLOB_STORES = ("folder", "s3")
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for a missing real component, or fail it under CI."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: every backend must be present)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+@functools.cache
+def postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be used here, or None (asked once per run)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except Exception as exc:  # any reason at all means: not usable
+        return f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}"
+    return None
+
+
+def _with_param(url: str, name: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{name}={value}"
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """An index URL naming a fresh PostgreSQL schema, dropped (with its tables) afterwards."""
+    problem = postgres_problem()
+    if problem:
+        unavailable(problem)
+    import psycopg
+
+    name = f"radcase_test_{_token()}"
+    try:
+        yield _with_param(POSTGRES_URL, "schema", name)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+# -- Redis --------------------------------------------------------------------------------
+
+
+@functools.cache
+def redis_problem() -> str | None:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"Redis at {REDIS_URL} is not reachable: {exc}"
+    return None
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the shared Redis; its keys are deleted afterwards."""
+    problem = redis_problem()
+    if problem:
+        unavailable(problem)
+    import redis
+
+    prefix = f"radcase-test:{_token()}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=3)
+        try:
+            names = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if names:
+                client.delete(*names)
+        finally:
+            client.close()
+
+
+# -- S3 (moto) ----------------------------------------------------------------------------
+
+
+class MotoS3:
+    """moto's standalone S3 server on a free loopback port, started once and shared."""
+
+    def __init__(self) -> None:
+        self._server: Any = None
+        self._session: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.endpoint = ""
+
+    def start(self) -> MotoS3:
+        with self._lock:
+            if self._server is None:
+                try:
+                    from moto.server import ThreadedMotoServer
+                except ImportError as exc:
+                    unavailable(f"moto's server is not installed: {exc}")
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
+                port = free_port()
+                server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+                server.start()
+                self._server = server
+                self.endpoint = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+            client, self._client = self._client, None
+            if client is not None:
+                client.close()
+            if server is not None:
+                server.stop()
+
+    def session(self) -> Any:
+        """A boto3 session with moto's dummy credentials, leaving the real AWS setup alone.
+        One session for the run: it loads botocore's service models once for every client."""
+        import boto3
+
+        if self._session is None:
+            self._session = boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name=S3_REGION,
+            )
+        return self._session
+
+    def client(self) -> Any:
+        """A client for setting up and tearing down buckets."""
+        if self._client is None:
+            self._client = self.session().client("s3", endpoint_url=self.endpoint)
+        return self._client
+
+
+MOTO = MotoS3()
+atexit.register(MOTO.stop)
+
+
+@contextmanager
+def s3_bucket() -> Iterator[str]:
+    """A new bucket on the moto server, emptied and deleted afterwards."""
+    client = MOTO.start().client()
+    name = f"radcase-test-{_token()}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+        for upload in uploads:
+            client.abort_multipart_upload(
+                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                client.delete_objects(Bucket=name, Delete={"Objects": objects})
+        client.delete_bucket(Bucket=name)
+
+
+# -- stores -------------------------------------------------------------------------------
+
+
+def make_index(kind: str, stack: ExitStack, tmp_path: Path) -> Index:
+    """An index of ``kind`` (not opened); its clean-up is registered on ``stack``."""
+    if kind == "sqlite":
+        return SqliteIndex(tmp_path / "index.sqlite3")
+    if kind == "postgres":
+        from storage.urls import open_index
+
+        return open_index(stack.enter_context(postgres_schema()))
+    raise ValueError(f"unknown index kind {kind!r}, expected one of {INDEXES}")
+
+
+def make_cache(kind: str, stack: ExitStack) -> Cache:
+    if kind == "memory":
+        return MemoryCache(64 * 1024 * 1024)
+    if kind == "redis":
+        from storage.cache.redis import RedisCache
+
+        return RedisCache(REDIS_URL, prefix=stack.enter_context(redis_prefix()))
+    raise ValueError(f"unknown cache kind {kind!r}, expected one of {CACHES}")
+
+
+def make_blobs(kind: str, stack: ExitStack, tmp_path: Path) -> BlobStore:
+    if kind == "folder":
+        return FilesystemBlobStore(tmp_path / "blobs")
+    if kind == "s3":
+        from storage.blobs.s3 import S3BlobStore
+
+        bucket = stack.enter_context(s3_bucket())
+        return S3BlobStore(bucket, "archive", endpoint_url=MOTO.endpoint, session=MOTO.session())
+    raise ValueError(f"unknown blob store kind {kind!r}, expected one of {BLOB_STORES}")
+
+
+def backend_names() -> list[str]:
+    """The combinations named by ``RADCASE_TEST_BACKENDS`` (comma-separated)."""
+    raw = os.environ.get("RADCASE_TEST_BACKENDS", "") or DEFAULT_BACKENDS
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    for name in names:
+        parts = name.split("-")
+        if (
+            len(parts) != 3
+            or parts[0] not in INDEXES
+            or parts[1] not in CACHES
+            or parts[2] not in BLOB_STORES
+        ):
+            raise ValueError(
+                f"RADCASE_TEST_BACKENDS: {name!r} is not INDEX-CACHE-BLOBS with INDEX in "
+                f"{INDEXES}, CACHE in {CACHES}, BLOBS in {BLOB_STORES}"
+            )
+    return names
+
+
+@contextmanager
+def archive_for(name: str, tmp_path: Path) -> Iterator[Archive]:
+    """An opened archive over the combination ``name``; everything it stored is removed
+    afterwards (schema dropped, keys deleted, bucket deleted, files left to ``tmp_path``)."""
+    index_kind, cache_kind, blob_kind = name.split("-")
+    with ExitStack() as stack:
+        archive = Archive(
+            index=make_index(index_kind, stack, tmp_path),
+            blobs=make_blobs(blob_kind, stack, tmp_path),
+            cache=make_cache(cache_kind, stack),
+        )
+        archive.open()
+        stack.callback(archive.close)
+        yield archive
+
+
+# -- fixtures (import them into a conftest to use them) -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """The session's moto S3 server."""
+    yield MOTO.start()
+    MOTO.stop()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An index URL with a schema of this test's own."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_key_prefix() -> Iterator[str]:
+    with redis_prefix() as prefix:
+        yield prefix
+
+
+@pytest.fixture
+def s3_bucket_name(s3_server: MotoS3) -> Iterator[str]:
+    with s3_bucket() as name:
+        yield name

@@ -1,0 +1,89 @@
+"""Backend URLs: each scheme opens its implementation with the URL's parameters, and no
+password ever shows in a repr, a log line or an error message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage.blobs.filesystem import FilesystemBlobStore
+from storage.blobs.s3 import S3BlobStore
+from storage.cache.memory import MemoryCache
+from storage.cache.redis import RedisCache
+from storage.index.postgres import PostgresIndex
+from storage.index.sqlite import SqliteIndex
+from storage.urls import UnsupportedUrl, mask_password, open_blobs, open_cache, open_index
+
+
+def test_index_urls() -> None:
+    assert isinstance(open_index("sqlite:///tmp/x/index.sqlite3"), SqliteIndex)
+    for scheme in ("postgresql", "postgres"):
+        index = open_index(
+            f"{scheme}://u:secret@db:5432/pacs?schema=tenant_a&pool_max=3&sslmode=require"
+        )
+        assert isinstance(index, PostgresIndex)
+        assert index.schema == "tenant_a"
+        assert (index.pool_min, index.pool_max) == (1, 3)
+        assert index.url == f"{scheme}://u:secret@db:5432/pacs?sslmode=require"
+        assert "secret" not in repr(index)
+    assert open_index("postgresql://db/pacs").schema is None  # type: ignore[attr-defined]
+    local = open_index("postgresql:///pacs?schema=s&host=/run/postgresql")
+    assert local.url == "postgresql:///pacs?host=%2Frun%2Fpostgresql"  # type: ignore[attr-defined]
+    with pytest.raises(UnsupportedUrl, match="schema"):
+        open_index("postgresql://db/pacs?schema=bad;name")
+    with pytest.raises(UnsupportedUrl, match="pool_max"):
+        open_index("postgresql://db/pacs?pool_max=many")
+
+
+def test_blob_urls() -> None:
+    assert isinstance(open_blobs("file:///tmp/blobs"), FilesystemBlobStore)
+    store = open_blobs("s3://archive-bucket/clinical/site-a", s3_endpoint_url="http://minio:9000")
+    assert isinstance(store, S3BlobStore)
+    assert (store.bucket, store.prefix, store.endpoint_url) == (
+        "archive-bucket",
+        "clinical/site-a/",
+        "http://minio:9000",
+    )
+    bare = open_blobs("s3://archive-bucket")
+    assert isinstance(bare, S3BlobStore)
+    assert (bare.prefix, bare.endpoint_url) == ("", None)
+    with pytest.raises(UnsupportedUrl, match="bucket"):
+        open_blobs("s3:///prefix-only")
+
+
+def test_cache_urls() -> None:
+    assert isinstance(open_cache("memory://?max_bytes=1024"), MemoryCache)
+    for scheme in ("redis", "rediss"):
+        cache = open_cache(
+            f"{scheme}://:secret@cache:6380/2?prefix=site-a:&max_value_bytes=1000&default_ttl=60"
+        )
+        assert isinstance(cache, RedisCache)
+        assert (cache.prefix, cache.max_value_bytes, cache.default_ttl) == ("site-a:", 1000, 60.0)
+        assert cache.url == f"{scheme}://:secret@cache:6380/2"
+        assert "secret" not in repr(cache)
+    with pytest.raises(UnsupportedUrl, match="default_ttl"):
+        open_cache("redis://cache?default_ttl=soon")
+
+
+@pytest.mark.parametrize("url", ["mysql://db/x", "http://x", "redis", "", "gs://bucket"])
+def test_unknown_schemes_are_refused_with_the_accepted_list(url: str, tmp_path: Path) -> None:
+    for opener in (open_index, open_blobs, open_cache):
+        with pytest.raises(UnsupportedUrl, match="scheme must be one of"):
+            opener(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pw@db/x?schema=a", "postgresql://u:***@db/x?schema=a"),
+        ("postgres://u:pw@db/x", "postgres://u:***@db/x"),
+        ("postgresql://db/x?user=u&password=pw", "postgresql://db/x?user=u&password=***"),
+        ("redis://:pw@cache:6379/0?prefix=a", "redis://:***@cache:6379/0?prefix=a"),
+        ("rediss://user:pw@cache/0", "rediss://user:***@cache/0"),
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+        ("sqlite:///var/x.sqlite3", "sqlite:///var/x.sqlite3"),
+    ],
+)
+def test_passwords_are_masked(url: str, masked: str) -> None:
+    assert mask_password(url) == masked
