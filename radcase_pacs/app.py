@@ -1,7 +1,7 @@
 """App assembly: build the stores from settings and mount the protocol apps.
 
-Mounted routes: ``/dicomweb`` (clinical DICOMweb root) and ``/healthz``. The stores are
-opened in the lifespan, so ``/healthz`` answers 200 only once the server can serve.
+Mounted routes: ``/dicomweb`` (clinical DICOMweb root), ``/healthz`` and ``/metrics``. The
+stores are opened in the lifespan, so ``/healthz`` answers 200 only once the server can serve.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from dicomweb.app import create_app as create_dicomweb_app
 from dicomweb.context import DicomwebOptions
+from radcase_pacs.metrics import Metrics, MetricsMiddleware, measured
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.errors import ArchiveError
@@ -26,7 +28,7 @@ from storage.urls import open_blobs, open_cache, open_index
 def build_archive(settings: Settings) -> Archive:
     return Archive(
         index=open_index(settings.resolved_index_url),
-        blobs=open_blobs(settings.resolved_blob_url),
+        blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
         cache=open_cache(settings.cache_url),
         tenant=settings.tenant,
     )
@@ -43,7 +45,8 @@ def dicomweb_options(settings: Settings) -> DicomwebOptions:
 
 
 def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
-    archive = archive or build_archive(settings)
+    metrics = Metrics.create()
+    archive = measured(archive or build_archive(settings), metrics)
     ready = {"value": False}
 
     @asynccontextmanager
@@ -65,10 +68,14 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint(), methods=["GET"]),
             Mount("/dicomweb", app=create_dicomweb_app(archive, dicomweb_options(settings))),
         ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app

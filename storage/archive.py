@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
 METADATA_TTL = 24 * 3600.0
+# Frames are cached under the instance's content hash (an instance never changes, so the key
+# can never be stale): a viewer scrolling back and forth through a series reads each frame
+# from the blob store once. Larger frames (whole-slide tiles, big multi-MB images) go
+# straight through, so that one of them cannot evict hundreds of metadata bodies.
+FRAME_TTL = 3600.0
+FRAME_CACHE_LIMIT = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,8 @@ class Archive:
         return self.blobs.get(instance.blob_key)
 
     def frames(self, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]) -> FrameSet:
-        """Frames by 1-based number, each one ranged read (PS3.18 §10.4.1.1.4)."""
+        """Frames by 1-based number (PS3.18 §10.4.1.1.4): from the cache, else one ranged
+        read each."""
         (instance,) = self.instances(study_uid, series_uid, sop_uid)
         table = self._frame_table(instance)
         for number in numbers:
@@ -250,10 +257,16 @@ class Archive:
         key = self._frames_key(instance)
         frames = []
         for number in numbers:
-            span = table.span(number - 1)
-            frames.append(
-                table.extract(number - 1, self.blobs.read_range(key, span.offset, span.length))
-            )
+            cache_key = f"{self.tenant}/frame/{instance.sha256}/{number}"
+            frame = self.cache.get(cache_key)
+            if frame is None:
+                span = table.span(number - 1)
+                frame = table.extract(
+                    number - 1, self.blobs.read_range(key, span.offset, span.length)
+                )
+                if len(frame) <= FRAME_CACHE_LIMIT:
+                    self.cache.set(cache_key, frame, FRAME_TTL)
+            frames.append(frame)
         return FrameSet(
             instance.frames_syntax or EXPLICIT_VR_LITTLE_ENDIAN, table.encapsulated, frames
         )

@@ -40,7 +40,9 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("RADCASE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_REGION = "us-east-1"
-DEFAULT_BACKENDS = "sqlite-memory-folder"
+# The combinations that matter: the embedded default, the production set-up, and each
+# production backend alone beside embedded ones (so a failure points at one backend).
+DEFAULT_BACKENDS = "sqlite-memory-folder,postgres-redis-s3,postgres-memory-folder,sqlite-redis-s3"
 INDEXES = ("sqlite", "postgres")
 CACHES = ("memory", "redis")
 BLOB_STORES = ("folder", "s3")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import redis
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -21,6 +22,7 @@ from starlette.testclient import TestClient
 
 from storage.archive import Archive
 from storage.cache.memory import MemoryCache
+from storage.cache.redis import RedisCache
 from tests.conftest import CORPUS, CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
 from tests.dicomweb.render_util import (
@@ -421,9 +423,15 @@ def test_study_and_series_rendered_hold_every_frame_in_display_order(
 
 
 def _cached_thumbnail_keys(archive: Archive) -> list[str]:
+    """The thumbnail keys in the archive's cache, whichever cache backend it is."""
+    prefix = f"{archive.tenant}/thumb/"
     cache = archive.cache
+    if isinstance(cache, RedisCache):
+        client = redis.Redis.from_url(cache.url)
+        names = client.scan_iter(match=f"{cache.prefix}{prefix}*", count=1000)
+        return [n.decode()[len(cache.prefix) :] for n in names]
     assert isinstance(cache, MemoryCache)
-    return [k for k in cache._entries if k.startswith(f"{archive.tenant}/thumb/")]
+    return [k for k in cache._entries if k.startswith(prefix)]
 
 
 def test_thumbnails_of_study_series_and_instance(client: TestClient, archive: Archive) -> None:
@@ -473,7 +481,7 @@ def test_a_thumbnail_is_cached_and_revalidates(client: TestClient, archive: Arch
     url = instance_url(ds) + "/thumbnail"
     first = client.get(url)
     cache = archive.cache
-    assert isinstance(cache, MemoryCache)
+    assert isinstance(cache, MemoryCache | RedisCache)
     (key,) = _cached_thumbnail_keys(archive)
     sha = key.split("/")[2]
     assert len(sha) == 64
