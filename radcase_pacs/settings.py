@@ -138,3 +138,18 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
             return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
 
     return _Resolved(**flags)
+
+
+def file_settings(path: Path) -> Settings:
+    """Settings from one file and the defaults only. ``migrate`` reads two deployments at
+    once, and ``RADCASE_*`` variables meant for the server would otherwise apply to both."""
+    values = read_toml(path)
+
+    class _FileOnly(Settings):
+        @classmethod
+        def settings_customise_sources(  # type: ignore[override]
+            cls, settings_cls: type[BaseSettings], init_settings: Any, **sources: Any
+        ) -> tuple[Any, ...]:
+            return (init_settings,)
+
+    return _FileOnly(**values)

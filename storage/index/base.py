@@ -63,3 +63,10 @@ class Index(Protocol):
         sop_uid: str | None = None,
     ) -> Removed:
         """Delete the rows of a study, series or instance (and of emptied parents)."""
+
+    def tenants(self) -> list[str]:
+        """Every tenant that holds at least one study."""
+
+    def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
+        """Up to ``limit`` instances of a tenant with SOP Instance UIDs after ``after``, in
+        that order (what a migration or an audit walks through)."""

@@ -339,6 +339,23 @@ class SqlIndex(ABC):
             ).fetchall()
         return [StoredInstance(*row) for row in rows]
 
+    def tenants(self) -> list[str]:
+        with self._read() as cur:
+            rows = cur.execute("SELECT DISTINCT tenant FROM studies ORDER BY tenant").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
+        """A page of a tenant's instances in SOP Instance UID order after ``after``: keyset
+        paging, so a listing that runs while instances arrive neither repeats nor skips one
+        that was there when it started."""
+        with self._read() as cur:
+            rows = cur.execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} "
+                "WHERE i.tenant = ? AND i.sop_uid > ? ORDER BY i.sop_uid LIMIT ?",
+                (tenant, after, limit),
+            ).fetchall()
+        return [StoredInstance(*row) for row in rows]
+
     @staticmethod
     def _scope(
         tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
