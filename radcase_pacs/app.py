@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from dicomweb.app import create_app as create_dicomweb_app
 from dicomweb.context import DicomwebOptions
 from radcase_pacs.metrics import Metrics, MetricsMiddleware, measured
-from radcase_pacs.settings import Settings
+from radcase_pacs.settings import Settings, load_settings
 from storage.archive import Archive
 from storage.errors import ArchiveError
 from storage.urls import open_blobs, open_cache, open_index
@@ -79,3 +79,9 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     )
     app.state.metrics = metrics
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app of one worker process of ``serve --workers N`` (uvicorn imports it by name):
+    settings from the environment the supervising process exported."""
+    return create_app(load_settings(None))

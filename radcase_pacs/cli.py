@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from radcase_pacs.metrics import MULTIPROCESS_ENV
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
 
@@ -32,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument("--dimse-port", type=int, help="DIMSE port, 0 for none")
     serve.add_argument("--ae-title", help="the server's AE title (RADCASE_AE_TITLE)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="HTTP worker processes sharing the port"
+    )
 
     move = commands.add_parser(
         "migrate",
@@ -88,16 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, workers=args.workers)
         return _import(settings, args.paths, progress=not args.no_progress)
     except UnsupportedUrl as exc:
         print(f"radcase-pacs: {exc}", file=sys.stderr)
         return 2
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, *, workers: int = 1) -> int:
     """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it: the
-    listener starts before HTTP and stops after it, on its own view of the same stores."""
+    listener starts before HTTP and stops after it, on its own view of the same stores.
+
+    With ``workers`` > 1, uvicorn runs that many processes on the one port; this process
+    supervises them and keeps the single DIMSE listener. Workers rebuild the same settings
+    from the environment (every resolved value is exported), and share metrics through a
+    folder that lives as long as the server."""
     import uvicorn
 
     from radcase_pacs.app import build_archive, create_app
@@ -114,19 +125,40 @@ def _serve(settings: Settings) -> int:
             dimse_archive.close()
             print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
             return 1
+    options = {
+        "host": settings.host,
+        "port": settings.http_port,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": False,
+    }
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.http_port,
-            log_level=settings.log_level.lower(),
-            proxy_headers=False,
-        )
+        if workers > 1:
+            with tempfile.TemporaryDirectory(prefix="radcase-metrics-") as metrics_dir:
+                os.environ.update(settings_environment(settings))
+                os.environ[MULTIPROCESS_ENV] = metrics_dir
+                uvicorn.run(
+                    "radcase_pacs.app:app_from_environment",
+                    factory=True,
+                    workers=workers,
+                    **options,
+                )
+        else:
+            uvicorn.run(create_app(settings), **options)
     finally:
         if dimse is not None:
             dimse.stop()
             dimse.archive.close()
     return 0
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Every resolved setting as its RADCASE_* variable, so a worker process rebuilds exactly
+    these settings whatever file and flags produced them."""
+    return {
+        f"RADCASE_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
 
 
 def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:

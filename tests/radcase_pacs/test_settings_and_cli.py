@@ -35,15 +35,18 @@ def test_settings_come_from_defaults_then_file_then_environment_then_flags(
     assert settings.cache_url == "memory://"
 
 
-def test_the_shipped_config_names_every_setting_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("config", ["radcase.toml", "production.toml"])
+def test_the_shipped_configs_name_every_setting_and_load(
+    config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in list(os.environ):
         if name.startswith("RADCASE_"):
             monkeypatch.delenv(name)
-    shipped = Path(__file__).parents[2] / "config" / "radcase.toml"
+    shipped = Path(__file__).parents[2] / "config" / config
     settings = load_settings(shipped)
     text = shipped.read_text()
     for field in type(settings).model_fields:
-        assert f"{field} =" in text, f"{field} is not documented in config/radcase.toml"
+        assert f"{field} =" in text, f"{field} is not documented in config/{config}"
 
 
 def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ import itertools
 import logging
 import os
 import random
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -36,12 +34,12 @@ from storage.records import AddOutcome, Match
 from tests.backends import (
     MOTO,
     REDIS_URL,
+    PrivateRedis,
     archive_for,
     free_port,
     postgres_schema,
     redis_prefix,
     s3_bucket,
-    unavailable,
 )
 from tests.conftest import make_instance, to_bytes
 
@@ -343,64 +341,8 @@ def test_redis_prefixes_isolate_and_clear_removes_only_its_own() -> None:
         second.close()
 
 
-class _PrivateRedis:
-    """A redis-server of the test's own, so it can be killed and brought back."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the private redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def private_redis() -> Iterator[_PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server is not installed")
-    server = _PrivateRedis(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 def test_redis_outage_degrades_to_misses_with_one_warning_and_recovers(
-    private_redis: _PrivateRedis, caplog: pytest.LogCaptureFixture
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     from storage.cache.redis import RedisCache
 

@@ -1,0 +1,216 @@
+"""The production set-up: server processes sharing PostgreSQL, Redis and S3 behave as one
+server; several workers share one port; a Redis outage slows requests, never fails them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydicom.uid import generate_uid
+from starlette.testclient import TestClient
+
+from radcase_pacs.app import create_app
+from radcase_pacs.settings import Settings
+from storage.archive import Archive
+from storage.blobs.filesystem import FilesystemBlobStore
+from storage.cache.redis import RedisCache
+from storage.index.sqlite import SqliteIndex
+from tests.backends import MOTO, REDIS_URL, PrivateRedis
+from tests.conftest import free_port, make_instance, multipart_body, to_bytes
+
+FRAME = {"Accept": "application/octet-stream"}
+
+
+@pytest.fixture
+def production_env(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_key_prefix: str,
+    s3_bucket_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The environment of a server process of the production set-up."""
+    for name in list(os.environ):
+        if name.startswith("RADCASE_"):
+            monkeypatch.delenv(name)
+    return {
+        **os.environ,
+        "RADCASE_INDEX_URL": postgres_url,
+        "RADCASE_CACHE_URL": f"{REDIS_URL}?prefix={redis_key_prefix}",
+        "RADCASE_BLOB_URL": f"s3://{s3_bucket_name}/archive",
+        "RADCASE_S3_ENDPOINT_URL": MOTO.endpoint,
+        "RADCASE_DATA_DIR": str(tmp_path / "unused"),
+        "RADCASE_DIMSE_PORT": "0",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@contextmanager
+def server(env: dict[str, str], *args: str) -> Iterator[str]:
+    """``radcase-pacs serve`` in its own process; yields its base URL once healthy."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "radcase_pacs", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def store(base: str, *datasets: object) -> None:
+    body, content_type = multipart_body([to_bytes(ds) for ds in datasets])  # type: ignore[arg-type]
+    response = httpx.post(
+        f"{base}/dicomweb/studies",
+        content=body,
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def sop_uids(metadata: list[dict]) -> set[str]:  # type: ignore[type-arg]
+    return {doc["00080018"]["Value"][0] for doc in metadata}
+
+
+def test_two_processes_sharing_postgres_redis_and_s3_answer_as_one(
+    production_env: dict[str, str],
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    first = make_instance(study_uid=study, series_uid=series, instance_number=1)
+    second = make_instance(study_uid=study, series_uid=series, instance_number=2)
+    metadata_path = f"/dicomweb/studies/{study}/series/{series}/metadata"
+    with server(production_env) as a, server(production_env) as b:
+        store(a, first)
+        found = httpx.get(f"{b}/dicomweb/studies", params={"StudyInstanceUID": study}).json()
+        assert len(found) == 1
+        cached = httpx.get(b + metadata_path)  # now in Redis, served by b
+        assert sop_uids(cached.json()) == {first.SOPInstanceUID}
+        frame = httpx.get(
+            f"{b}/dicomweb/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}"
+            "/frames/1",
+            headers=FRAME,
+        )
+        assert frame.status_code == 200 and frame.content == first.PixelData
+
+        store(a, second)
+        after_store = httpx.get(b + metadata_path)
+        assert sop_uids(after_store.json()) == {first.SOPInstanceUID, second.SOPInstanceUID}
+        assert after_store.headers["etag"] != cached.headers["etag"]
+        unchanged = httpx.get(b + metadata_path, headers={"If-None-Match": cached.headers["etag"]})
+        assert unchanged.status_code == 200  # the old tag no longer matches
+
+        deleted = httpx.delete(
+            f"{a}/dicomweb/studies/{study}/series/{series}/instances/{second.SOPInstanceUID}"
+        )
+        assert deleted.status_code in (200, 202, 204)
+        after_delete = httpx.get(b + metadata_path)
+        assert sop_uids(after_delete.json()) == {first.SOPInstanceUID}
+        gone = httpx.get(
+            f"{b}/dicomweb/studies/{study}/series/{series}/instances/{second.SOPInstanceUID}"
+            "/frames/1",
+            headers=FRAME,
+        )
+        assert gone.status_code == 404
+
+
+def test_workers_share_one_port_and_their_metrics_add_up(
+    production_env: dict[str, str],
+) -> None:
+    ds = make_instance()
+    with server(production_env, "--workers", "2") as base:
+        store(base, ds)
+        for _ in range(30):
+            response = httpx.get(f"{base}/dicomweb/studies", params={"PatientID": "PID1"})
+            assert response.status_code == 200 and len(response.json()) == 1
+        text = httpx.get(f"{base}/metrics").text
+    counted = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "radcase_http_requests_total"
+                and labels.get("route") == "/dicomweb/studies"
+                and labels.get("method") == "GET"
+            ):
+                counted += sample.value
+    assert counted == 30
+
+
+def test_a_redis_outage_slows_requests_but_fails_none(
+    tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    cache = RedisCache(
+        f"redis://127.0.0.1:{private_redis.port}/0", prefix="outage:", retry_after=0.3
+    )
+    archive = Archive(
+        index=SqliteIndex(tmp_path / "index.sqlite3"),
+        blobs=FilesystemBlobStore(tmp_path / "blobs"),
+        cache=cache,
+    )
+    study, series = generate_uid(), generate_uid()
+    datasets = [
+        make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (1, 2)
+    ]
+    url = f"/dicomweb/studies/{study}/series/{series}/metadata"
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), archive)) as client:
+        body, content_type = multipart_body([to_bytes(ds) for ds in datasets])
+        assert (
+            client.post(
+                "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
+            ).status_code
+            == 200
+        )
+        expected = client.get(url).json()
+        assert client.get(url).json() == expected and cache.hits >= 1
+
+        private_redis.kill()
+        for _ in range(20):
+            during = client.get(url)
+            assert during.status_code == 200 and during.json() == expected
+            frame = client.get(
+                f"/dicomweb/studies/{study}/series/{series}/instances/"
+                f"{datasets[0].SOPInstanceUID}/frames/1",
+                headers=FRAME,
+            )
+            assert frame.status_code == 200
+        assert not cache.available
+
+        private_redis.start()
+        deadline = time.monotonic() + 10
+        hits = cache.hits
+        while cache.hits == hits:
+            assert client.get(url).status_code == 200
+            assert time.monotonic() < deadline, "the cache did not come back with Redis"
+            time.sleep(0.1)
+        assert cache.available
