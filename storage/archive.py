@@ -48,6 +48,7 @@ METADATA_TTL = 24 * 3600.0
 # from the blob store once. Larger frames (whole-slide tiles, big multi-MB images) go
 # straight through, so that one of them cannot evict hundreds of metadata bodies.
 FRAME_TTL = 3600.0
+CURSOR_TTL = 600.0
 FRAME_CACHE_LIMIT = 2 * 1024 * 1024
 
 
@@ -202,8 +203,38 @@ class Archive:
     def query(self, query: Query, *, limit: int) -> list[Match]:
         """Matches of a typed query, at most ``limit`` from ``query.offset``. The caller folds
         the client's ``query.limit`` and its own cap into ``limit`` (QIDO asks for one row
-        more than it returns, to know whether more exist)."""
-        return self.index.query(self.tenant, query, limit)
+        more than it returns, to know whether more exist).
+
+        Deep pages stay fast: a full study-level page leaves a cursor in the cache (the
+        keyset position of the row that ends it), so the request for the next offset, which
+        a client paging through results sends next, resumes after that row instead of
+        having the database skip ``offset`` rows. Without a cursor (a jump, an expired
+        entry) the offset is applied as given; both give the same rows in the same order."""
+        resumed = self._resumed(query)
+        matches = self.index.query(self.tenant, resumed or query, limit)
+        if query.level is Level.STUDY and len(matches) >= limit > 1:
+            # QIDO shows one row less than it fetched, so the next page may start after
+            # either of the last two rows.
+            for shown in (len(matches) - 1, len(matches)):
+                position = matches[shown - 1].position
+                if position is not None:
+                    key = self._cursor_key(query, query.offset + shown)
+                    self.cache.set(key, str(position).encode(), CURSOR_TTL)
+        return matches
+
+    def _resumed(self, query: Query) -> Query | None:
+        if query.level is not Level.STUDY or query.offset == 0 or query.after is not None:
+            return None
+        cursor = self.cache.get(self._cursor_key(query, query.offset))
+        if cursor is None:
+            return None
+        return replace(query, offset=0, after=int(cursor))
+
+    def _cursor_key(self, query: Query, offset: int) -> str:
+        """Cursors are per tenant, per search (conditions and scope) and per offset."""
+        search = replace(query, offset=0, limit=None, include=frozenset())
+        digest = hashlib.blake2b(repr(search).encode(), digest_size=16).hexdigest()
+        return f"{self.tenant}/cursor/{digest}/{offset}"
 
     # -- retrieve -------------------------------------------------------------------------
 

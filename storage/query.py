@@ -77,7 +77,8 @@ class Query:
     """A search at one level, optionally scoped to a study and series from the target URI.
 
     ``include`` is the set of extra tags to return, or "all"; ``limit`` None means the
-    caller's own cap applies.
+    caller's own cap applies. ``after`` is a keyset position (a study-level search resumed
+    after the row at that position, see ``Archive.query``); ``offset`` counts from there.
     """
 
     level: Level
@@ -88,6 +89,7 @@ class Query:
     fuzzy: bool = False
     limit: int | None = None
     offset: int = 0
+    after: int | None = None
 
 
 def condition(attribute: QueryAttribute, raw: str) -> Condition:

@@ -94,6 +94,8 @@ class Match:
     sop_uid: str | None
     docs: tuple[bytes, ...]
     computed: dict[int, Any] = field(default_factory=dict)
+    position: int | None = None
+    """Where the row sorts in a study-level search (its keyset position), else None."""
 
 
 @dataclass(frozen=True)

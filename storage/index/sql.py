@@ -268,6 +268,11 @@ class SqlIndex(ABC):
             columns += ["se.series_uid", "se.doc", "se.n_instances"]
         if level is Level.INSTANCE:
             columns += ["i.sop_uid", "i.doc"]
+        if level is Level.STUDY:
+            columns.append("s.id")  # the keyset position (studies sort by id)
+            if query.after is not None:
+                where += " AND s.id > ?"
+                params.append(query.after)
         sql = (
             f"SELECT {', '.join(columns)} FROM {LEVEL_FROM[level]} WHERE {where} "
             f"ORDER BY {LEVEL_ORDER[level].format(nulls=self.nulls_first)} LIMIT ? OFFSET ?"
@@ -439,15 +444,17 @@ def _match(level: Level, row: Sequence[Any]) -> Match:
         0x00080056: "ONLINE",
     }
     docs = [bytes(study_doc)]
-    series_uid = sop_uid = None
-    if level is not Level.STUDY:
+    series_uid = sop_uid = position = None
+    if level is Level.STUDY:
+        position = int(row[6])
+    else:
         series_uid, series_doc, n_series_instances = row[6:9]
         docs.append(bytes(series_doc))
         computed[0x00201209] = n_series_instances
     if level is Level.INSTANCE:
         sop_uid, instance_doc = row[9:11]
         docs.append(bytes(instance_doc))
-    return Match(level, study_uid, series_uid, sop_uid, tuple(docs), computed)
+    return Match(level, study_uid, series_uid, sop_uid, tuple(docs), computed, position)
 
 
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
