@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,9 +31,9 @@ from storage.attributes import (
     visible_at,
 )
 from storage.errors import InvalidQuery
-from storage.instance_json import ROOT_MARK
 from storage.query import Condition, Query, condition, is_valid_uid
 from storage.records import Match
+from storage.results import dictionary_vr, match_attributes
 
 CONTROL_PARAMETERS = frozenset(
     {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
@@ -44,14 +44,6 @@ MAX_SQL_INTEGER = 2**63 - 1
 MAX_VALUE_LENGTH = 1024
 MAX_SHOWN = 40
 SINGLETONS = frozenset({"fuzzymatching", "limit", "offset"})
-_COMPUTED_VR = {
-    0x00080061: "CS",
-    0x00080062: "UI",
-    0x00201206: "IS",
-    0x00201208: "IS",
-    0x00201209: "IS",
-    0x00080056: "CS",
-}
 
 
 def parse_query(
@@ -212,37 +204,20 @@ def return_tags(query: Query) -> set[int] | Literal["all"]:
 
 
 def result_object(match: Match, tags: set[int] | Literal["all"], root: str) -> dict[str, Any]:
-    """One result in the DICOM JSON model (PS3.18 §F.2)."""
-    merged: dict[str, Any] = {}
-    for doc in match.docs:
-        # The instance document marks the service root with ROOT_MARK (a control byte that
-        # JSON text cannot contain); bulk data is never part of a search result.
-        for key, value in json.loads(doc.replace(ROOT_MARK, b"")).items():
-            if (tags == "all" or int(key, 16) in tags) and "BulkDataURI" not in value:
-                merged[key] = value
-    for tag, value in match.computed.items():
-        if tags == "all" or tag in tags:
-            merged[f"{tag:08X}"] = _computed_json(tag, value)
+    """One result in the DICOM JSON model (PS3.18 §F.2): the requested attributes, empty
+    when the instance has no value (PS3.18 §10.6.3.3), and the RetrieveURL."""
+    merged = {
+        key: value
+        for key, value in match_attributes(match).items()
+        if tags == "all" or int(key, 16) in tags
+    }
     if tags != "all":
         for tag in tags:
             key = f"{tag:08X}"
             if key not in merged and tag != RETRIEVE_URL:
-                merged[key] = {"vr": _vr(tag)}
+                merged[key] = {"vr": dictionary_vr(tag)}
     merged[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [_retrieve_url(match, root)]}
     return dict(sorted(merged.items()))
-
-
-def _computed_json(tag: int, value: Any) -> dict[str, Any]:
-    vr = _COMPUTED_VR[tag]
-    values = value if isinstance(value, list) else [value]
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
-
-
-def _vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag)).split(" or ")[0]
-    except KeyError:
-        return "UN"
 
 
 def _retrieve_url(match: Match, root: str) -> str:

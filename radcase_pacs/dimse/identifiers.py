@@ -9,13 +9,11 @@ patient attributes (the archive keeps patients on the study rows).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -24,9 +22,8 @@ from pydicom.sequence import Sequence
 from storage.archive import Archive
 from storage.attributes import CATALOGUE, Kind, Level, QueryAttribute, visible_at
 from storage.errors import InvalidQuery
-from storage.instance_json import ROOT_MARK
 from storage.query import Condition, Query, condition
-from storage.records import Match
+from storage.results import computed_json, dictionary_vr, match_attributes
 
 
 class Model(StrEnum):
@@ -180,16 +177,6 @@ def _text(element: DataElement) -> str:
 # -- results ------------------------------------------------------------------------------
 
 
-def merged_attributes(match: Match) -> dict[str, Any]:
-    """The DICOM JSON attributes of a match, study document first, without bulk data."""
-    merged: dict[str, Any] = {}
-    for doc in match.docs:
-        for key, value in json.loads(doc.replace(ROOT_MARK, b"")).items():
-            if "BulkDataURI" not in value and "InlineBinary" not in value:
-                merged[key] = value
-    return merged
-
-
 def response_identifier(
     attributes: dict[str, Any], computed: dict[int, Any], request: FindRequest, ae_title: str
 ) -> Dataset:
@@ -199,7 +186,7 @@ def response_identifier(
     for tag in request.return_keys:
         key = f"{tag:08X}"
         if tag in computed:
-            wanted[key] = _computed_json(tag, computed[tag])
+            wanted[key] = computed_json(tag, computed[tag])
         elif key in attributes:
             wanted[key] = attributes[key]
     ds = Dataset.from_json(wanted)
@@ -213,21 +200,8 @@ def response_identifier(
     return ds
 
 
-def _computed_json(tag: int, value: Any) -> dict[str, Any]:
-    vr = _vr(tag)
-    values = value if isinstance(value, list) else [value]
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
-
-
-def _vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag)).split(" or ")[0]
-    except KeyError:
-        return "UN"
-
-
 def _add_empty(ds: Dataset, tag: int) -> None:
-    vr = _vr(tag)
+    vr = dictionary_vr(tag)
     if vr == "UN":
         return  # an unknown public tag or a private one: nothing sensible to return
     ds.add_new(tag, vr, Sequence() if vr == "SQ" else None)
@@ -252,7 +226,7 @@ def find(archive: Archive, request: FindRequest, ae_title: str) -> Iterator[Data
         query = _page(request.query, offset)
         matches = archive.query(query, limit=PAGE)
         for match in matches:
-            yield response_identifier(merged_attributes(match), match.computed, request, ae_title)
+            yield response_identifier(match_attributes(match), match.computed, request, ae_title)
         if len(matches) < PAGE:
             return
         offset += PAGE
@@ -270,7 +244,7 @@ def _find_patients(archive: Archive, request: FindRequest, ae_title: str) -> Ite
     while True:
         matches = archive.query(_page(request.query, offset), limit=PAGE)
         for match in matches:
-            attributes = merged_attributes(match)
+            attributes = match_attributes(match)
             key = (_first(attributes, "00100020"), _first(attributes, "00100021"))
             patient = {k: v for k, v in attributes.items() if k.startswith("0010")}
             _, counts = patients.setdefault(
