@@ -84,15 +84,8 @@ STORAGE_SYNTAXES = [
         RLELossless,
     )
 ]
-QUERY_SYNTAXES = [
-    str(s)
-    for s in (
-        ExplicitVRLittleEndian,
-        ImplicitVRLittleEndian,
-        DeflatedExplicitVRLittleEndian,
-        ExplicitVRBigEndian,
-    )
-]
+# Identifiers travel in the uncompressed syntaxes (and deflate), the first four above.
+QUERY_SYNTAXES = STORAGE_SYNTAXES[:4]
 FIND_MODELS = {
     PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
     StudyRootQueryRetrieveInformationModelFind: Model.STUDY_ROOT,
