@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "storage": {"dicomweb", "teaching", "radcase_pacs", "conformance"},
     "dicomweb": {"teaching", "radcase_pacs", "conformance"},
+    "teaching": {"dicomweb", "radcase_pacs", "conformance"},
 }
 
 
