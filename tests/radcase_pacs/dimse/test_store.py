@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, StoragePresentationContexts, build_context, evt
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import CTImageStorage
 from starlette.testclient import TestClient
 
@@ -245,18 +245,24 @@ def _stored(archive: Archive, study_uid: str) -> bool:
 
 
 def test_a_thousand_instances_over_one_association_all_arrive_once(
-    dimse: DimseServer, archive: Archive, client: TestClient
+    dimse: DimseServer, archive: Archive, client: TestClient, tmp_path: Path
 ) -> None:
+    """storescu sends a folder of 1,000 instances over one association. (A pynetdicom SCU
+    was seen to stall on its own side, the server having received nothing, once in a
+    thousand messages on a loaded machine: a client fault, not what this test is about.)"""
     study, series = generate_uid(), generate_uid()
-    assoc = _associate(dimse, [build_context(CTImageStorage)])
+    folder = tmp_path / "thousand"
+    folder.mkdir()
     sent = []
     for number in range(1, 1001):
         ds = make_instance(study_uid=study, series_uid=series, instance_number=number)
+        (folder / f"{number:04d}.dcm").write_bytes(to_bytes(ds))
         sent.append(ds.SOPInstanceUID)
-        assert assoc.send_c_store(ds).Status == 0x0000
-    assoc.release()
-    stored = {i.sop_uid for i in archive.instances(study)}
-    assert stored == set(sent) and len(sent) == 1000
+    result = run("storescu", *address(dimse), "+sd", str(folder), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stored = [i.sop_uid for i in archive.instances(study)]
+    assert len(stored) == len(set(stored)) == 1000
+    assert set(stored) == set(sent)
     counts = client.get("/dicomweb/studies", params={"StudyInstanceUID": study}).json()
     assert counts[0]["00201208"]["Value"] == [1000]
 
