@@ -12,12 +12,12 @@ import warnings
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from storage.errors import Unavailable
 from storage.frames import swap_bytes
 from storage.instance_json import SWAP_WIDTH
+from storage.pixels import can_decode
 
 EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
 
@@ -33,12 +33,7 @@ def can_transcode(stored: str, target: str) -> bool:
     uid = UID(stored)
     if not uid.is_transfer_syntax:
         return False
-    if not uid.is_compressed or uid.is_deflated:
-        return True
-    try:
-        return bool(get_decoder(uid).is_available)
-    except NotImplementedError:
-        return False
+    return not uid.is_compressed or uid.is_deflated or can_decode(stored)
 
 
 def to_explicit_little_endian(data: bytes) -> bytes:
