@@ -2,7 +2,8 @@
 Implementations are imported lazily so an unused driver is never a dependency; passwords
 never appear in ``repr`` or logs.
 
-    index   sqlite:///PATH
+    index, database
+            sqlite:///PATH
             postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&pool_min=N&pool_max=N&...]
             (or postgres://; other parameters go to libpq)
     blobs   file:///PATH
@@ -15,14 +16,19 @@ never appear in ``repr`` or logs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from storage.blobs.base import BlobStore
 from storage.cache.base import Cache
 from storage.index.base import Index
 
-INDEX_SCHEMES = ("sqlite", "postgresql", "postgres")
+if TYPE_CHECKING:
+    from storage.database.base import Database
+    from storage.database.postgres import PostgresDatabase
+    from storage.database.sqlite import SqliteDatabase
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 BLOB_SCHEMES = ("file", "s3")
 CACHE_SCHEMES = ("memory", "redis", "rediss")
 SECRET_PARAMS = frozenset({"password", "pass", "secret"})
@@ -86,26 +92,41 @@ def _number(url: str, params: dict[str, str], name: str, kind: type[int] | type[
         raise UnsupportedUrl(f"URL {mask_password(url)!r}: {name} must be a number") from exc
 
 
+def open_database(url: str) -> Database:
+    """A relational database for a component's own tables (not opened)."""
+    if _scheme(url, DATABASE_SCHEMES, "database") == "sqlite":
+        return _sqlite(url)
+    return _postgres(url, "database")
+
+
 def open_index(url: str) -> Index:
-    scheme = _scheme(url, INDEX_SCHEMES, "index")
-    if scheme in ("postgresql", "postgres"):
-        return _open_postgres(url)
-    from storage.index.sqlite import SqliteIndex
+    """The index over the database ``url`` names (not opened)."""
+    if _scheme(url, DATABASE_SCHEMES, "index") == "sqlite":
+        from storage.index.sqlite import SqliteIndex
 
-    return SqliteIndex(_path(url))
-
-
-def _open_postgres(url: str) -> Index:
+        return SqliteIndex(_sqlite(url))
     from storage.index.postgres import PostgresIndex
+
+    return PostgresIndex(_postgres(url, "index", name="radcase-index"))
+
+
+def _sqlite(url: str) -> SqliteDatabase:
+    from storage.database.sqlite import SqliteDatabase
+
+    return SqliteDatabase(_path(url))
+
+
+def _postgres(url: str, role: str, *, name: str = "radcase") -> PostgresDatabase:
+    from storage.database.postgres import PostgresDatabase
 
     conninfo, params = _own_params(url, ("schema", "pool_min", "pool_max"))
     options: dict[str, Any] = {
-        name: _number(url, params, name, int) for name in ("pool_min", "pool_max") if name in params
+        key: _number(url, params, key, int) for key in ("pool_min", "pool_max") if key in params
     }
     try:
-        return PostgresIndex(conninfo, schema=params.get("schema") or None, **options)
+        return PostgresDatabase(conninfo, schema=params.get("schema") or None, name=name, **options)
     except ValueError as exc:
-        raise UnsupportedUrl(f"index URL {mask_password(url)!r}: {exc}") from exc
+        raise UnsupportedUrl(f"{role} URL {mask_password(url)!r}: {exc}") from exc
 
 
 def open_blobs(url: str, *, s3_endpoint_url: str | None = None) -> BlobStore:

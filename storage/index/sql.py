@@ -1,19 +1,19 @@
 """The SQL shared by every relational index (SQLite, PostgreSQL).
 
-Subclasses supply connections (:meth:`SqlIndex._transaction`), the dialect's type names and
-its wildcard syntax; every statement here is written once, with ``?`` placeholders.
+The index runs over a :class:`~storage.database.base.Database`, which supplies connections,
+transactions and migrations; subclasses supply what the dialect matches and sorts
+differently. Every statement here is written once, with ``?`` placeholders.
 """
 
 from __future__ import annotations
 
 import secrets
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, TypeVar
 
 from storage.attributes import Level
+from storage.database.base import Cursor, Database
 from storage.errors import DuplicateConflict, IdentityMismatch
 from storage.index.matching import ALIASES, PatternSyntax, compile_condition
 from storage.index.schema import MIGRATIONS
@@ -27,6 +27,12 @@ from storage.records import (
     Stamp,
     StoredInstance,
 )
+
+__all__ = ["Cursor", "SqlIndex", "new_version"]
+
+# Existing data directories hold the index's migrations under this name.
+VERSION_TABLE = "schema_version"
+D = TypeVar("D", bound=Database)
 
 INSTANCE_COLUMNS = (
     "s.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.transfer_syntax, i.blob_key, "
@@ -50,63 +56,46 @@ LEVEL_ORDER = {
 INSTANCE_ORDER = "se.series_number{nulls}, se.id, i.instance_number{nulls}, i.id"
 
 
-class Cursor(Protocol):
-    """The slice of a DB-API cursor the shared SQL uses."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
 def new_version() -> str:
     """A fresh version token: random, so a deleted and re-created series never reuses one."""
     return secrets.token_hex(8)
 
 
-class SqlIndex(ABC):
-    """An :class:`~storage.index.base.Index` over a DB-API database."""
+class SqlIndex(Generic[D]):
+    """An :class:`~storage.index.base.Index` over a relational database, which it owns:
+    opening the index opens and migrates the database, closing it closes the database."""
 
-    types: dict[str, str]
-    syntax: PatternSyntax
+    syntax: ClassVar[PatternSyntax]
     dialect_migrations: ClassVar[dict[int, list[str]]] = {}
     """Statements run after shared migration N on this dialect only (indexes, collations)."""
-    nulls_first = ""
+    nulls_first: ClassVar[str] = ""
     """Appended to nullable ORDER BY keys so every dialect sorts absent numbers first."""
 
-    @abstractmethod
-    def _transaction(self) -> AbstractContextManager[Cursor]:
-        """A cursor inside one transaction: committed on normal exit, rolled back on error."""
+    def __init__(self, database: D) -> None:
+        self.database = database
 
-    @abstractmethod
-    def _read(self) -> AbstractContextManager[Cursor]:
-        """A cursor for reads (may share the transaction machinery)."""
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.database!r})"
 
-    # -- schema ---------------------------------------------------------------------------
+    def open(self) -> None:
+        self.database.open()
+        self.database.migrate(VERSION_TABLE, MIGRATIONS, self.dialect_migrations)
 
-    def _migrate(self, cur: Cursor) -> None:
-        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        current = row[0] or 0
-        for number, statements in enumerate(MIGRATIONS, start=1):
-            if number <= current:
-                continue
-            for statement in [*statements, *self.dialect_migrations.get(number, [])]:
-                cur.execute(statement.format(**self.types))
-            cur.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    def close(self) -> None:
+        self.database.close()
+
+    def ping(self) -> None:
+        self.database.ping()
 
     def _lock_study(self, cur: Cursor, tenant: str, study_uid: str) -> None:
         """Serialise the writers of one study for the rest of the transaction, where the
         database does not already serialise every writer (SQLite does: nothing to do)."""
         return None
 
-    def ping(self) -> None:
-        with self._read() as cur:
-            cur.execute("SELECT 1").fetchone()
-
     # -- ingest ---------------------------------------------------------------------------
 
     def find_instance(self, tenant: str, sop_uid: str) -> StoredInstance | None:
-        with self._read() as cur:
+        with self.database.read() as cur:
             row = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} "
                 "WHERE i.tenant = ? AND i.sop_uid = ?",
@@ -115,7 +104,10 @@ class SqlIndex(ABC):
         return StoredInstance(*row) if row else None
 
     def add_instance(self, record: InstanceRecord) -> AddResult:
-        with self._transaction() as cur:
+        return self.database.retrying(lambda: self._add_instance(record))
+
+    def _add_instance(self, record: InstanceRecord) -> AddResult:
+        with self.database.transaction() as cur:
             self._lock_study(cur, record.tenant, record.study_uid)
             existing = cur.execute(
                 "SELECT sha256 FROM instances WHERE tenant = ? AND sop_uid = ?",
@@ -277,7 +269,7 @@ class SqlIndex(ABC):
             f"SELECT {', '.join(columns)} FROM {LEVEL_FROM[level]} WHERE {where} "
             f"ORDER BY {LEVEL_ORDER[level].format(nulls=self.nulls_first)} LIMIT ? OFFSET ?"
         )
-        with self._read() as cur:
+        with self.database.read() as cur:
             rows = cur.execute(sql, [*params, limit, query.offset]).fetchall()
         return [_match(level, row) for row in rows]
 
@@ -298,7 +290,7 @@ class SqlIndex(ABC):
         return " AND ".join(clauses), params
 
     def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
-        with self._read() as cur:
+        with self.database.read() as cur:
             if series_uid is None:
                 row = cur.execute(
                     "SELECT version FROM studies WHERE tenant = ? AND study_uid = ?",
@@ -320,7 +312,7 @@ class SqlIndex(ABC):
         sop_uid: str | None = None,
     ) -> list[bytes]:
         where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
-        with self._read() as cur:
+        with self.database.read() as cur:
             rows = cur.execute(
                 f"SELECT i.doc FROM {INSTANCE_FROM} WHERE {where} "
                 f"ORDER BY {INSTANCE_ORDER.format(nulls=self.nulls_first)}",
@@ -336,7 +328,7 @@ class SqlIndex(ABC):
         sop_uid: str | None = None,
     ) -> list[StoredInstance]:
         where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
-        with self._read() as cur:
+        with self.database.read() as cur:
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} WHERE {where} "
                 f"ORDER BY {INSTANCE_ORDER.format(nulls=self.nulls_first)}",
@@ -345,7 +337,7 @@ class SqlIndex(ABC):
         return [StoredInstance(*row) for row in rows]
 
     def tenants(self) -> list[str]:
-        with self._read() as cur:
+        with self.database.read() as cur:
             rows = cur.execute("SELECT DISTINCT tenant FROM studies ORDER BY tenant").fetchall()
         return [str(row[0]) for row in rows]
 
@@ -353,7 +345,7 @@ class SqlIndex(ABC):
         """A page of a tenant's instances in SOP Instance UID order after ``after``: keyset
         paging, so a listing that runs while instances arrive neither repeats nor skips one
         that was there when it started."""
-        with self._read() as cur:
+        with self.database.read() as cur:
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} "
                 "WHERE i.tenant = ? AND i.sop_uid > ? ORDER BY i.sop_uid LIMIT ?",
@@ -383,8 +375,13 @@ class SqlIndex(ABC):
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> Removed:
+        return self.database.retrying(lambda: self._remove(tenant, study_uid, series_uid, sop_uid))
+
+    def _remove(
+        self, tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> Removed:
         where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
-        with self._transaction() as cur:
+        with self.database.transaction() as cur:
             self._lock_study(cur, tenant, study_uid)
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS}, i.id, se.id, s.id, se.version, s.version "

@@ -590,7 +590,7 @@ def test_index_opening_is_idempotent_and_safe_when_processes_start_together(
             list(pool.map(start, indexes))
         first = indexes[0]
         assert isinstance(first, PostgresIndex)
-        with first._read() as cur:
+        with first.database.read() as cur:
             versions = cur.execute("SELECT version FROM schema_version").fetchall()
         assert [v[0] for v in versions] == [1]
         first.close()
@@ -603,9 +603,11 @@ def test_index_opening_is_idempotent_and_safe_when_processes_start_together(
 
 
 def test_postgres_unreachable_is_a_backend_failure() -> None:
+    from storage.database.postgres import PostgresDatabase
     from storage.index.postgres import PostgresIndex
 
-    index = PostgresIndex(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=1)
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    index = PostgresIndex(PostgresDatabase(url, connect_timeout=1))
     with pytest.raises(BackendFailure, match="PostgreSQL"):
         index.open()
 

@@ -11,29 +11,67 @@ from storage.blobs.filesystem import FilesystemBlobStore
 from storage.blobs.s3 import S3BlobStore
 from storage.cache.memory import MemoryCache
 from storage.cache.redis import RedisCache
+from storage.database.postgres import PostgresDatabase
+from storage.database.sqlite import SqliteDatabase
 from storage.index.postgres import PostgresIndex
 from storage.index.sqlite import SqliteIndex
-from storage.urls import UnsupportedUrl, mask_password, open_blobs, open_cache, open_index
+from storage.urls import (
+    UnsupportedUrl,
+    mask_password,
+    open_blobs,
+    open_cache,
+    open_database,
+    open_index,
+)
 
 
 def test_index_urls() -> None:
-    assert isinstance(open_index("sqlite:///tmp/x/index.sqlite3"), SqliteIndex)
+    sqlite = open_index("sqlite:///tmp/x/index.sqlite3")
+    assert isinstance(sqlite, SqliteIndex)
+    assert sqlite.database.path == Path("/tmp/x/index.sqlite3")
     for scheme in ("postgresql", "postgres"):
         index = open_index(
             f"{scheme}://u:secret@db:5432/pacs?schema=tenant_a&pool_max=3&sslmode=require"
         )
         assert isinstance(index, PostgresIndex)
-        assert index.schema == "tenant_a"
-        assert (index.pool_min, index.pool_max) == (1, 3)
-        assert index.url == f"{scheme}://u:secret@db:5432/pacs?sslmode=require"
+        assert index.database.schema == "tenant_a"
+        assert (index.database.pool_min, index.database.pool_max) == (1, 3)
+        assert index.database.url == f"{scheme}://u:secret@db:5432/pacs?sslmode=require"
+        assert index.database.name == "radcase-index"
         assert "secret" not in repr(index)
-    assert open_index("postgresql://db/pacs").schema is None  # type: ignore[attr-defined]
-    local = open_index("postgresql:///pacs?schema=s&host=/run/postgresql")
-    assert local.url == "postgresql:///pacs?host=%2Frun%2Fpostgresql"  # type: ignore[attr-defined]
-    with pytest.raises(UnsupportedUrl, match="schema"):
+    with pytest.raises(UnsupportedUrl, match=r"index URL .*schema"):
         open_index("postgresql://db/pacs?schema=bad;name")
     with pytest.raises(UnsupportedUrl, match="pool_max"):
         open_index("postgresql://db/pacs?pool_max=many")
+
+
+def test_database_urls() -> None:
+    sqlite = open_database("sqlite:///tmp/x/cases.sqlite3")
+    assert isinstance(sqlite, SqliteDatabase)
+    assert (sqlite.dialect, sqlite.path) == ("sqlite", Path("/tmp/x/cases.sqlite3"))
+    assert repr(sqlite) == "SqliteDatabase('/tmp/x/cases.sqlite3')"
+    for scheme in ("postgresql", "postgres"):
+        database = open_database(
+            f"{scheme}://u:secret@db:5432/pacs?schema=teaching&pool_min=2&pool_max=4"
+            "&application_name=cases"
+        )
+        assert isinstance(database, PostgresDatabase)
+        assert database.dialect == "postgresql"
+        assert (database.schema, database.pool_min, database.pool_max) == ("teaching", 2, 4)
+        assert database.url == f"{scheme}://u:secret@db:5432/pacs?application_name=cases"
+        assert "secret" not in repr(database)
+    default = open_database("postgresql://db/pacs")
+    assert isinstance(default, PostgresDatabase)
+    assert (default.schema, default.pool_min, default.pool_max) == (None, 1, 10)
+    local = open_database("postgresql:///pacs?schema=s&host=/run/postgresql")
+    assert isinstance(local, PostgresDatabase)
+    assert local.url == "postgresql:///pacs?host=%2Frun%2Fpostgresql"
+    with pytest.raises(UnsupportedUrl, match=r"database URL .*schema"):
+        open_database("postgresql://db/pacs?schema=bad;name")
+    with pytest.raises(UnsupportedUrl, match="pool_min"):
+        open_database("postgresql://db/pacs?pool_min=few")
+    with pytest.raises(UnsupportedUrl, match="scheme must be one of sqlite://"):
+        open_database("mysql://db/pacs")
 
 
 def test_blob_urls() -> None:
@@ -68,7 +106,7 @@ def test_cache_urls() -> None:
 
 @pytest.mark.parametrize("url", ["mysql://db/x", "http://x", "redis", "", "gs://bucket"])
 def test_unknown_schemes_are_refused_with_the_accepted_list(url: str, tmp_path: Path) -> None:
-    for opener in (open_index, open_blobs, open_cache):
+    for opener in (open_index, open_database, open_blobs, open_cache):
         with pytest.raises(UnsupportedUrl, match="scheme must be one of"):
             opener(url)
 
