@@ -46,9 +46,11 @@ EXPOSED_HEADERS = [
 ]
 
 
-def routes() -> list[Route]:
+def routes(*, read_only: bool = False) -> list[Route]:
+    """The PS3.18 resources; a read-only root (the teaching collection) has no STOW-RS or
+    DELETE route at all, so those methods are answered 405 before any handler runs."""
     get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
-    return [
+    every = [
         Route("/studies", qido.search_studies, methods=get),
         Route("/studies", stow.store, methods=post),
         Route("/series", qido.search_series, methods=get),
@@ -78,6 +80,9 @@ def routes() -> list[Route]:
         Route(INSTANCE + "/frames/{frames}/thumbnail", rendered.frames_thumbnail, methods=get),
         Route("/wado", wado_uri.retrieve, methods=get),
     ]
+    if read_only:
+        return [route for route in every if route.methods and "GET" in route.methods]
+    return every
 
 
 class RequestContextMiddleware:
@@ -119,7 +124,7 @@ def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Star
         else ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]
     )
     app = Starlette(
-        routes=routes(),
+        routes=routes(read_only=options.read_only),
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(

@@ -12,14 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.context import Service
-from dicomweb.errors import HttpError
 from dicomweb.wado import path_uids
 
 
 async def delete(request: Request) -> Response:
     service: Service = request.app.state.service
-    if service.options.read_only:
-        raise HttpError(405, "this DICOMweb root is read-only", {"Allow": "GET, HEAD"})
     study_uid, series_uid, sop_uid = path_uids(request)
     archive = service.archive_for(request)
     await run_in_threadpool(archive.delete, study_uid, series_uid, sop_uid)
