@@ -230,6 +230,7 @@ def measured(archive: Archive, metrics: Metrics) -> MeasuredArchive:
         blobs=_Timed(archive.blobs, "blobs", BLOB_OPERATIONS, metrics.store_latency),  # type: ignore[arg-type]
         cache=_CountedCache(archive.cache, metrics),  # type: ignore[arg-type]
         tenant=archive.tenant,
+        after_ingest=archive.after_ingest,
         _opened=archive._opened,  # one set of stores: opening either opens both
         metrics=metrics,
     )

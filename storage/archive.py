@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
@@ -87,6 +87,10 @@ class Archive:
     blobs: BlobStore
     cache: Cache
     tenant: str = "default"
+    after_ingest: tuple[Callable[[Archive, IngestResult], None], ...] = ()
+    """Called with the tenant's archive and the result of each newly stored instance (what
+    arrived, not what was already there). A failing observer is logged, never the sender's
+    problem: the instance is stored either way."""
     _opened: list[bool] = field(default_factory=lambda: [False], repr=False)
 
     def __post_init__(self) -> None:
@@ -132,7 +136,17 @@ class Archive:
             self._discard_unreferenced(record)
             raise
         self._invalidate(added.stale)
-        return self._result(prepared, added.outcome)
+        result = self._result(prepared, added.outcome)
+        if added.outcome is AddOutcome.STORED:
+            self._notify(result)
+        return result
+
+    def _notify(self, result: IngestResult) -> None:
+        for observer in self.after_ingest:
+            try:
+                observer(self, result)
+            except Exception:
+                log.exception("after-ingest step failed for instance %s", result.sop_uid)
 
     def _record(self, p: Prepared) -> InstanceRecord:
         key = f"{self.tenant}/{p.study_uid}/{p.series_uid}/{p.sop_uid}.{p.sha256[:16]}.dcm"
