@@ -1,0 +1,32 @@
+"""What the case service refuses, each naming the field or the thing that is wrong.
+
+CaseError
+├── CaseNotFound          no such case (in the caller's institution)
+├── InvalidField          a value that parsed but cannot be used (``field`` names it)
+└── Conflict              the request clashes with the case's state (publication gate)
+"""
+
+from __future__ import annotations
+
+
+class CaseError(Exception):
+    pass
+
+
+class CaseNotFound(CaseError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id} not found")
+
+
+class InvalidField(CaseError):
+    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Conflict(CaseError):
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
