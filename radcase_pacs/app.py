@@ -1,6 +1,7 @@
 """App assembly: build the stores from settings and mount the protocol apps.
 
-Mounted routes: ``/dicomweb`` (clinical DICOMweb root), ``/healthz`` and ``/metrics``. The
+Mounted routes: ``/dicomweb`` (clinical DICOMweb root), ``/teaching/dicomweb`` (the teaching
+collection, read-only), ``/api`` (the teaching JSON API), ``/healthz`` and ``/metrics``. The
 stores are opened in the lifespan, so ``/healthz`` answers 200 only once the server can serve.
 """
 
@@ -20,9 +21,11 @@ from dicomweb.app import create_app as create_dicomweb_app
 from dicomweb.context import DicomwebOptions
 from radcase_pacs.metrics import Metrics, MetricsMiddleware, measured
 from radcase_pacs.settings import Settings, load_settings
+from radcase_pacs.teaching_layer import build_case_service, identify, with_intake
 from storage.archive import Archive
 from storage.errors import ArchiveError
 from storage.urls import open_blobs, open_cache, open_index
+from teaching.api import create_api
 
 
 def build_archive(settings: Settings) -> Archive:
@@ -34,29 +37,34 @@ def build_archive(settings: Settings) -> Archive:
     )
 
 
-def dicomweb_options(settings: Settings) -> DicomwebOptions:
+def dicomweb_options(settings: Settings, root: str = "/dicomweb") -> DicomwebOptions:
     return DicomwebOptions(
-        base_url=f"{settings.base_url.rstrip('/')}/dicomweb" if settings.base_url else None,
+        base_url=f"{settings.base_url.rstrip('/')}{root}" if settings.base_url else None,
         cors_origins=settings.cors_origin_list,
         max_results=settings.qido_max_results,
         max_request_bytes=settings.max_request_bytes,
         max_part_bytes=settings.max_part_bytes,
+        read_only=root != "/dicomweb",
     )
 
 
 def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     metrics = Metrics.create()
-    archive = measured(archive or build_archive(settings), metrics)
+    clinical = archive or build_archive(settings)
+    cases = build_case_service(settings, clinical)
+    archive = measured(with_intake(clinical, cases), metrics)
     ready = {"value": False}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(archive.open)
+        await run_in_threadpool(cases.open)
         ready["value"] = True
         try:
             yield
         finally:
             ready["value"] = False
+            await run_in_threadpool(cases.close)
             await run_in_threadpool(archive.close)
 
     async def healthz(request: Request) -> JSONResponse:
@@ -64,6 +72,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
             await run_in_threadpool(archive.ping)
+            await run_in_threadpool(cases.store.ping)
         except ArchiveError as exc:
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -73,6 +82,13 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics.endpoint(), methods=["GET"]),
             Mount("/dicomweb", app=create_dicomweb_app(archive, dicomweb_options(settings))),
+            Mount(
+                "/teaching/dicomweb",
+                app=create_dicomweb_app(
+                    cases.teaching, dicomweb_options(settings, "/teaching/dicomweb")
+                ),
+            ),
+            Mount("/api", app=create_api(cases, identify=identify(settings))),
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,

@@ -113,15 +113,19 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
 
     from radcase_pacs.app import build_archive, create_app
     from radcase_pacs.dimse.server import DimseServer
+    from radcase_pacs.teaching_layer import build_case_service, with_intake
 
     dimse = None
     if settings.dimse_port:
         dimse_archive = build_archive(settings)
+        cases = build_case_service(settings, dimse_archive)
         dimse_archive.open()
-        dimse = DimseServer(settings, dimse_archive)
+        cases.open()
+        dimse = DimseServer(settings, with_intake(dimse_archive, cases))
         try:
             dimse.start()
         except OSError as exc:
+            cases.close()
             dimse_archive.close()
             print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
             return 1
@@ -147,6 +151,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     finally:
         if dimse is not None:
             dimse.stop()
+            cases.close()
             dimse.archive.close()
     return 0
 

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
+from storage.namespaces import namespaced_url
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
 
@@ -37,6 +38,15 @@ class Settings(BaseSettings):
         description="Endpoint of an S3-compatible service for s3:// blob URLs; None: AWS",
     )
     tenant: str = "default"
+    deid_secret: str | None = Field(
+        None,
+        min_length=16,
+        description="Key of the teaching copies' UIDs and date shifts; default: made once "
+        "and kept in the teaching database",
+    )
+    teaching_index_url: str | None = None
+    teaching_blob_url: str | None = None
+    teaching_cache_url: str | None = None
     base_url: str | None = None
     cors_origins: str = "*"
     qido_max_results: int = Field(1000, ge=1)
@@ -95,6 +105,18 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_url(self) -> str:
         return self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
+
+    @property
+    def resolved_teaching_index_url(self) -> str:
+        return self.teaching_index_url or namespaced_url(self.resolved_index_url, "teaching")
+
+    @property
+    def resolved_teaching_blob_url(self) -> str:
+        return self.teaching_blob_url or namespaced_url(self.resolved_blob_url, "teaching")
+
+    @property
+    def resolved_teaching_cache_url(self) -> str:
+        return self.teaching_cache_url or namespaced_url(self.cache_url, "teaching")
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:

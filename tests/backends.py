@@ -104,8 +104,10 @@ def postgres_schema() -> Iterator[str]:
     try:
         yield _with_param(POSTGRES_URL, "schema", name)
     finally:
+        # The teaching collection's schema is derived from the index's (storage.namespaces).
         with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            for schema in (name, f"{name}_teaching"):
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 # -- Redis --------------------------------------------------------------------------------
