@@ -20,3 +20,9 @@ class Cache(Protocol):
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 
     def delete(self, *keys: str) -> None: ...
+
+    def incr(self, key: str, ttl: float) -> int:
+        """Add one to the counter under ``key`` and return its new value; a new counter
+        lives ``ttl`` seconds from its first increment (a fixed window). 0 when the cache is
+        unavailable: callers limiting a rate then let the request through."""
+        ...

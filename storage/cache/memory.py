@@ -63,6 +63,22 @@ class MemoryCache:
                 oldest = next(iter(self._entries))
                 self._remove(oldest)
 
+    def incr(self, key: str, ttl: float) -> int:
+        with self._lock:
+            entry = self._entries.get(key)
+            now = time.monotonic()
+            if entry is None or (entry[1] is not None and entry[1] < now):
+                count, expires = 1, now + ttl
+                if entry is not None:
+                    self._remove(key)
+            else:
+                count, expires = int(entry[0]) + 1, entry[1]
+                self._remove(key)
+            value = str(count).encode()
+            self._entries[key] = (value, expires)
+            self._size += len(value) + len(key)
+            return count
+
     def delete(self, *keys: str) -> None:
         with self._lock:
             for key in keys:

@@ -108,6 +108,17 @@ class RedisCache:
         milliseconds = max(1, round(seconds * 1000))
         self._call(lambda client: client.set(self.prefix + key, value, px=milliseconds))
 
+    def incr(self, key: str, ttl: float) -> int:
+        milliseconds = max(1, round(ttl * 1000))
+
+        def bump(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.incr(self.prefix + key)
+            pipe.pexpire(self.prefix + key, milliseconds, nx=True)
+            return int(pipe.execute()[0])
+
+        return int(self._call(bump) or 0)
+
     def delete(self, *keys: str) -> None:
         if keys:
             self._call(lambda client: client.delete(*(self.prefix + k for k in keys)))

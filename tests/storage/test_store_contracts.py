@@ -292,6 +292,22 @@ def test_cache_entries_expire_after_their_ttl(cache: Cache) -> None:
     assert cache.get("forever") == b"3"
 
 
+def test_cache_counters_count_within_their_window(cache: Cache) -> None:
+    assert [cache.incr("counter", 0.3) for _ in range(3)] == [1, 2, 3]
+    assert cache.incr("other", 0.3) == 1
+    assert cache.get("counter") == b"3"
+    deadline = time.monotonic() + 5
+    while cache.get("counter") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cache.incr("counter", 0.3) == 1
+
+
+def test_cache_counters_do_not_lose_concurrent_increments(cache: Cache) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: cache.incr("shared", 60), range(200)))
+    assert cache.get("shared") == b"200"
+
+
 def test_cache_counts_hits_and_misses(cache: Any) -> None:
     hits, misses = cache.hits, cache.misses
     cache.set("k", b"v")
