@@ -1,23 +1,32 @@
 """Shared fixtures: real stores in temp folders, the ASGI app, a real server on a free
-loopback port, pydicom's test files as the corpus and generated studies."""
+loopback port, pydicom's test files as the corpus and generated studies.
+
+Every test using ``client`` or ``live_server`` also checks, at teardown, that the audit log
+holds an entry of the right action for every clinical DICOMweb request the test made.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 import uvicorn
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
@@ -25,6 +34,10 @@ from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.index.sqlite import SqliteIndex
+
+# The protocol and teaching suites exercise what a server answers, not who may ask: they run
+# with authentication off (as a loopback demo would). The auth tests turn it on explicitly.
+os.environ.setdefault("RADCASE_AUTH", "off")
 
 CORPUS_DIR = Path(os.path.dirname(pydicom.__file__)) / "data" / "test_files"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -95,10 +108,72 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
 
 
+CLINICAL_ROOT = re.compile(r"^/dicomweb(/|$)")
+STUDY_IN_PATH = re.compile(r"/studies/([^/]+)")
+SEARCHES = ("/studies", "/series", "/instances")
+# Refused by authentication before the clinical app: nothing was read, nothing to audit.
+NOT_ADMITTED = (401, 403)
+
+
+def expected_action(method: str, path: str) -> str:
+    """The action a request on the clinical root must be audited as (written here from
+    PS3.18's resource names, not taken from the middleware)."""
+    if method in ("GET", "HEAD"):
+        return "clinical.search" if path.rstrip("/").endswith(SEARCHES) else "clinical.read"
+    return {"POST": "clinical.store", "DELETE": "clinical.delete"}.get(method, "clinical.other")
+
+
+class ClinicalRequests:
+    """The app as tests reach it, noting each clinical DICOMweb request (CORS preflights
+    aside) and its status, so that teardown can hold the audit log to one entry each."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.requests: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:  # client.app.state... reaches the app's
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] == "OPTIONS"
+            or not CLINICAL_ROOT.match(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = {"method": scope["method"], "path": scope["path"], "status": None}
+        self.requests.append(request)
+
+        async def noting_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, noting_status)
+
+    def assert_audited(self) -> None:
+        admitted = [r for r in self.requests if r["status"] not in NOT_ADMITTED]
+        expected = Counter(expected_action(r["method"], r["path"]) for r in admitted)
+        _, entries = self.app.state.audit.search(
+            None, channel="http", limit=len(self.requests) + 1000
+        )
+        clinical = [e for e in entries if e.action.startswith("clinical.")]
+        recorded = Counter(e.action for e in clinical)
+        missing = expected - recorded
+        assert not missing, f"clinical requests without an audit entry: {dict(missing)}"
+        assert len(clinical) <= len(self.requests), "more audit entries than requests"
+        in_paths = {m.group(1) for r in admitted if (m := STUDY_IN_PATH.search(r["path"]))}
+        unaudited = in_paths - {e.study_uid for e in clinical}
+        assert not unaudited, f"studies read without an audit entry naming them: {unaudited}"
+
+
 @pytest.fixture
 def client(settings: Settings, archive: Archive) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, archive)) as test_client:
+    app = ClinicalRequests(create_app(settings, archive))
+    with TestClient(app) as test_client:
         yield test_client
+        app.assert_audited()
 
 
 def free_port() -> int:
@@ -111,9 +186,8 @@ def free_port() -> int:
 def live_server(settings: Settings, archive: Archive) -> Iterator[str]:
     """A real uvicorn server on a free loopback port; yields the DICOMweb root URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, archive), host="127.0.0.1", port=port, log_level="warning"
-    )
+    app = ClinicalRequests(create_app(settings, archive))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -122,9 +196,12 @@ def live_server(settings: Settings, archive: Archive) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/dicomweb"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}/dicomweb"
+        app.assert_audited()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def make_instance(

@@ -1,5 +1,9 @@
 """A DIMSE server on a free loopback port over the same archive as the ``client`` fixture,
-DCMTK's command-line tools, and a Storage SCP (DCMTK's storescp) for C-MOVE destinations."""
+DCMTK's command-line tools, and a Storage SCP (DCMTK's storescp) for C-MOVE destinations.
+
+The servers record into an audit log in the database the HTTP app of the same test uses, and
+every test checks at teardown that each C-STORE, C-FIND, C-MOVE and C-GET request the servers
+received has its entry of that action, naming the association."""
 
 from __future__ import annotations
 
@@ -7,19 +11,31 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pynetdicom import evt
 
+from radcase_pacs.app import build_audit_log
+from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from tests.conftest import free_port
 
 AE_TITLE = "RADCASE"
+# The DIMSE requests that must each be audited, by the message pynetdicom received.
+AUDITED = {
+    "C_STORE_RQ": "dimse.store",
+    "C_FIND_RQ": "dimse.find",
+    "C_MOVE_RQ": "dimse.move",
+    "C_GET_RQ": "dimse.get",
+}
 DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp")
 
 
@@ -98,19 +114,48 @@ def dimse_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def start_dimse(tmp_path: Path, archive: Archive) -> Iterator[Callable[..., DimseServer]]:
+def dimse_audit(tmp_path: Path) -> Iterator[AuditLog]:
+    """The audit log of the test's DIMSE servers, where ``serve`` keeps it: in the clinical
+    index database of the settings (the one the ``client`` fixture's app records into)."""
+    log = build_audit_log(Settings(data_dir=tmp_path / "data"))
+    log.open()
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def start_dimse(
+    tmp_path: Path, archive: Archive, dimse_audit: AuditLog
+) -> Iterator[Callable[..., DimseServer]]:
     """Starts DIMSE servers over the test's archive with settings overridden as given."""
     started: list[DimseServer] = []
+    received: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def on_message(event: evt.Event) -> None:
+        action = AUDITED.get(type(event.message).__name__)
+        if action is not None:
+            with lock:
+                received[action] += 1
 
     def start(**overrides: object) -> DimseServer:
-        server = DimseServer(dimse_settings(tmp_path, **overrides), archive)
+        server = DimseServer(dimse_settings(tmp_path, **overrides), archive, audit=dimse_audit)
         server.start()
+        assert server._server is not None
+        server._server.bind(evt.EVT_DIMSE_RECV, on_message)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+    _, entries = dimse_audit.search(None, channel="dimse", limit=sum(received.values()) + 1000)
+    recorded = Counter(e.action for e in entries)
+    missing = received - recorded  # (a test calling a handler directly adds entries)
+    assert not missing, f"DIMSE requests {dict(received)}, audited {dict(recorded)}"
+    called = {server.settings.ae_title for server in started}
+    routes = {e.route for e in entries}
+    assert all(r.partition(" -> ")[2] in called for r in routes), routes
 
 
 @pytest.fixture

@@ -266,6 +266,12 @@ class _FindEvent:
             AffectedSOPClassUID=StudyRootQueryRetrieveInformationModelFind
         )
     )
+    assoc: object = field(  # what the audit entry names: the association's two AEs
+        default_factory=lambda: SimpleNamespace(
+            requestor=SimpleNamespace(ae_title="FINDSCU", address="127.0.0.1"),
+            acceptor=SimpleNamespace(ae_title="RADCASE"),
+        )
+    )
 
     @property
     def is_cancelled(self) -> bool:
