@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve (HTTP and DIMSE), import.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, user.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from radcase_pacs.auth import commands as user_commands
 from radcase_pacs.metrics import MULTIPROCESS_ENV
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="store DICOM files from files and folders")
     load.add_argument("paths", nargs="+", type=Path)
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    user_commands.add_parser(commands)
     return parser
 
 
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings, workers=args.workers)
+        if args.command == "user":
+            return user_commands.run(settings, args)
         return _import(settings, args.paths, progress=not args.no_progress)
     except UnsupportedUrl as exc:
         print(f"radcase-pacs: {exc}", file=sys.stderr)
@@ -108,10 +112,13 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     With ``workers`` > 1, uvicorn runs that many processes on the one port; this process
     supervises them and keeps the single DIMSE listener. Workers rebuild the same settings
     from the environment (every resolved value is exported), and share metrics through a
-    folder that lives as long as the server."""
+    folder that lives as long as the server.
+
+    The DIMSE listener records what it serves in the same audit log as HTTP (the clinical
+    index's database), opened and closed with its stores."""
     import uvicorn
 
-    from radcase_pacs.app import build_archive, create_app
+    from radcase_pacs.app import build_archive, build_audit_log, create_app
     from radcase_pacs.dimse.server import DimseServer
     from radcase_pacs.teaching_layer import build_case_service, with_intake
 
@@ -119,14 +126,17 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     if settings.dimse_port:
         dimse_archive = build_archive(settings)
         cases = build_case_service(settings, dimse_archive)
+        audit = build_audit_log(settings)
+        audit.open()
         dimse_archive.open()
         cases.open()
-        dimse = DimseServer(settings, with_intake(dimse_archive, cases))
+        dimse = DimseServer(settings, with_intake(dimse_archive, cases), audit=audit)
         try:
             dimse.start()
         except OSError as exc:
             cases.close()
             dimse_archive.close()
+            audit.close()
             print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
             return 1
     options = {
@@ -153,6 +163,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
             dimse.stop()
             cases.close()
             dimse.archive.close()
+            audit.close()
     return 0
 
 

@@ -8,18 +8,21 @@ them); each key is documented in ``config/radcase.toml``. The TOML file is the o
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
 from storage.namespaces import namespaced_url
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
+TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,25 @@ class Settings(BaseSettings):
         min_length=16,
         description="Key of the teaching copies' UIDs and date shifts; default: made once "
         "and kept in the teaching database",
+    )
+    auth: Literal["on", "off"] = Field(
+        "on", description="off: no login, everyone an admin (a local demo; loopback only)"
+    )
+    auth_secret: str | None = Field(
+        None, min_length=32, description="JWT signing key; default: made once, kept in the DB"
+    )
+    admin_password: str | None = Field(
+        None, description="Password of the admin made on first start (generated if unset)"
+    )
+    password_hash_rounds: int = Field(
+        12, ge=4, le=16, description="bcrypt cost: 2^N rounds per password check"
+    )
+    access_token_seconds: int = Field(900, ge=30, le=86400)
+    refresh_token_seconds: int = Field(43200, ge=60, le=30 * 86400)
+    login_max_failures: int = Field(10, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    dimse_ae_tenants: str = Field(
+        "", description="Calling AE title to institution, AET=tenant comma-separated"
     )
     teaching_index_url: str | None = None
     teaching_blob_url: str | None = None
@@ -90,6 +112,27 @@ class Settings(BaseSettings):
         parse_ae_titles(value)
         return value
 
+    @model_validator(mode="after")
+    def _auth_off_on_loopback_only(self) -> Settings:
+        """Without authentication anyone who reaches the port reads patients' data: allowed
+        only when nothing but this machine can reach it."""
+        if self.auth == "off" and not is_loopback(self.host):
+            raise ValueError(
+                f"auth = off is refused while the server binds to {self.host}; "
+                "bind to 127.0.0.1 (or ::1) for a local demo"
+            )
+        return self
+
+    @field_validator("dimse_ae_tenants")
+    @classmethod
+    def _ae_tenants(cls, value: str) -> str:
+        parse_ae_tenants(value)
+        return value
+
+    @property
+    def ae_tenants(self) -> dict[str, str]:
+        return parse_ae_tenants(self.dimse_ae_tenants)
+
     @property
     def peers(self) -> dict[str, Peer]:
         return parse_peers(self.dimse_peers)
@@ -121,6 +164,26 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_ae_tenants(text: str) -> dict[str, str]:
+    """``CT1=hospital-a,PACS2=hospital-b``: which institution a calling AE stores for."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        title, sep, tenant = (p.strip() for p in item.partition("="))
+        if not sep or not title or len(title) > 16 or not TENANT.match(tenant):
+            raise ValueError(f"dimse_ae_tenants: {item!r} is not AET=tenant")
+        mapping[title] = tenant
+    return mapping
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -5,6 +5,11 @@ A C-STORE calls ``Archive.ingest`` with the bytes as received (the data set is n
 and re-encoded), so an instance stored here is at once visible through QIDO-RS and WADO-RS.
 C-FIND shares the query engine of QIDO-RS. One bad data set fails its own C-STORE with a
 status; the association carries on.
+
+With an audit log, every C-STORE, C-FIND, C-MOVE and C-GET is recorded (calling AE, the
+association, the study, the keys) before any data is read or stored; a request whose entry
+cannot be written is refused with 0xA700 (PS3.4 B.2.3, C.4: Refused: Out of Resources) and
+nothing is stored or sent.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from radcase_pacs.audit.dimse import association_entry, identifier_summary, stored_study
+from radcase_pacs.audit.store import Action, AuditLog
 from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, find, parse_find
 from radcase_pacs.dimse.peers import Peer
 from radcase_pacs.dimse.retrieve import (
@@ -106,6 +113,7 @@ CANCEL = 0xFE00
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+AUDIT_REFUSED = "audit log unavailable: request refused"
 
 
 def status(code: int, comment: str | None = None) -> Dataset:
@@ -120,9 +128,11 @@ def status(code: int, comment: str | None = None) -> Dataset:
 class DimseServer:
     """One listener per deployment, started and stopped by ``radcase-pacs serve``."""
 
-    def __init__(self, settings: Settings, archive: Archive) -> None:
+    def __init__(self, settings: Settings, archive: Archive, audit: AuditLog | None = None) -> None:
+        """``audit``: where every C-STORE/C-FIND/C-MOVE/C-GET is recorded (None: nowhere)."""
         self.settings = settings
         self.archive = archive
+        self.audit = audit
         self.peers: dict[str, Peer] = settings.peers
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._application_entity()
@@ -183,6 +193,13 @@ class DimseServer:
             "association from %s (%s:%s)", requestor.ae_title, requestor.address, requestor.port
         )
 
+    def archive_for(self, event: evt.Event) -> Archive:
+        """The archive of the institution the calling AE stores for and queries
+        (``dimse_ae_tenants``); the server's own institution for the others."""
+        title = str(event.assoc.requestor.ae_title).strip()
+        tenant = self.settings.ae_tenants.get(title)
+        return self.archive.with_tenant(tenant) if tenant else self.archive
+
     @staticmethod
     def _on_echo(event: evt.Event) -> int:
         return SUCCESS
@@ -190,12 +207,27 @@ class DimseServer:
     def _on_store(self, event: evt.Event) -> Dataset | int:
         """PS3.4 B.2.3: 0xA700 out of resources, 0xA900 data set does not match, 0xC000
         cannot understand; warnings (0xB000, 0xB007) when stored with a coercion."""
+        data: bytes | None = None
         try:
             data = event.encoded_dataset(include_meta=True)
         except Exception as exc:
-            return status(CANNOT_UNDERSTAND, f"cannot read the data set: {exc}")
+            unreadable = f"cannot read the data set: {exc}"
+        if self.audit is not None:
+            request = event.request
+            sop_class = getattr(request, "AffectedSOPClassUID", "")
+            sop_instance = getattr(request, "AffectedSOPInstanceUID", "")
+            refused = self._audit(
+                event,
+                Action.DIMSE_STORE,
+                study_uid=stored_study(data) if data is not None else None,
+                detail=f"SOPClassUID={sop_class}; SOPInstanceUID={sop_instance}",
+            )
+            if refused is not None:
+                return refused
+        if data is None:
+            return status(CANNOT_UNDERSTAND, unreadable)
         try:
-            result = self.archive.ingest(io.BytesIO(data))
+            result = self.archive_for(event).ingest(io.BytesIO(data))
         except InstanceRejected as exc:
             log.info("C-STORE refused (0x%04X): %s", exc.status, exc.reason)
             return status(exc.status, exc.reason)
@@ -210,10 +242,14 @@ class DimseServer:
         return SUCCESS
 
     def _on_find(self, event: evt.Event) -> Iterator[tuple[Dataset | int, Dataset | None]]:
+        refused = self._audit_identifier(event, Action.DIMSE_FIND)
+        if refused is not None:
+            yield refused, None
+            return
         model = FIND_MODELS[event.request.AffectedSOPClassUID]
         try:
             request = parse_find(event.identifier, model)
-            for identifier in find(self.archive, request, self.settings.ae_title):
+            for identifier in find(self.archive_for(event), request, self.settings.ae_title):
                 if event.is_cancelled:
                     yield CANCEL, None  # PS3.4 C.4.1.2.3: C-CANCEL honoured
                     return
@@ -235,14 +271,26 @@ class DimseServer:
         then the number of sub-operations, then one (Pending, data set) per instance."""
         destination = str(event.move_destination or "").strip()
         peer = self.peers.get(destination)
+        # Recorded even when the destination is unknown: an attempt to send studies out.
+        refused = self._audit_identifier(event, Action.DIMSE_MOVE, f"MoveDestination={destination}")
         if peer is None:
             log.warning("C-MOVE to unknown destination %r refused", destination)
             yield None, None
             return
-        found = self._resolve(event, MOVE_MODELS)
+        found = refused if refused is not None else self._resolve(event, MOVE_MODELS)
         if isinstance(found, Dataset):
-            yield peer.host, peer.port
-            yield 1  # pynetdicom sends a failure status only after a sub-operation count
+            # pynetdicom sends a failure status only after a sub-operation count and an
+            # association with the destination, which needs a context to propose: the one
+            # every Storage SCP accepts (Verification). Nothing is sent over it.
+            yield (
+                peer.host,
+                peer.port,
+                {
+                    "contexts": [build_context(Verification)],
+                    "evt_handlers": [(evt.EVT_CONN_OPEN, no_delay)],
+                },
+            )
+            yield 1
             yield found, None
             return
         accepted: list[Accepted] = []
@@ -265,7 +313,8 @@ class DimseServer:
     def _on_get(self, event: evt.Event) -> Iterator[Any]:
         """PS3.4 C.4.3: storage sub-operations on the same association, in the contexts the
         requestor accepted for the SCP role."""
-        found = self._resolve(event, GET_MODELS)
+        refused = self._audit_identifier(event, Action.DIMSE_GET)
+        found = refused if refused is not None else self._resolve(event, GET_MODELS)
         if isinstance(found, Dataset):
             yield 1
             yield found, None
@@ -274,13 +323,43 @@ class DimseServer:
         accepted = Accepted.from_contexts(event.assoc.accepted_contexts)
         yield from self._sub_operations(event, found, lambda: accepted)
 
+    def _audit(
+        self, event: evt.Event, action: Action, *, study_uid: str | None, detail: str
+    ) -> Dataset | None:
+        """Record the request; None when recorded (or when there is no audit log), else the
+        0xA700 status to refuse it with."""
+        if self.audit is None:
+            return None
+        entry = association_entry(
+            event.assoc, self.archive_for(event).tenant, action, study_uid=study_uid, detail=detail
+        )
+        try:
+            self.audit.record(entry)
+        except Exception as exc:
+            log.error("audit entry not written, %s (%s) refused: %s", action, entry.route, exc)
+            return status(OUT_OF_RESOURCES, AUDIT_REFUSED)
+        return None
+
+    def _audit_identifier(
+        self, event: evt.Event, action: Action, prefix: str = ""
+    ) -> Dataset | None:
+        """Record a C-FIND, C-MOVE or C-GET with its identifier's level, keys and study."""
+        if self.audit is None:
+            return None
+        try:
+            study_uid, keys = identifier_summary(event.identifier)
+        except Exception as exc:  # decoded again, and answered, by the handler
+            study_uid, keys = None, f"unreadable identifier: {exc}"
+        detail = f"{prefix}; {keys}" if prefix else keys
+        return self._audit(event, action, study_uid=study_uid, detail=detail)
+
     def _resolve(
         self, event: evt.Event, models: dict[str, Model]
     ) -> list[StoredInstance] | Dataset:
         """The instances to send, or a failure status to answer with."""
         try:
             model = models[event.request.AffectedSOPClassUID]
-            return instances_to_retrieve(self.archive, event.identifier, model)
+            return instances_to_retrieve(self.archive_for(event), event.identifier, model)
         except InvalidIdentifier as exc:
             return status(DOES_NOT_MATCH, str(exc))
         except ArchiveError as exc:
@@ -299,7 +378,7 @@ class DimseServer:
                 yield CANCEL, None  # PS3.4 C.4.2.1.4 / C.4.3.1.4: C-CANCEL honoured
                 return
             try:
-                dataset = dataset_to_send(self.archive, instance, accepted())
+                dataset = dataset_to_send(self.archive_for(event), instance, accepted())
             except ArchiveError as exc:
                 log.error("cannot read %s for a retrieve: %s", instance.sop_uid, exc)
                 yield _failure(exc), None

@@ -15,7 +15,8 @@ class CaseError(Exception):
 
 class CaseNotFound(CaseError):
     def __init__(self, case_id: str) -> None:
-        super().__init__(f"case {case_id} not found")
+        super().__init__("no such case")
+        self.case_id = case_id
 
 
 class InvalidField(CaseError):

@@ -50,6 +50,7 @@ def production_env(
         "RADCASE_S3_ENDPOINT_URL": MOTO.endpoint,
         "RADCASE_DATA_DIR": str(tmp_path / "unused"),
         "RADCASE_DIMSE_PORT": "0",
+        "RADCASE_AUTH": "off",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",

@@ -1,0 +1,112 @@
+"""The auth layer as the app assembles it: the user store in the clinical index database,
+sessions in the clinical cache, the first admin on an empty deployment."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+from fastapi import APIRouter
+
+from radcase_pacs.audit.store import AuditEntry, AuditLog, Channel
+from radcase_pacs.auth.api import AuditHook, AuthContext, auth_router
+from radcase_pacs.auth.middleware import Authenticator
+from radcase_pacs.auth.principal import Principal
+from radcase_pacs.auth.sessions import LoginThrottle, Sessions
+from radcase_pacs.auth.users import UserStore
+from radcase_pacs.settings import Settings
+from storage.cache.base import Cache
+from storage.urls import open_database
+
+FIRST_ADMIN = "admin"
+
+
+class AuthLayer:
+    def __init__(self, settings: Settings, users: UserStore, cache: Cache) -> None:
+        self.settings = settings
+        self.users = users
+        self.cache = cache
+        self.sessions = Sessions(
+            cache,
+            users,
+            lambda: users.signing_key(settings.auth_secret),
+            access_seconds=settings.access_token_seconds,
+            refresh_seconds=settings.refresh_token_seconds,
+            check_registry=settings.cache_url.startswith("memory:"),
+        )
+        self.authenticator = Authenticator(self.sessions, users)
+
+    @classmethod
+    def build(cls, settings: Settings, cache: Cache) -> AuthLayer:
+        users = UserStore(
+            open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
+        )
+        return cls(settings, users, cache)
+
+    @property
+    def open_tenant(self) -> str | None:
+        """The institution every request acts for when authentication is off."""
+        return self.settings.tenant if self.settings.auth == "off" else None
+
+    def open(self) -> None:
+        """Open the user store (the cache is the clinical archive's, opened with it) and, on
+        a deployment without users, create the first admin."""
+        self.users.open()
+        self.users.ensure_institution(self.settings.tenant)
+        if self.open_tenant is None:
+            self.create_first_admin()
+
+    def close(self) -> None:
+        self.users.close()
+
+    def create_first_admin(self) -> None:
+        """The password comes from ``admin_password`` (RADCASE_ADMIN_PASSWORD) or is
+        generated and printed once; of several processes starting together, only the one
+        that created the user prints it."""
+        if self.users.count_users():
+            return
+        given = self.settings.admin_password
+        password = given or secrets.token_urlsafe(15)
+        if self.users.add_first_admin(FIRST_ADMIN, self.settings.tenant, password) and not given:
+            print(
+                f"radcase-pacs: created the first admin, user {FIRST_ADMIN!r} with password "
+                f"{password!r}; it is shown only this once (change it with "
+                f"`radcase-pacs user passwd {FIRST_ADMIN}`)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def router(self, audit: AuditHook) -> APIRouter:
+        throttle = LoginThrottle(
+            self.cache,
+            max_failures=self.settings.login_max_failures,
+            window=float(self.settings.login_window_seconds),
+        )
+        return auth_router(
+            AuthContext(
+                users=self.users,
+                sessions=self.sessions,
+                throttle=throttle,
+                audit=audit,
+            )
+        )
+
+
+def login_recorder(log: AuditLog, default_tenant: str) -> AuditHook:
+    """Records login attempts; a failure to record fails the login (503)."""
+
+    def record(action: str, who: Principal | None, detail: str, source: str) -> None:
+        log.record(
+            AuditEntry(
+                tenant=who.tenant if who else default_tenant,
+                actor=who.user if who else "anonymous",
+                role=who.role.value if who else None,
+                action=action,
+                channel=Channel.HTTP,
+                route="POST /api/auth/token",
+                detail=detail,
+                source=source,
+            )
+        )
+
+    return record

@@ -1,0 +1,98 @@
+"""Who may call what: one access rule per route (or per protocol root), by role.
+
+The DICOMweb roots are covered as wholes (every resource of a root serves the same kind of
+data); each JSON API route has a rule of its own, so a new route without one is refused until
+someone decides who may call it (the authorization matrix test enumerates the app's route
+table and fails on any route this table does not cover).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from radcase_pacs.auth.principal import Role
+
+EVERY_ROLE = frozenset(Role)
+CLINICAL = frozenset({Role.ADMIN, Role.EDUCATOR, Role.SERVICE})
+EDUCATORS = frozenset({Role.EDUCATOR})
+ADMINS = frozenset({Role.ADMIN})
+MONITORING = frozenset({Role.ADMIN, Role.SERVICE})
+READ = frozenset({"GET", "HEAD"})
+WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+POST = frozenset({"POST"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``path`` is a route template, or a root ending in "/" covering everything below it;
+    ``roles`` None means no authentication is needed."""
+
+    path: str
+    methods: frozenset[str]
+    roles: frozenset[Role] | None
+    home_only: bool = False
+    """Only for principals of the deployment's home institution: what it shows spans every
+    institution (the server's metrics, the list of institutions)."""
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", _compile(self.path))
+
+    @property
+    def is_root(self) -> bool:
+        return self.path.endswith("/")
+
+    def matches(self, method: str, path: str) -> bool:
+        if method not in self.methods:
+            return False
+        if self.is_root:
+            return path.startswith(self.path) or path == self.path.rstrip("/")
+        return self.pattern.fullmatch(path) is not None
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    """A Starlette path template as a regex: ``{name}`` one segment, ``{name:path}`` any."""
+    out = []
+    for part in re.split(r"(\{[^}]+\})", template):
+        if part.startswith("{") and part.endswith("}"):
+            out.append(".+" if part.endswith(":path}") else "[^/]+")
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("/healthz", READ, None),
+    Rule("/metrics", READ, MONITORING, home_only=True),
+    Rule("/dicomweb/", READ | WRITE, CLINICAL),
+    Rule("/teaching/dicomweb/", READ, EVERY_ROLE),
+    Rule("/api/openapi.json", READ, None),
+    Rule("/api/auth/token", POST, None),
+    Rule("/api/auth/logout", POST, EVERY_ROLE),
+    Rule("/api/me", READ, EVERY_ROLE),
+    Rule("/api/codes", READ, EVERY_ROLE),
+    Rule("/api/cases", READ | {"POST"}, EDUCATORS),
+    Rule("/api/cases/{case_id}", READ | {"PATCH", "DELETE"}, EDUCATORS),
+    Rule("/api/cases/{case_id}/publish", POST, EDUCATORS),
+    Rule("/api/cases/{case_id}/instances/{sop_instance_uid}/review", POST, EDUCATORS),
+    Rule("/api/users", READ | {"POST"}, ADMINS),
+    Rule("/api/users/{username}", READ | {"PATCH"}, ADMINS),
+    Rule("/api/institutions", READ | POST, ADMINS, home_only=True),
+    Rule("/api/api-keys", READ | {"POST"}, ADMINS),
+    Rule("/api/api-keys/{key_id}", frozenset({"DELETE"}), ADMINS),
+    Rule("/api/audit", READ, ADMINS),
+    Rule("/api/audit.csv", READ, ADMINS),
+)
+
+
+def rule_for(method: str, path: str, rules: tuple[Rule, ...] = RULES) -> Rule | None:
+    """The rule of a request or of a route template: an exact template first, then a root."""
+    method = "GET" if method == "HEAD" else method
+    for rule in rules:
+        if not rule.is_root and (rule.path == path or rule.matches(method, path)):
+            return rule if method in rule.methods else None
+    for rule in rules:
+        if rule.is_root and rule.matches(method, path):
+            return rule
+    return None
