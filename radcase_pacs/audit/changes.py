@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from radcase_pacs.audit.middleware import http_entry, match_route
 from radcase_pacs.audit.store import AuditEntry, AuditLog
+from radcase_pacs.routes import leaves
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class ChangeAuditMiddleware:
         self.app = app
         self.log = log
         self.default_tenant = default_tenant
-        self.routes: list[BaseRoute] = list(getattr(app, "routes", ()))
+        self.routes: list[BaseRoute] = [r for _, r in leaves(getattr(app, "routes", ()))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self.entry(scope) if scope["type"] == "http" else None

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from radcase_pacs.audit.schema import DIALECT_MIGRATIONS, MIGRATIONS, VERSION_TABLE
-from storage.database.base import Database
+from storage.database.tables import Tables
 from storage.errors import BackendFailure
 
 
@@ -179,22 +179,10 @@ class AuditFilter:
         return clauses, params
 
 
-class AuditLog:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def __repr__(self) -> str:
-        return f"AuditLog({self.db!r})"
-
-    def open(self) -> None:
-        self.db.open()
-        self.db.migrate(VERSION_TABLE, MIGRATIONS, DIALECT_MIGRATIONS.get(self.db.dialect))
-
-    def close(self) -> None:
-        self.db.close()
-
-    def ping(self) -> None:
-        self.db.ping()
+class AuditLog(Tables):
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS
+    dialect_migrations = DIALECT_MIGRATIONS
 
     def record(self, entry: AuditEntry) -> None:
         """Append ``entry`` (its ``id`` is ignored); BackendFailure when it is not written,

@@ -18,6 +18,7 @@ from radcase_pacs.auth.passwords import ROUNDS, dummy_hash, hash_password, verif
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.schema import MIGRATIONS, VERSION_TABLE
 from storage.database.base import Cursor, Database
+from storage.database.tables import Tables
 
 API_KEY_PREFIX = "rk_"
 
@@ -53,36 +54,18 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-class UserStore:
+class UserStore(Tables):
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS
+
     def __init__(self, db: Database, *, rounds: int = ROUNDS) -> None:
-        self.db = db
+        super().__init__(db)
         self.rounds = rounds
-
-    def __repr__(self) -> str:
-        return f"UserStore({self.db!r})"
-
-    def open(self) -> None:
-        self.db.open()
-        self.db.migrate(VERSION_TABLE, MIGRATIONS)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def ping(self) -> None:
-        self.db.ping()
 
     def signing_key(self, configured: str | None) -> str:
         """The JWT key shared by every process: the configured one, else one made on first
         use and kept here."""
-        if configured:
-            return configured
-        with self.db.transaction() as cur:
-            cur.execute(
-                "INSERT INTO auth_secret (id, secret) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
-                (secrets.token_hex(32),),
-            )
-            row = cur.execute("SELECT secret FROM auth_secret WHERE id = 1").fetchone()
-        return str(row[0])
+        return configured or self.kept_secret("auth_secret")
 
     # -- institutions ---------------------------------------------------------------------
 

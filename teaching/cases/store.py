@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.database.base import Cursor, Database
+from storage.database.base import Cursor
+from storage.database.tables import Tables
 from teaching.cases.models import (
     Case,
     CaseStatus,
@@ -113,36 +114,16 @@ def tag_rows(tags: Tags) -> set[tuple[str, str]]:
     return rows
 
 
-class CaseStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def __repr__(self) -> str:
-        return f"CaseStore({self.db!r})"
-
-    def open(self) -> None:
-        self.db.open()
-        self.db.migrate(VERSION_TABLE, MIGRATIONS)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def ping(self) -> None:
-        self.db.ping()
+class CaseStore(Tables):
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS
 
     # -- the deployment secret -----------------------------------------------------------
 
     def secret(self) -> str:
         """The de-identification key shared by every process of the deployment, created on
         first use; kept in the database so that scale-out processes agree without local state."""
-        with self.db.transaction() as cur:
-            cur.execute(
-                "INSERT INTO teaching_secret (id, secret) VALUES (1, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                (secrets.token_hex(32),),
-            )
-            row = cur.execute("SELECT secret FROM teaching_secret WHERE id = 1").fetchone()
-        return str(row[0])
+        return self.kept_secret("teaching_secret")
 
     # -- cases ----------------------------------------------------------------------------
 

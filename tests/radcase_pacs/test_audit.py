@@ -365,7 +365,8 @@ def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archiv
                 f"{method} {route}",
                 study_uid,
             ), url
-            assert (newest.actor, newest.tenant, newest.role) == ("anonymous", "default", None)
+            # Authentication is off in this suite: the open-mode principal acts as an admin.
+            assert (newest.actor, newest.tenant, newest.role) == ("anonymous", "default", "admin")
             assert (newest.channel, newest.source) == ("http", "testclient")
             assert newest.detail == url.partition("?")[2]
 

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from radcase_pacs.app import create_app
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
+from storage.errors import BackendFailure
 from tests.conftest import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.test_production import production_env, server
 
@@ -192,3 +193,34 @@ def test_a_logout_in_one_process_is_seen_by_another_at_once(
         )
         assert changed.status_code == 200
         assert second.get("/api/me", headers=fresh).status_code == 401
+
+
+def test_changes_through_the_api_are_audited_before_they_are_made(secured: TestClient) -> None:
+    users = secured.app.state.auth.users  # type: ignore[attr-defined]
+    users.add_user("ed", "default", Role.EDUCATOR, PASSWORD)
+    admin = bearer(password_grant(secured, "admin", PASSWORD))
+    educator = bearer(password_grant(secured, "ed", PASSWORD))
+    created = secured.post(
+        "/api/users",
+        json={"username": "lea", "password": PASSWORD, "role": "learner"},
+        headers=admin,
+    )
+    assert created.status_code == 201
+    refused = secured.post(
+        "/api/cases", json={"study_instance_uid": "1.2.3", "title": "t"}, headers=educator
+    )
+    assert refused.status_code == 422
+    audit = secured.app.state.audit  # type: ignore[attr-defined]
+    _, entries = audit.search(None, limit=20)
+    seen = {(e.action, e.actor, e.route) for e in entries}
+    assert ("user.create", "admin", "POST /api/users") in seen
+    assert ("case.create", "ed", "POST /api/cases") in seen
+    assert ("auth.login", "ed", "POST /api/auth/token") in seen
+
+    def unwritable(entry: object) -> None:
+        raise BackendFailure("audit database unavailable")
+
+    audit.record = unwritable  # the log can no longer be written: nothing may change
+    blocked = secured.patch("/api/users/lea", json={"disabled": True}, headers=admin)
+    assert blocked.status_code == 503
+    assert users.user("lea").disabled is False
