@@ -70,14 +70,13 @@ class AuthMiddleware:
         principal = await self._principal(scope)
         if principal is not None:
             attach(scope, principal)
-        if rule is not None and rule.roles is None:
+        roles = rule.roles if rule is not None else frozenset()
+        if roles is None:
             await self.app(scope, receive, send)
         elif principal is None:
             await self._refuse(scope, send, 401, "authentication required")
-        elif (
-            rule is None
-            or principal.role not in rule.roles
-            or (rule.home_only and principal.tenant != self.home_tenant)
+        elif principal.role not in roles or (
+            rule is not None and rule.home_only and principal.tenant != self.home_tenant
         ):
             await self._refuse(scope, send, 403, f"not allowed for the {principal.role.value} role")
         else:

@@ -8,7 +8,7 @@ audit log) reads it from there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -37,7 +37,7 @@ def principal_of(scope: Mapping[str, Any]) -> Principal | None:
     return found if isinstance(found, Principal) else None
 
 
-def attach(scope: dict[str, Any], principal: Principal) -> None:
+def attach(scope: MutableMapping[str, Any], principal: Principal) -> None:
     state = scope.setdefault("state", {})
     state["principal"] = principal
     state["user"] = principal.user
