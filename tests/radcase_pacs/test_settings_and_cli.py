@@ -27,8 +27,9 @@ def test_settings_come_from_defaults_then_file_then_environment_then_flags(
     config.write_text('http_port = 9001\nae_title = "FROMFILE"\nhost = "0.0.0.0"\n')
     monkeypatch.setenv("RADCASE_HTTP_PORT", "9002")
     monkeypatch.setenv("RADCASE_AE_TITLE", "FROMENV")
+    monkeypatch.delenv("RADCASE_AUTH", raising=False)  # a server on the network keeps auth on
     settings = load_settings(config, ae_title="FROMFLAG")
-    assert settings.host == "0.0.0.0"
+    assert settings.host == "0.0.0.0" and settings.auth == "on"
     assert settings.http_port == 9002
     assert settings.ae_title == "FROMFLAG"
     assert settings.dimse_port == 11112
