@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -66,32 +66,39 @@ Moment = Annotated[
 ChannelParam = Annotated[Literal["http", "dimse"] | None, Query()]
 
 
+def filters(
+    actor: Text = None,
+    action: Text = None,
+    study_uid: Text = None,
+    channel: ChannelParam = None,
+    since: Moment = None,
+    until: Moment = None,
+) -> dict[str, Any]:
+    """The query parameters both routes filter by (AuditFilter's fields)."""
+    return {
+        "actor": actor,
+        "action": action,
+        "study_uid": study_uid,
+        "channel": channel,
+        "since": since,
+        "until": until,
+    }
+
+
+Filters = Annotated[dict[str, Any], Depends(filters)]
+
+
 def audit_router(log: AuditLog, tenant_of: Callable[[Request], str | None]) -> APIRouter:
     router = APIRouter(tags=["audit"])
 
     @router.get("/audit", response_model=AuditPage, summary="Audit entries, newest first")
     def search(
         request: Request,
-        actor: Text = None,
-        action: Text = None,
-        study_uid: Text = None,
-        channel: ChannelParam = None,
-        since: Moment = None,
-        until: Moment = None,
+        where: Filters,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> AuditPage:
-        total, entries = log.search(
-            tenant_of(request),
-            actor=actor,
-            action=action,
-            study_uid=study_uid,
-            channel=channel,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
+        total, entries = log.search(tenant_of(request), limit=limit, offset=offset, **where)
         return AuditPage(total=total, entries=[AuditEntryOut.of(e) for e in entries])
 
     @router.get(
@@ -100,24 +107,8 @@ def audit_router(log: AuditLog, tenant_of: Callable[[Request], str | None]) -> A
         summary="Every matching audit entry as CSV, oldest first",
         responses={200: {"content": {"text/csv": {}}}},
     )
-    def export(
-        request: Request,
-        actor: Text = None,
-        action: Text = None,
-        study_uid: Text = None,
-        channel: ChannelParam = None,
-        since: Moment = None,
-        until: Moment = None,
-    ) -> StreamingResponse:
-        lines = log.export_csv(
-            tenant_of(request),
-            actor=actor,
-            action=action,
-            study_uid=study_uid,
-            channel=channel,
-            since=since,
-            until=until,
-        )
+    def export(request: Request, where: Filters) -> StreamingResponse:
+        lines = log.export_csv(tenant_of(request), **where)
         # The header and the first row now, so that a database that cannot answer is an
         # error status rather than a 200 cut short.
         first = list(itertools.islice(lines, 2))

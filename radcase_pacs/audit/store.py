@@ -216,21 +216,11 @@ class AuditLog(Tables):
             raise BackendFailure(f"the audit entry could not be written: {exc}") from exc
 
     def search(
-        self,
-        tenant: str | None,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        study_uid: str | None = None,
-        channel: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, tenant: str | None, *, limit: int = 100, offset: int = 0, **filters: Any
     ) -> tuple[int, list[AuditEntry]]:
-        """The number of matching entries and one page of them, newest first."""
-        where = AuditFilter(tenant, actor, action, study_uid, channel, since, until)
-        clauses, params = where.where()
+        """The number of matching entries and one page of them, newest first; ``filters``
+        are :class:`AuditFilter`'s fields."""
+        clauses, params = AuditFilter(tenant, **filters).where()
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self.db.read() as cur:
             total = cur.execute(f"SELECT COUNT(*) FROM audit_log{condition}", params).fetchone()
@@ -240,22 +230,11 @@ class AuditLog(Tables):
             ).fetchall()
         return int(total[0]), [_entry(row) for row in rows]
 
-    def entries(
-        self,
-        tenant: str | None,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        study_uid: str | None = None,
-        channel: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Iterator[AuditEntry]:
+    def entries(self, tenant: str | None, **filters: Any) -> Iterator[AuditEntry]:
         """Every matching entry, oldest first, read in batches: no connection or cursor is
         held between batches, so a slow consumer (a client downloading the export) holds
         nothing in the database."""
-        where = AuditFilter(tenant, actor, action, study_uid, channel, since, until)
-        clauses, params = where.where()
+        clauses, params = AuditFilter(tenant, **filters).where()
         last = 0
         while True:
             condition = " AND ".join([*clauses, "id > ?"])
@@ -270,29 +249,11 @@ class AuditLog(Tables):
                 return
             last = int(rows[-1][0])
 
-    def export_csv(
-        self,
-        tenant: str | None,
-        *,
-        actor: str | None = None,
-        action: str | None = None,
-        study_uid: str | None = None,
-        channel: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Iterator[str]:
+    def export_csv(self, tenant: str | None, **filters: Any) -> Iterator[str]:
         """A header line, then one CSV line (RFC 4180, CRLF) per entry, oldest first. Values
         are written as recorded, not altered for spreadsheets: an export is evidence."""
         yield _csv_line(COLUMNS)
-        for entry in self.entries(
-            tenant,
-            actor=actor,
-            action=action,
-            study_uid=study_uid,
-            channel=channel,
-            since=since,
-            until=until,
-        ):
+        for entry in self.entries(tenant, **filters):
             yield _csv_line(
                 (
                     entry.id,
