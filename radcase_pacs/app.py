@@ -30,6 +30,7 @@ from radcase_pacs.audit.middleware import AuditMiddleware
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer, login_recorder
 from radcase_pacs.auth.middleware import AuthMiddleware
+from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import Metrics, MetricsMiddleware, measured
 from radcase_pacs.settings import Settings, load_settings
 from radcase_pacs.teaching_layer import build_case_service, identify, with_intake
@@ -118,8 +119,11 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             ),
             Mount(
                 "/teaching/dicomweb",
-                app=create_dicomweb_app(
-                    cases.teaching, dicomweb_options(settings, "/teaching/dicomweb")
+                app=LearnerView(
+                    create_dicomweb_app(
+                        cases.teaching, dicomweb_options(settings, "/teaching/dicomweb")
+                    ),
+                    cases.store.published_study_uids,
                 ),
             ),
             Mount("/api", app=ChangeAuditMiddleware(api, audit, settings.tenant)),

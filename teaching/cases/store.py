@@ -368,6 +368,15 @@ class CaseStore(Tables):
             for row in rows
         ]
 
+    def published_study_uids(self, tenant: str) -> frozenset[str]:
+        """The teaching study UIDs of the tenant's published cases (what learners may open)."""
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT DISTINCT teaching_study_uid FROM cases WHERE tenant = ? AND status = ?",
+                (tenant, CaseStatus.PUBLISHED.value),
+            ).fetchall()
+        return frozenset(str(row[0]) for row in rows if row[0])
+
     # -- instances and their pixel review -------------------------------------------------
 
     def instance(self, tenant: str, case_id: str, sop_uid: str) -> TeachingInstance | None:
