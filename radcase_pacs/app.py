@@ -7,13 +7,15 @@ stores are opened in the lifespan, so ``/healthz`` answers 200 only once the ser
 The clinical root is wrapped in the audit middleware: each request on it is recorded in the
 audit log (``app.state.audit``, kept in the clinical index's database) before it is served,
 or refused with 503 when the entry cannot be written. The teaching root and the API serve no
-clinical data and are not wrapped.
+clinical data and are not audited; the teaching root is wrapped in the learner view, which
+keeps learners to published cases.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +35,12 @@ from radcase_pacs.auth.middleware import AuthMiddleware
 from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import Metrics, MetricsMiddleware, measured
 from radcase_pacs.settings import Settings, load_settings
-from radcase_pacs.teaching_layer import build_case_service, identify, with_intake
+from radcase_pacs.teaching_layer import (
+    build_case_service,
+    build_learning_service,
+    identify,
+    with_intake,
+)
 from storage.archive import Archive
 from storage.errors import ArchiveError
 from storage.urls import open_blobs, open_cache, open_database, open_index
@@ -65,14 +72,21 @@ def build_audit_log(settings: Settings) -> AuditLog:
     return AuditLog(open_database(settings.resolved_index_url))
 
 
-def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    archive: Archive | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The whole server. ``clock`` is the teaching layer's time (quiz answer times, review
+    schedules): tests pass their own to move through days without waiting."""
     metrics = Metrics.create()
     clinical = archive or build_archive(settings)
     cases = build_case_service(settings, clinical)
     archive = measured(with_intake(clinical, cases), metrics)
     audit = build_audit_log(settings)
     auth = AuthLayer.build(settings, clinical.cache)
-    api = create_api(cases, identify=identify(settings))
+    learning = build_learning_service(settings, cases, auth.users, clock)
+    api = create_api(cases, learning, identify=identify(settings))
     api.include_router(auth.router(login_recorder(audit, settings.tenant)))
     api.include_router(audit_router(audit, lambda request: request.state.tenant))
     ready = {"value": False}
@@ -84,11 +98,13 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         await run_in_threadpool(archive.open)
         await run_in_threadpool(auth.open)
         await run_in_threadpool(cases.open)
+        await run_in_threadpool(learning.open)
         ready["value"] = True
         try:
             yield
         finally:
             ready["value"] = False
+            await run_in_threadpool(learning.close)
             await run_in_threadpool(cases.close)
             await run_in_threadpool(auth.close)
             await run_in_threadpool(archive.close)

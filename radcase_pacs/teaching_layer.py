@@ -3,17 +3,22 @@ the clinical ones, and the KOS intake hooked onto the clinical archive."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from starlette.requests import Request
 
+from radcase_pacs.auth.principal import principal_of
+from radcase_pacs.auth.users import UserStore
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.urls import open_blobs, open_cache, open_database, open_index
 from teaching.api import Caller
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore
+from teaching.learning.service import LearningService, utc_now
+from teaching.learning.store import LearningStore
 
 
 def build_teaching_archive(settings: Settings) -> Archive:
@@ -38,6 +43,27 @@ def build_case_service(settings: Settings, clinical: Archive) -> CaseService:
     )
 
 
+def build_learning_service(
+    settings: Settings,
+    cases: CaseService,
+    users: UserStore,
+    clock: Callable[[], datetime] | None = None,
+) -> LearningService:
+    """Quizzes and spaced repetition, in the teaching database beside the cases. Group
+    members are checked against the institution's accounts when there are accounts to check
+    (not when the server runs without authentication)."""
+
+    def unknown_users(tenant: str, names: Sequence[str]) -> list[str]:
+        return [name for name in names if users.user(name, tenant) is None]
+
+    return LearningService(
+        store=LearningStore(open_database(settings.resolved_teaching_index_url)),
+        cases=cases,
+        clock=clock or utc_now,
+        unknown_users=unknown_users if settings.auth == "on" else None,
+    )
+
+
 def with_intake(archive: Archive, cases: CaseService) -> Archive:
     """The clinical archive with teaching-file KOS intake: a KOS "For Teaching File Export"
     stored by STOW-RS or C-STORE becomes a draft case."""
@@ -50,9 +76,11 @@ def identify(settings: Settings) -> Callable[[Request], Caller]:
 
     def caller(request: Request) -> Caller:
         state = request.state
+        principal = principal_of(request.scope)
         return Caller(
             user=getattr(state, "user", None) or "anonymous",
             tenant=getattr(state, "tenant", None) or settings.tenant,
+            role=principal.role.value if principal else None,
         )
 
     return caller

@@ -16,6 +16,9 @@ from radcase_pacs.auth.principal import Role
 EVERY_ROLE = frozenset(Role)
 CLINICAL = frozenset({Role.ADMIN, Role.EDUCATOR, Role.SERVICE})
 EDUCATORS = frozenset({Role.EDUCATOR})
+PEOPLE = frozenset({Role.ADMIN, Role.EDUCATOR, Role.LEARNER})
+"""Signed-in people (not API keys): who takes quizzes and has progress."""
+PROGRAM_OWNERS = frozenset({Role.ADMIN, Role.EDUCATOR})
 ADMINS = frozenset({Role.ADMIN})
 MONITORING = frozenset({Role.ADMIN, Role.SERVICE})
 READ = frozenset({"GET", "HEAD"})
@@ -76,6 +79,26 @@ RULES: tuple[Rule, ...] = (
     Rule("/api/cases/{case_id}", READ | {"PATCH", "DELETE"}, EDUCATORS),
     Rule("/api/cases/{case_id}/publish", POST, EDUCATORS),
     Rule("/api/cases/{case_id}/instances/{sop_instance_uid}/review", POST, EDUCATORS),
+    Rule("/api/cases/{case_id}/questions", READ | POST, EDUCATORS),
+    Rule("/api/cases/{case_id}/questions/{question_id}", frozenset({"PUT", "DELETE"}), EDUCATORS),
+    Rule("/api/program", READ, EVERY_ROLE),
+    Rule("/api/program", frozenset({"PUT"}), PROGRAM_OWNERS),
+    Rule("/api/groups", READ | POST, EDUCATORS),
+    Rule("/api/groups/{group_id}", READ | {"PUT", "DELETE"}, EDUCATORS),
+    Rule("/api/groups/{group_id}/assignments", READ | POST, EDUCATORS),
+    Rule("/api/groups/{group_id}/progress", READ, EDUCATORS),
+    Rule("/api/groups/{group_id}/progress.csv", READ, EDUCATORS),
+    Rule("/api/assignments", READ, PEOPLE),
+    Rule("/api/assignments/{assignment_id}", frozenset({"DELETE"}), EDUCATORS),
+    Rule("/api/quiz/sessions", POST, PEOPLE),
+    Rule("/api/quiz/sessions/{session_id}", READ, PEOPLE),
+    Rule("/api/quiz/sessions/{session_id}/items/{position}", READ, PEOPLE),
+    Rule("/api/quiz/sessions/{session_id}/items/{position}/hint", POST, PEOPLE),
+    Rule("/api/quiz/sessions/{session_id}/items/{position}/answer", POST, PEOPLE),
+    Rule("/api/progress", READ, PEOPLE),
+    Rule("/api/progress/history", READ, PEOPLE),
+    Rule("/api/progress.csv", READ, PEOPLE),
+    Rule("/api/xapi/statements", READ, EVERY_ROLE),
     Rule("/api/users", READ | {"POST"}, ADMINS),
     Rule("/api/users/{username}", READ | {"PATCH"}, ADMINS),
     Rule("/api/institutions", READ | POST, ADMINS, home_only=True),
@@ -87,11 +110,12 @@ RULES: tuple[Rule, ...] = (
 
 
 def rule_for(method: str, path: str, rules: tuple[Rule, ...] = RULES) -> Rule | None:
-    """The rule of a request or of a route template: an exact template first, then a root."""
+    """The rule of a request or of a route template: an exact template first (a path may
+    have one rule per set of methods), then a root."""
     method = "GET" if method == "HEAD" else method
-    for rule in rules:
-        if not rule.is_root and (rule.path == path or rule.matches(method, path)):
-            return rule if method in rule.methods else None
+    exact = [r for r in rules if not r.is_root and (r.path == path or r.pattern.fullmatch(path))]
+    if exact:
+        return next((r for r in exact if method in r.methods), None)
     for rule in rules:
         if rule.is_root and rule.matches(method, path):
             return rule

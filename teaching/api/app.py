@@ -5,12 +5,13 @@ and the stores are blocking work.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 
+from teaching.api.caller import Caller
 from teaching.api.errors import HANDLERS
+from teaching.api.learning import learning_router
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.cases.models import (
     Case,
@@ -22,19 +23,14 @@ from teaching.cases.models import (
 )
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseFilter
+from teaching.learning.service import LearningService
 
 MAX_PAGE = 500
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling and for which institution (tenant)."""
-
-    user: str
-    tenant: str
-
-
-def create_api(service: CaseService, *, identify: Callable[[Request], Caller]) -> FastAPI:
+def create_api(
+    service: CaseService, learning: LearningService, *, identify: Callable[[Request], Caller]
+) -> FastAPI:
     api = FastAPI(
         title="RadCase PACS teaching API",
         version="1",
@@ -99,7 +95,11 @@ def create_api(service: CaseService, *, identify: Callable[[Request], Caller]) -
 
     @api.delete("/cases/{case_id}", status_code=204, tags=["cases"])
     def delete_case(case_id: str, caller: CallerDep) -> Response:
+        """The case, its questions, and the teaching copies no other case uses; learners'
+        review logs keep their records of it."""
         service.delete(caller.tenant, case_id)
+        learning.forget_case(caller.tenant, case_id)
         return Response(status_code=204)
 
+    api.include_router(learning_router(learning, identify))
     return api

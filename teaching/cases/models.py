@@ -71,7 +71,7 @@ class KeyImage(Strict):
     """An image of the teaching copy the case points at; ``frame`` for multi-frame instances."""
 
     sop_instance_uid: Uid
-    frame: int | None = Field(None, ge=1)
+    frame: int | None = Field(default=None, ge=1)
     note: Text = ""
 
 
@@ -173,7 +173,7 @@ class RegionIn(Strict):
     y: int = Field(ge=0)
     width: int = Field(ge=1)
     height: int = Field(ge=1)
-    frame: int | None = Field(None, ge=1)
+    frame: int | None = Field(default=None, ge=1)
 
 
 class PixelReviewIn(Strict):

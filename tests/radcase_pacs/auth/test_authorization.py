@@ -81,6 +81,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         assert case.status_code == 201, case.text
         copy = case.json()["instances"][0]
+        learning = teach(client, headers, case.json()["id"])
         key = users.api_keys(A)[0]
         values = {
             "study": ds.StudyInstanceUID,
@@ -95,6 +96,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "teaching_study": case.json()["teaching_study_instance_uid"],
             "teaching_series": copy["series_instance_uid"],
             "teaching_instance": copy["sop_instance_uid"],
+            **learning,
+            "position": "1",
         }
         secrets_of_a = [
             ds.StudyInstanceUID,
@@ -107,8 +110,50 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "Secret case title A",
             f"{A}-learner",
             key.key_id,
+            *learning.values(),
+            "Secret prompt A",
+            "Secret group A",
+            "Secret assignment A",
         ]
         yield World(client, headers, values, secrets_of_a)
+
+
+def teach(
+    client: TestClient, headers: dict[tuple[str, Role], dict[str, str]], case_id: str
+) -> dict[str, str]:
+    """A's case published with a question, a group, an assignment and a learner's session."""
+    educator, learner = headers[(A, Role.EDUCATOR)], headers[(A, Role.LEARNER)]
+
+    def made(method: str, url: str, body: dict[str, Any], who: dict[str, str]) -> str:
+        response = client.request(method, url, json=body, headers=who)
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["id"])
+
+    made("POST", f"/api/cases/{case_id}/publish", {}, educator)
+    question = made(
+        "POST",
+        f"/api/cases/{case_id}/questions",
+        {"prompt": "Secret prompt A", "key": {"kind": "free_text", "accepted": ["x"]}},
+        educator,
+    )
+    group = made(
+        "POST", "/api/groups", {"name": "Secret group A", "members": [f"{A}-learner"]}, educator
+    )
+    assignment = made(
+        "POST",
+        f"/api/groups/{group}/assignments",
+        {"title": "Secret assignment A", "case_ids": [case_id]},
+        educator,
+    )
+    session = made(
+        "POST", "/api/quiz/sessions", {"source": "assignment", "assignment_id": assignment}, learner
+    )
+    return {
+        "question_id": question,
+        "group_id": group,
+        "assignment_id": assignment,
+        "session_id": session,
+    }
 
 
 ROUTES = route_table(create_app(Settings(auth="off")).routes)
@@ -135,6 +180,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/users/{username}", "PATCH"): {"json": {}},
     ("/api/institutions", "POST"): {"json": {}},
     ("/api/api-keys", "POST"): {"json": {}},
+    ("/api/cases/{case_id}/questions", "POST"): {"json": {}},
+    ("/api/cases/{case_id}/questions/{question_id}", "PUT"): {"json": {}},
+    ("/api/program", "PUT"): {"json": {"desired_retention": 2}},
+    ("/api/groups", "POST"): {"json": {}},
+    ("/api/groups/{group_id}", "PUT"): {"json": {}},
+    ("/api/groups/{group_id}/assignments", "POST"): {"json": {}},
+    ("/api/quiz/sessions", "POST"): {"json": {}},
+    ("/api/quiz/sessions/{session_id}/items/{position}/answer", "POST"): {"json": {}},
 }
 # Deleting is answered for a resource that does not exist, so the matrix removes nothing.
 MISSING = {
@@ -143,6 +196,9 @@ MISSING = {
     "instance": "1.2.3.997",
     "case_id": "0" * 24,
     "key_id": "0" * 16,
+    "question_id": "0" * 24,
+    "group_id": "0" * 24,
+    "assignment_id": "0" * 24,
 }
 
 

@@ -1,0 +1,1 @@
+"""Quizzes on teaching cases, spaced repetition (FSRS) and learner progress."""

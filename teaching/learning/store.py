@@ -1,0 +1,691 @@
+"""Persistence of questions, program settings, groups, assignments, FSRS cards, quiz sessions
+and the review log.
+
+One SQL text for SQLite and PostgreSQL (``?`` placeholders, ``RETURNING``); every statement is
+scoped by tenant. Times are stored as fixed-width UTC text, so comparing the text compares the
+times. Answering is one transaction that claims the session item, moves the card and appends
+to the review log: an answer is never half recorded, and never recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fsrs import Card, Rating
+
+from storage.database.base import Cursor
+from storage.database.tables import Tables
+from teaching.learning.models import (
+    Assignment,
+    AssignmentIn,
+    Group,
+    GroupIn,
+    ItemState,
+    ProgramSettings,
+    ReviewEntry,
+)
+from teaching.learning.questions import Question, QuestionIn
+from teaching.learning.scheduling import RATING_NAMES
+from teaching.learning.schema import MIGRATIONS, VERSION_TABLE
+
+QUESTION_COLUMNS = (
+    "question_id, case_id, position, prompt, answer_key, feedback, hint, created_at, updated_at"
+)
+REVIEW_COLUMNS = (
+    "id, learner, reviewed_at, case_id, question_id, session_id, kind, correct, rating, "
+    "duration_ms, hinted, state_before, state_after"
+)
+
+
+def stamp(at: datetime) -> str:
+    """Fixed-width UTC text: ordering the text orders the times."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def new_id() -> str:
+    """Random, not sequential: an identifier tells nobody how many others exist."""
+    return secrets.token_hex(12)
+
+
+class RaceLost(Exception):
+    """Another answer moved the same card first: the caller runs the answer again."""
+
+
+class AlreadyAnswered(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CardRow:
+    question_id: str
+    case_id: str
+    card: Card
+    reps: int
+    introduced_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    position: int
+    question_id: str
+    case_id: str
+    presented_at: datetime | None
+    hinted: bool
+    answered_at: datetime | None
+    review_id: int | None
+    correct: bool | None
+
+    def state(self) -> ItemState:
+        return ItemState(
+            position=self.position,
+            case_id=self.case_id,
+            question_id=self.question_id,
+            answered=self.answered_at is not None,
+            correct=self.correct,
+        )
+
+
+@dataclass(frozen=True)
+class QuizSession:
+    pk: int
+    session_id: str
+    learner: str
+    source: str
+    detail: dict[str, Any]
+    created_at: datetime
+    items: list[SessionItem]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What answering an item found when it claimed it."""
+
+    presented_at: datetime | None
+    hinted: bool
+    card: CardRow | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What answering decided: the card after, and the log entry."""
+
+    card: Card
+    correct: bool
+    rating: int
+    duration_ms: int | None
+    answer: dict[str, Any]
+    state_before: dict[str, Any] | None
+    state_after: dict[str, Any]
+
+
+class LearningStore(Tables):
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS
+
+    # -- questions ------------------------------------------------------------------------
+
+    def add_question(self, tenant: str, case_id: str, body: QuestionIn, at: datetime) -> str:
+        question_id = new_id()
+        with self.db.transaction() as cur:
+            position = body.position
+            if position is None:
+                row = cur.execute(
+                    "SELECT MAX(position) FROM questions WHERE tenant = ? AND case_id = ?",
+                    (tenant, case_id),
+                ).fetchone()
+                position = 0 if row[0] is None else int(row[0]) + 1
+            cur.execute(
+                "INSERT INTO questions (tenant, question_id, case_id, position, kind, prompt, "
+                "answer_key, feedback, hint, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    question_id,
+                    case_id,
+                    position,
+                    body.key.kind,
+                    body.prompt,
+                    body.key.model_dump_json(),
+                    body.feedback,
+                    body.hint,
+                    stamp(at),
+                    stamp(at),
+                ),
+            )
+        return question_id
+
+    def replace_question(
+        self, tenant: str, case_id: str, question_id: str, body: QuestionIn, at: datetime
+    ) -> bool:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "UPDATE questions SET kind = ?, prompt = ?, answer_key = ?, feedback = ?, "
+                "hint = ?, position = COALESCE(?, position), updated_at = ? "
+                "WHERE tenant = ? AND case_id = ? AND question_id = ? RETURNING question_id",
+                (
+                    body.key.kind,
+                    body.prompt,
+                    body.key.model_dump_json(),
+                    body.feedback,
+                    body.hint,
+                    body.position,
+                    stamp(at),
+                    tenant,
+                    case_id,
+                    question_id,
+                ),
+            ).fetchone()
+        return row is not None
+
+    def delete_question(self, tenant: str, case_id: str, question_id: str) -> bool:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "DELETE FROM questions WHERE tenant = ? AND case_id = ? AND question_id = ? "
+                "RETURNING question_id",
+                (tenant, case_id, question_id),
+            ).fetchone()
+        return row is not None
+
+    def delete_case_questions(self, tenant: str, case_id: str) -> None:
+        """The questions of a deleted case; cards and the review log stay (history)."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM questions WHERE tenant = ? AND case_id = ?", (tenant, case_id))
+
+    def question(self, tenant: str, question_id: str) -> Question | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                f"SELECT {QUESTION_COLUMNS} FROM questions WHERE tenant = ? AND question_id = ?",
+                (tenant, question_id),
+            ).fetchone()
+        return None if row is None else _question(row)
+
+    def questions(self, tenant: str, case_ids: Sequence[str] | None = None) -> list[Question]:
+        """The questions of the given cases (of every case when None), by case and position."""
+        sql = f"SELECT {QUESTION_COLUMNS} FROM questions WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if case_ids is not None:
+            if not case_ids:
+                return []
+            sql += f" AND case_id IN ({', '.join('?' for _ in case_ids)})"
+            params += list(case_ids)
+        with self.db.read() as cur:
+            rows = cur.execute(sql + " ORDER BY case_id, position, id", params).fetchall()
+        return [_question(row) for row in rows]
+
+    # -- program settings -----------------------------------------------------------------
+
+    def program(self, tenant: str) -> ProgramSettings:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT settings FROM programs WHERE tenant = ?", (tenant,)
+            ).fetchone()
+        return ProgramSettings() if row is None else ProgramSettings.model_validate_json(row[0])
+
+    def set_program(self, tenant: str, settings: ProgramSettings, at: datetime) -> None:
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO programs (tenant, settings, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET settings = excluded.settings, "
+                "updated_at = excluded.updated_at",
+                (tenant, settings.model_dump_json(), stamp(at)),
+            )
+
+    # -- groups and assignments -----------------------------------------------------------
+
+    def create_group(self, tenant: str, body: GroupIn, by: str, at: datetime) -> str:
+        group_id = new_id()
+        with self.db.transaction() as cur:
+            (pk,) = cur.execute(
+                "INSERT INTO learner_groups (tenant, group_id, name, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (tenant, group_id, body.name, by, stamp(at)),
+            ).fetchone()
+            self._write_members(cur, int(pk), body.members)
+        return group_id
+
+    def replace_group(self, tenant: str, group_id: str, body: GroupIn) -> bool:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "UPDATE learner_groups SET name = ? WHERE tenant = ? AND group_id = ? RETURNING id",
+                (body.name, tenant, group_id),
+            ).fetchone()
+            if row is None:
+                return False
+            self._write_members(cur, int(row[0]), body.members)
+        return True
+
+    @staticmethod
+    def _write_members(cur: Cursor, pk: int, members: Sequence[str]) -> None:
+        cur.execute("DELETE FROM group_members WHERE group_pk = ?", (pk,))
+        for username in sorted(set(members)):
+            cur.execute(
+                "INSERT INTO group_members (group_pk, username) VALUES (?, ?)", (pk, username)
+            )
+
+    def delete_group(self, tenant: str, group_id: str) -> bool:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "DELETE FROM learner_groups WHERE tenant = ? AND group_id = ? RETURNING id",
+                (tenant, group_id),
+            ).fetchone()
+        return row is not None
+
+    def groups(
+        self, tenant: str, *, group_id: str | None = None, member: str | None = None
+    ) -> list[Group]:
+        """The institution's groups, or the one named, or those ``member`` belongs to."""
+        sql = (
+            "SELECT g.id, g.group_id, g.name, g.created_by, g.created_at FROM learner_groups g "
+            "WHERE g.tenant = ?"
+        )
+        params: list[Any] = [tenant]
+        if group_id is not None:
+            sql += " AND g.group_id = ?"
+            params.append(group_id)
+        if member is not None:
+            sql += " AND g.id IN (SELECT group_pk FROM group_members WHERE username = ?)"
+            params.append(member)
+        with self.db.read() as cur:
+            rows = cur.execute(sql + " ORDER BY g.name, g.id", params).fetchall()
+            members: dict[int, list[str]] = {int(row[0]): [] for row in rows}
+            if members:
+                marks = ", ".join("?" for _ in members)
+                for pk, username in cur.execute(
+                    f"SELECT group_pk, username FROM group_members WHERE group_pk IN ({marks}) "
+                    "ORDER BY username",
+                    list(members),
+                ).fetchall():
+                    members[int(pk)].append(str(username))
+        return [
+            Group(
+                id=row[1],
+                name=row[2],
+                members=members[int(row[0])],
+                created_by=row[3],
+                created_at=parse_stamp(row[4]),
+            )
+            for row in rows
+        ]
+
+    def add_assignment(
+        self, tenant: str, group_id: str, body: AssignmentIn, by: str, at: datetime
+    ) -> str | None:
+        assignment_id = new_id()
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "SELECT id FROM learner_groups WHERE tenant = ? AND group_id = ?",
+                (tenant, group_id),
+            ).fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "INSERT INTO assignments (tenant, assignment_id, group_pk, title, case_ids, "
+                "due_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    assignment_id,
+                    int(row[0]),
+                    body.title,
+                    json.dumps(body.case_ids),
+                    stamp(body.due_at) if body.due_at else None,
+                    by,
+                    stamp(at),
+                ),
+            )
+        return assignment_id
+
+    def assignments(
+        self,
+        tenant: str,
+        *,
+        group_id: str | None = None,
+        assignment_id: str | None = None,
+        member: str | None = None,
+    ) -> list[Assignment]:
+        sql = (
+            "SELECT a.assignment_id, g.group_id, a.title, a.case_ids, a.due_at, a.created_by, "
+            "a.created_at FROM assignments a JOIN learner_groups g ON g.id = a.group_pk "
+            "WHERE a.tenant = ?"
+        )
+        params: list[Any] = [tenant]
+        if group_id is not None:
+            sql += " AND g.group_id = ?"
+            params.append(group_id)
+        if assignment_id is not None:
+            sql += " AND a.assignment_id = ?"
+            params.append(assignment_id)
+        if member is not None:
+            sql += " AND a.group_pk IN (SELECT group_pk FROM group_members WHERE username = ?)"
+            params.append(member)
+        with self.db.read() as cur:
+            rows = cur.execute(sql + " ORDER BY a.created_at, a.id", params).fetchall()
+        return [
+            Assignment(
+                id=row[0],
+                group_id=row[1],
+                title=row[2],
+                case_ids=json.loads(row[3]),
+                due_at=parse_stamp(row[4]) if row[4] else None,
+                created_by=row[5],
+                created_at=parse_stamp(row[6]),
+            )
+            for row in rows
+        ]
+
+    def delete_assignment(self, tenant: str, assignment_id: str) -> bool:
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "DELETE FROM assignments WHERE tenant = ? AND assignment_id = ? RETURNING id",
+                (tenant, assignment_id),
+            ).fetchone()
+        return row is not None
+
+    # -- cards ----------------------------------------------------------------------------
+
+    def cards(self, tenant: str, learners: Sequence[str]) -> dict[str, list[CardRow]]:
+        """Every card of each learner."""
+        out: dict[str, list[CardRow]] = {learner: [] for learner in learners}
+        if not learners:
+            return out
+        marks = ", ".join("?" for _ in learners)
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT learner, question_id, case_id, card, reps, introduced_at FROM cards "
+                f"WHERE tenant = ? AND learner IN ({marks}) ORDER BY due, question_id",
+                [tenant, *learners],
+            ).fetchall()
+        for row in rows:
+            out[row[0]].append(_card(row[1:]))
+        return out
+
+    def count_introduced(self, tenant: str, learner: str, since: datetime) -> int:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT COUNT(*) FROM cards WHERE tenant = ? AND learner = ? "
+                "AND introduced_at >= ?",
+                (tenant, learner, stamp(since)),
+            ).fetchone()
+        return int(row[0])
+
+    def count_reviews_of_seen_cards(self, tenant: str, learner: str, since: datetime) -> int:
+        """Reviews since ``since`` of cards met before (the daily review limit counts these;
+        a card's first answer counts against the new-card limit instead)."""
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT COUNT(*) FROM reviews WHERE tenant = ? AND learner = ? "
+                "AND reviewed_at >= ? AND state_before IS NOT NULL",
+                (tenant, learner, stamp(since)),
+            ).fetchone()
+        return int(row[0])
+
+    # -- quiz sessions --------------------------------------------------------------------
+
+    def create_session(
+        self,
+        tenant: str,
+        learner: str,
+        source: str,
+        detail: dict[str, Any],
+        items: Sequence[tuple[str, str]],
+        at: datetime,
+    ) -> str:
+        """A session of ``items`` (question id, case id), in order."""
+        session_id = new_id()
+        with self.db.transaction() as cur:
+            (pk,) = cur.execute(
+                "INSERT INTO quiz_sessions (tenant, session_id, learner, source, detail, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (tenant, session_id, learner, source, json.dumps(detail), stamp(at)),
+            ).fetchone()
+            for position, (question_id, case_id) in enumerate(items, start=1):
+                cur.execute(
+                    "INSERT INTO session_items (session_pk, position, question_id, case_id, "
+                    "hinted) VALUES (?, ?, ?, ?, 0)",
+                    (int(pk), position, question_id, case_id),
+                )
+        return session_id
+
+    def session(self, tenant: str, learner: str, session_id: str) -> QuizSession | None:
+        """A learner's own session (another learner's is "not found")."""
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT id, session_id, learner, source, detail, created_at FROM quiz_sessions "
+                "WHERE tenant = ? AND learner = ? AND session_id = ?",
+                (tenant, learner, session_id),
+            ).fetchone()
+            if row is None:
+                return None
+            items = cur.execute(
+                "SELECT i.position, i.question_id, i.case_id, i.presented_at, i.hinted, "
+                "i.answered_at, i.review_pk, r.correct FROM session_items i "
+                "LEFT JOIN reviews r ON r.id = i.review_pk "
+                "WHERE i.session_pk = ? ORDER BY i.position",
+                (int(row[0]),),
+            ).fetchall()
+        return QuizSession(
+            pk=int(row[0]),
+            session_id=row[1],
+            learner=row[2],
+            source=row[3],
+            detail=json.loads(row[4]),
+            created_at=parse_stamp(row[5]),
+            items=[
+                SessionItem(
+                    position=int(i[0]),
+                    question_id=i[1],
+                    case_id=i[2],
+                    presented_at=parse_stamp(i[3]) if i[3] else None,
+                    hinted=bool(i[4]),
+                    answered_at=parse_stamp(i[5]) if i[5] else None,
+                    review_id=None if i[6] is None else int(i[6]),
+                    correct=None if i[7] is None else bool(i[7]),
+                )
+                for i in items
+            ],
+        )
+
+    def present(self, session_pk: int, position: int, at: datetime) -> datetime:
+        """The time the item was first shown (set now if it never was)."""
+        with self.db.transaction() as cur:
+            cur.execute(
+                "UPDATE session_items SET presented_at = ? WHERE session_pk = ? AND position = ? "
+                "AND presented_at IS NULL",
+                (stamp(at), session_pk, position),
+            )
+            (shown,) = cur.execute(
+                "SELECT presented_at FROM session_items WHERE session_pk = ? AND position = ?",
+                (session_pk, position),
+            ).fetchone()
+        return parse_stamp(shown)
+
+    def mark_hinted(self, session_pk: int, position: int) -> bool:
+        """False when the item was already answered (a hint after the answer changes nothing)."""
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "UPDATE session_items SET hinted = 1 WHERE session_pk = ? AND position = ? "
+                "AND answered_at IS NULL RETURNING position",
+                (session_pk, position),
+            ).fetchone()
+        return row is not None
+
+    def record_answer(
+        self,
+        tenant: str,
+        session: QuizSession,
+        item: SessionItem,
+        kind: str,
+        at: datetime,
+        decide: Callable[[Claim], Outcome],
+    ) -> Outcome:
+        """Claim the item, move the learner's card as ``decide`` says and log the review, in
+        one transaction. Raises AlreadyAnswered, or RaceLost when another answer moved the
+        card between the read and the write (the caller runs it again)."""
+        with self.db.transaction() as cur:
+            claimed = cur.execute(
+                "UPDATE session_items SET answered_at = ? WHERE session_pk = ? AND position = ? "
+                "AND answered_at IS NULL RETURNING presented_at, hinted",
+                (stamp(at), session.pk, item.position),
+            ).fetchone()
+            if claimed is None:
+                raise AlreadyAnswered
+            row = cur.execute(
+                "SELECT question_id, case_id, card, reps, introduced_at FROM cards "
+                "WHERE tenant = ? AND learner = ? AND question_id = ?",
+                (tenant, session.learner, item.question_id),
+            ).fetchone()
+            before = None if row is None else _card(row)
+            outcome = decide(
+                Claim(
+                    presented_at=parse_stamp(claimed[0]) if claimed[0] else None,
+                    hinted=bool(claimed[1]),
+                    card=before,
+                )
+            )
+            self._save_card(cur, tenant, session.learner, item, before, outcome.card, at)
+            (review_pk,) = cur.execute(
+                "INSERT INTO reviews (tenant, learner, question_id, case_id, session_id, kind, "
+                "reviewed_at, correct, rating, duration_ms, hinted, answer, state_before, "
+                "state_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    tenant,
+                    session.learner,
+                    item.question_id,
+                    item.case_id,
+                    session.session_id,
+                    kind,
+                    stamp(at),
+                    int(outcome.correct),
+                    outcome.rating,
+                    outcome.duration_ms,
+                    int(claimed[1]),
+                    json.dumps(outcome.answer),
+                    json.dumps(outcome.state_before) if outcome.state_before else None,
+                    json.dumps(outcome.state_after),
+                ),
+            ).fetchone()
+            cur.execute(
+                "UPDATE session_items SET review_pk = ? WHERE session_pk = ? AND position = ?",
+                (int(review_pk), session.pk, item.position),
+            )
+        return outcome
+
+    @staticmethod
+    def _save_card(
+        cur: Cursor,
+        tenant: str,
+        learner: str,
+        item: SessionItem,
+        before: CardRow | None,
+        card: Card,
+        at: datetime,
+    ) -> None:
+        if before is None:
+            saved = cur.execute(
+                "INSERT INTO cards (tenant, learner, question_id, case_id, card, due, reps, "
+                "introduced_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?) "
+                "ON CONFLICT (tenant, learner, question_id) DO NOTHING RETURNING reps",
+                (
+                    tenant,
+                    learner,
+                    item.question_id,
+                    item.case_id,
+                    card.to_json(),
+                    stamp(card.due),
+                    stamp(at),
+                ),
+            ).fetchone()
+        else:
+            saved = cur.execute(
+                "UPDATE cards SET card = ?, due = ?, reps = reps + 1 WHERE tenant = ? "
+                "AND learner = ? AND question_id = ? AND reps = ? RETURNING reps",
+                (card.to_json(), stamp(card.due), tenant, learner, item.question_id, before.reps),
+            ).fetchone()
+        if saved is None:
+            raise RaceLost
+
+    # -- the review log -------------------------------------------------------------------
+
+    def reviews(
+        self,
+        tenant: str,
+        *,
+        learners: Sequence[str] | None = None,
+        since: datetime | None = None,
+        review_id: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[ReviewEntry]]:
+        """The review log, oldest first: of the given learners (everyone's when None)."""
+        where = "tenant = ?"
+        params: list[Any] = [tenant]
+        if learners is not None:
+            if not learners:
+                return 0, []
+            where += f" AND learner IN ({', '.join('?' for _ in learners)})"
+            params += list(learners)
+        if since is not None:
+            where += " AND reviewed_at >= ?"
+            params.append(stamp(since))
+        if review_id is not None:
+            where += " AND id = ?"
+            params.append(review_id)
+        page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self.db.read() as cur:
+            (total,) = cur.execute(f"SELECT COUNT(*) FROM reviews WHERE {where}", params).fetchone()
+            rows = cur.execute(
+                f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE {where} ORDER BY id{page}", params
+            ).fetchall()
+        return int(total), [_review(row) for row in rows]
+
+
+def _question(row: Sequence[Any]) -> Question:
+    return Question.model_validate(
+        {
+            "id": row[0],
+            "case_id": row[1],
+            "position": row[2],
+            "prompt": row[3],
+            "key": json.loads(row[4]),
+            "feedback": row[5],
+            "hint": row[6],
+            "created_at": parse_stamp(row[7]),
+            "updated_at": parse_stamp(row[8]),
+        }
+    )
+
+
+def _card(row: Sequence[Any]) -> CardRow:
+    return CardRow(
+        question_id=row[0],
+        case_id=row[1],
+        card=Card.from_json(row[2]),
+        reps=int(row[3]),
+        introduced_at=parse_stamp(row[4]),
+    )
+
+
+def _review(row: Sequence[Any]) -> ReviewEntry:
+    return ReviewEntry(
+        id=int(row[0]),
+        learner=row[1],
+        reviewed_at=parse_stamp(row[2]),
+        case_id=row[3],
+        question_id=row[4],
+        session_id=row[5],
+        kind=row[6],
+        correct=bool(row[7]),
+        rating=RATING_NAMES[Rating(int(row[8]))],
+        duration_ms=None if row[9] is None else int(row[9]),
+        hinted=bool(row[10]),
+        state_before=json.loads(row[11]) if row[11] else None,
+        state_after=json.loads(row[12]),
+    )
