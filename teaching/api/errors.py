@@ -13,7 +13,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from storage.errors import ArchiveError, BackendFailure, NotFound
-from teaching.cases.errors import CaseError, CaseNotFound, Conflict, InvalidField
+from teaching.cases.errors import CaseError, Conflict, InvalidField
+from teaching.cases.errors import NotFound as Missing
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ async def case_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": [item]}, status_code=422)
     if isinstance(exc, Conflict):
         return JSONResponse({"detail": exc.message, "instances": exc.details}, status_code=409)
-    if isinstance(exc, CaseNotFound):
+    if isinstance(exc, Missing):
         return JSONResponse({"detail": str(exc)}, status_code=404)
     assert isinstance(exc, CaseError)
     return JSONResponse({"detail": str(exc)}, status_code=400)

@@ -1,7 +1,8 @@
 """What the case service refuses, each naming the field or the thing that is wrong.
 
 CaseError
-├── CaseNotFound          no such case (in the caller's institution)
+├── NotFound              no such thing (a session, a question, a group...) for this caller
+│   └── CaseNotFound      no such case (in the caller's institution)
 ├── InvalidField          a value that parsed but cannot be used (``field`` names it)
 └── Conflict              the request clashes with the case's state (publication gate)
 """
@@ -13,9 +14,14 @@ class CaseError(Exception):
     pass
 
 
-class CaseNotFound(CaseError):
+class NotFound(CaseError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no such {what}")
+
+
+class CaseNotFound(NotFound):
     def __init__(self, case_id: str) -> None:
-        super().__init__("no such case")
+        super().__init__("case")
         self.case_id = case_id
 
 

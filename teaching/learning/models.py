@@ -39,10 +39,17 @@ class ProgramSettings(Strict):
     desired_retention: float = Field(
         default=0.9, ge=0.7, le=0.99, description="FSRS target probability of recall at review time"
     )
-    new_per_day: int = Field(default=20, ge=0, le=1000, description="new cards a learner meets a day")
-    reviews_per_day: int = Field(default=200, ge=0, le=10000, description="due reviews served a day")
+    new_per_day: int = Field(
+        default=20, ge=0, le=1000, description="new cards a learner meets a day"
+    )
+    reviews_per_day: int = Field(
+        default=200, ge=0, le=10000, description="due reviews served a day"
+    )
     fast_answer_seconds: float = Field(
-        default=20, gt=0, le=3600, description="a correct answer this fast, without hint, rates Easy"
+        default=20,
+        gt=0,
+        le=3600,
+        description="a correct answer this fast, without hint, rates Easy",
     )
     timezone: Annotated[str, AfterValidator(_timezone)] = Field(
         default="UTC", description="where the program's days (limits, streaks) begin and end"

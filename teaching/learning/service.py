@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from teaching.cases.errors import CaseNotFound, Conflict, InvalidField
+from teaching.cases.errors import CaseNotFound, Conflict, InvalidField, NotFound
 from teaching.cases.models import Case, CaseStatus, CaseSummary
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseFilter
@@ -71,13 +71,6 @@ RACE_ATTEMPTS = 5
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class NotFound(CaseNotFound):
-    """A session, item, question, group or assignment that is not there (for this caller)."""
-
-    def __init__(self, what: str) -> None:
-        Exception.__init__(self, f"no such {what}")
 
 
 @dataclass
@@ -426,7 +419,6 @@ class LearningService:
         self, question: Question, review: ReviewEntry, session: QuizSession, case: Case
     ) -> AnswerResult:
         done = all(i.answered_at is not None for i in session.items if i.case_id == case.id)
-        after = review.state_after
         return AnswerResult(
             correct=review.correct,
             rating=review.rating,
@@ -434,13 +426,7 @@ class LearningService:
             hinted=review.hinted,
             feedback=question.feedback,
             solution=question.key,
-            card=CardView(
-                state=str(after["state"]),
-                stability=after["stability"],  # type: ignore[arg-type]
-                difficulty=after["difficulty"],  # type: ignore[arg-type]
-                due=after["due"],  # type: ignore[arg-type]
-                last_review=after["last_review"],  # type: ignore[arg-type]
-            ),
+            card=CardView.model_validate(review.state_after),
             revealed=revealed(case) if done else None,
             next_position=next_unanswered(session),
         )
