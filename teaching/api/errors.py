@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def case_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidField):
-        item = {"loc": ["body", *exc.field], "msg": exc.message, "type": "value_error"}
+        item = {"loc": [exc.where, *exc.field], "msg": exc.message, "type": "value_error"}
         return JSONResponse({"detail": [item]}, status_code=422)
     if isinstance(exc, Conflict):
         return JSONResponse({"detail": exc.message, "instances": exc.details}, status_code=409)

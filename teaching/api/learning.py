@@ -226,11 +226,11 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
         case as the object. Learners get their own; educators, admins and service accounts (a
         learning record store) everyone's in the institution, or one learner's."""
         if since is not None and since.tzinfo is None:
-            raise InvalidField(("query", "since"), "give a time zone (e.g. Z)")
+            raise InvalidField(("since",), "give a time zone (e.g. Z)", where="query")
         if caller.role in READERS_OF_OTHERS:
             learners = None if learner is None else [learner]
         elif learner not in (None, caller.user):
-            raise InvalidField(("query", "learner"), "learners read their own records only")
+            raise InvalidField(("learner",), "learners read their own records only", where="query")
         else:
             learners = [caller.user]
         origin = f"{request.url.scheme}://{request.url.netloc}"

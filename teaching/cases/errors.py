@@ -26,10 +26,13 @@ class CaseNotFound(NotFound):
 
 
 class InvalidField(CaseError):
-    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+    """``where`` is the part of the request the field is in: ``body`` or ``query``."""
+
+    def __init__(self, field: tuple[str | int, ...], message: str, where: str = "body") -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.where = where
 
 
 class Conflict(CaseError):

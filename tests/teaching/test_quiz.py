@@ -502,7 +502,11 @@ def test_xapi_statements(w: World) -> None:
     }
     assert len({s["id"] for s in statements}) == 6
 
-    assert w.call("ann", "GET", "/api/xapi/statements?learner=bob").status_code == 422
+    others = w.call("ann", "GET", "/api/xapi/statements?learner=bob")
+    assert others.status_code == 422
+    assert others.json()["detail"][0]["loc"] == ["query", "learner"]
+    naive = w.call("edu", "GET", "/api/xapi/statements?since=2026-01-01T00:00:00")
+    assert naive.status_code == 422 and naive.json()["detail"][0]["loc"] == ["query", "since"]
     everyone = w.ok("edu", "GET", "/api/xapi/statements")["statements"]
     assert {s["actor"]["name"] for s in everyone} == {"ann", "bob"}
     assert [s["verb"]["display"]["en-US"] for s in everyone][-2:] == ["answered", "failed"]
