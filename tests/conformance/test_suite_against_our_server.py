@@ -1,7 +1,8 @@
 """The conformance suite, black-box, against our real server: ``radcase-pacs serve`` in its own
-process (embedded SQLite and file blobs in a temporary folder, DIMSE on a free port, CORS
-allowing the suite's origin), and ``python -m conformance`` in another, as an operator would
-run them. Every check must pass; none may be skipped, since DIMSE is given."""
+process (DIMSE on a free port, CORS allowing the suite's origin), and ``python -m conformance``
+in another, as an operator would run them. The server runs twice: embedded (SQLite and file
+blobs in a temporary folder) and production (PostgreSQL, Redis and S3 on moto, from
+tests/backends.py). Every check must pass on both; none may be skipped, since DIMSE is given."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ import httpx
 import pytest
 
 from conformance.runner import SERVICES
+from tests.backends import (  # noqa: F401  (fixtures, asked for by name)
+    MOTO,
+    REDIS_URL,
+    postgres_url,
+    redis_key_prefix,
+    s3_bucket_name,
+    s3_server,
+)
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +45,31 @@ def require_dcmtk() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """Our server; yields its DICOMweb root URL and DIMSE port once /healthz answers."""
+def production_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """PostgreSQL, Redis and S3 settings (as tests/radcase_pacs/test_production.py uses);
+    a missing PostgreSQL or Redis skips locally and fails under CI."""
+    index_url = request.getfixturevalue("postgres_url")
+    prefix = request.getfixturevalue("redis_key_prefix")
+    bucket = request.getfixturevalue("s3_bucket_name")
+    return {
+        "RADCASE_INDEX_URL": index_url,
+        "RADCASE_CACHE_URL": f"{REDIS_URL}?prefix={prefix}",
+        "RADCASE_BLOB_URL": f"s3://{bucket}/archive",
+        "RADCASE_S3_ENDPOINT_URL": MOTO.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@pytest.fixture(params=["embedded"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """Our server (embedded, or production where the test asks for it); yields its DICOMweb
+    root URL and DIMSE port once /healthz answers."""
     http_port, dimse_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADCASE_")}
+    if request.param == "production":
+        env |= production_env(request)
     env |= {
         "RADCASE_AUTH": "off",
         "RADCASE_DATA_DIR": str(tmp_path / "data"),
@@ -82,6 +111,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
         log.close()
 
 
+@pytest.mark.parametrize("server", ["embedded", "production"], indirect=True)
 def test_every_check_passes_against_our_server(server: tuple[str, int], tmp_path: Path) -> None:
     require_dcmtk()
     dicomweb, dimse_port = server
