@@ -8,68 +8,44 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conformance.runner import SERVICES
 from tests.backends import (  # noqa: F401  (fixtures, asked for by name)
-    MOTO,
-    REDIS_URL,
     postgres_url,
     redis_key_prefix,
     s3_bucket_name,
     s3_server,
 )
 from tests.conftest import free_port
+from tests.serving import ROOT, dcmtk, production_environment, serve
 
-ROOT = Path(__file__).resolve().parents[2]
 AE_TITLE = "RADCASE"
 ORIGIN = "https://viewer.example"
 
 
 def require_dcmtk() -> None:
-    """A missing DCMTK skips locally and fails under CI (as tests/radcase_pacs/dimse does)."""
-    missing = [t for t in ("echoscu", "storescu", "findscu") if shutil.which(t) is None]
-    if missing:
-        message = f"DCMTK's {', '.join(missing)} not installed (Debian package dcmtk)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def production_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """PostgreSQL, Redis and S3 settings (as tests/radcase_pacs/test_production.py uses);
-    a missing PostgreSQL or Redis skips locally and fails under CI."""
-    index_url = request.getfixturevalue("postgres_url")
-    prefix = request.getfixturevalue("redis_key_prefix")
-    bucket = request.getfixturevalue("s3_bucket_name")
-    return {
-        "RADCASE_INDEX_URL": index_url,
-        "RADCASE_CACHE_URL": f"{REDIS_URL}?prefix={prefix}",
-        "RADCASE_BLOB_URL": f"s3://{bucket}/archive",
-        "RADCASE_S3_ENDPOINT_URL": MOTO.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    for tool in ("echoscu", "storescu", "findscu"):
+        dcmtk(tool)
 
 
 @pytest.fixture(params=["embedded"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """Our server (embedded, or production where the test asks for it); yields its DICOMweb
     root URL and DIMSE port once /healthz answers."""
-    http_port, dimse_port = free_port(), free_port()
+    dimse_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADCASE_")}
     if request.param == "production":
-        env |= production_env(request)
+        env |= production_environment(
+            request.getfixturevalue("postgres_url"),
+            request.getfixturevalue("redis_key_prefix"),
+            request.getfixturevalue("s3_bucket_name"),
+        )
     env |= {
         "RADCASE_AUTH": "off",
         "RADCASE_DATA_DIR": str(tmp_path / "data"),
@@ -78,37 +54,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         "RADCASE_CORS_ORIGINS": ORIGIN,
         "RADCASE_LOG_LEVEL": "warning",
     }
-    script = Path(sys.executable).with_name("radcase-pacs")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "radcase_pacs"]
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(http_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+    with serve(env, log=tmp_path / "server.log") as base:
         yield f"{base}/dicomweb", dimse_port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.mark.parametrize("server", ["embedded", "production"], indirect=True)

@@ -4,12 +4,7 @@ server; several workers share one port; a Redis outage slows requests, never fai
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,8 +19,9 @@ from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.redis import RedisCache
 from storage.index.sqlite import SqliteIndex
-from tests.backends import MOTO, REDIS_URL, PrivateRedis
-from tests.conftest import free_port, make_instance, multipart_body, to_bytes
+from tests.backends import PrivateRedis
+from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.serving import production_environment, serve
 
 FRAME = {"Accept": "application/octet-stream"}
 
@@ -44,49 +40,11 @@ def production_env(
             monkeypatch.delenv(name)
     return {
         **os.environ,
-        "RADCASE_INDEX_URL": postgres_url,
-        "RADCASE_CACHE_URL": f"{REDIS_URL}?prefix={redis_key_prefix}",
-        "RADCASE_BLOB_URL": f"s3://{s3_bucket_name}/archive",
-        "RADCASE_S3_ENDPOINT_URL": MOTO.endpoint,
+        **production_environment(postgres_url, redis_key_prefix, s3_bucket_name),
         "RADCASE_DATA_DIR": str(tmp_path / "unused"),
         "RADCASE_DIMSE_PORT": "0",
         "RADCASE_AUTH": "off",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
     }
-
-
-@contextmanager
-def server(env: dict[str, str], *args: str) -> Iterator[str]:
-    """``radcase-pacs serve`` in its own process; yields its base URL once healthy."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "radcase_pacs", "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def store(base: str, *datasets: object) -> None:
@@ -111,7 +69,7 @@ def test_two_processes_sharing_postgres_redis_and_s3_answer_as_one(
     first = make_instance(study_uid=study, series_uid=series, instance_number=1)
     second = make_instance(study_uid=study, series_uid=series, instance_number=2)
     metadata_path = f"/dicomweb/studies/{study}/series/{series}/metadata"
-    with server(production_env) as a, server(production_env) as b:
+    with serve(production_env) as a, serve(production_env) as b:
         store(a, first)
         found = httpx.get(f"{b}/dicomweb/studies", params={"StudyInstanceUID": study}).json()
         assert len(found) == 1
@@ -149,7 +107,7 @@ def test_workers_share_one_port_and_their_metrics_add_up(
     production_env: dict[str, str],
 ) -> None:
     ds = make_instance()
-    with server(production_env, "--workers", "2") as base:
+    with serve(production_env, "--workers", "2") as base:
         store(base, ds)
         for _ in range(30):
             response = httpx.get(f"{base}/dicomweb/studies", params={"PatientID": "PID1"})

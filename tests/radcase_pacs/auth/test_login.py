@@ -16,7 +16,8 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
 from storage.errors import BackendFailure
 from tests.conftest import make_instance, multipart_body, to_bytes
-from tests.radcase_pacs.test_production import production_env, server
+from tests.radcase_pacs.test_production import production_env
+from tests.serving import serve
 
 __all__ = ["production_env"]
 
@@ -172,8 +173,8 @@ def test_a_logout_in_one_process_is_seen_by_another_at_once(
         "RADCASE_ACCESS_TOKEN_SECONDS": "30",
     }
     with (
-        server(env) as one,
-        server(env) as two,
+        serve(env) as one,
+        serve(env) as two,
         httpx.Client(base_url=one) as first,
         httpx.Client(base_url=two) as second,
     ):

@@ -7,8 +7,6 @@ received has its entry of that action, naming the association."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -27,6 +25,7 @@ from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from tests.conftest import free_port
+from tests.serving import dcmtk
 
 AE_TITLE = "RADCASE"
 # The DIMSE requests that must each be audited, by the message pynetdicom received.
@@ -37,18 +36,6 @@ AUDITED = {
     "C_GET_RQ": "dimse.get",
 }
 DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp")
-
-
-def dcmtk(tool: str) -> str:
-    """The path of a DCMTK tool; a missing DCMTK skips locally and fails under CI (CI installs
-    the dcmtk package, so its absence there is a broken run, not an optional extra)."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"DCMTK's {tool} is not installed (Debian package dcmtk)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def run(tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -5,10 +5,6 @@ referenced images, readable at once through the teaching JSON API."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,8 @@ from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.teaching_layer import build_case_service, with_intake
 from storage.archive import Archive
 from tests.conftest import free_port, make_instance
-from tests.radcase_pacs.dimse.conftest import address, dcmtk, dimse_settings, run
+from tests.radcase_pacs.dimse.conftest import address, dimse_settings, run
+from tests.serving import dcmtk, serve
 from tests.teaching.kos_builder import TEACHING_FILE_EXPORT_IHE, build_kos
 
 NOTE = "Teaching: tension pneumothorax\nmediastinal shift to the right"
@@ -134,36 +131,15 @@ def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """``radcase-pacs serve`` with its DIMSE listener, in its own process; yields the HTTP
     base URL and the DIMSE port once /healthz answers."""
     dcmtk("storescu")
-    port, dimse_port = free_port(), free_port()
+    dimse_port = free_port()
     env = {
         **os.environ,
-        "RADCASE_HTTP_PORT": str(port),
         "RADCASE_DIMSE_PORT": str(dimse_port),
         "RADCASE_AE_TITLE": "RADCASE",
         "RADCASE_DATA_DIR": str(tmp_path / "served"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "radcase_pacs", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.1)
+    with serve(env) as base:
         yield base, dimse_port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
 
 
 def test_the_served_dimse_listener_turns_a_teaching_kos_from_storescu_into_a_draft_case(

@@ -22,7 +22,8 @@ from starlette.testclient import TestClient
 from radcase_pacs.dimse.server import DimseServer, no_delay
 from storage.archive import Archive
 from tests.conftest import CORPUS_UNIQUE, make_instance, stow, to_bytes
-from tests.radcase_pacs.dimse.conftest import address, dcmtk, run
+from tests.radcase_pacs.dimse.conftest import address, run
+from tests.serving import dcmtk
 
 TRAILING_PADDING = 0xFFFCFFFC
 
