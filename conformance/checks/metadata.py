@@ -20,6 +20,7 @@ from conformance.dicomjson import (
 from conformance.registry import Failure, check, expect
 
 SERVICE = "metadata"
+OCTET_STREAM = "application/octet-stream"
 
 
 def check_documents(context: Context, documents: list[Document], sop_uids: set[str]) -> None:
@@ -80,9 +81,14 @@ def series_metadata(context: Context) -> None:
 @check(
     service=SERVICE,
     name="PixelData's BulkDataURI (or InlineBinary) yields the pixel bytes sent",
-    section="PS3.18 §10.4 (bulkdata resources), Annex F.2.6",
+    section="PS3.18 §10.4, Table 10.4.4-1 (bulkdata: multipart octet-stream, Required), F.2.6",
 )
 def bulk_data(context: Context) -> None:
+    """The BulkDataURI is fetched as multipart/related; type="application/octet-stream", the
+    media type Table 10.4.4-1 requires of every origin server for Bulkdata Resources. Not with
+    dicomweb-client's default, type="*/*": the DICOM multipart grammar (§8.7.3.5.1) names no
+    such type, and a server that does not read it as a wildcard may answer 406 (Table 10.4.3-1),
+    which would fail this check for something other than what it tests."""
     context.stored()
     sent = context.corpus["utf8"]
     documents = context.client.retrieve_instance_metadata(
@@ -96,7 +102,7 @@ def bulk_data(context: Context) -> None:
         got = base64.b64decode(pixel["InlineBinary"])
     elif "BulkDataURI" in pixel:
         url = urljoin(context.base + "/", pixel["BulkDataURI"])
-        parts = context.client.retrieve_bulkdata(url)
+        parts = context.client.retrieve_bulkdata(url, media_types=(OCTET_STREAM,))
         expect(len(parts) == 1, f"{url}: {len(parts)} parts, expected 1")
         got = parts[0]
     else:

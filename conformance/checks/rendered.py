@@ -28,6 +28,9 @@ def rendered(
 
 
 def expect_size(image: Image.Image, label: str, context: Context) -> None:
+    """§8.3.5.1.3 (Viewport Scaling): "If the viewport parameter is not present, the rendered
+    image(s) or video shall not be scaled, i.e., the rendered image(s) shall contain the same
+    sized pixel matrix as the source DICOM image"."""
     dataset = context.corpus[label].dataset
     want = (int(dataset.Columns), int(dataset.Rows))
     expect(image.size == want, f"{label}: rendered {image.size}, expected (columns, rows) {want}")
@@ -36,7 +39,7 @@ def expect_size(image: Image.Image, label: str, context: Context) -> None:
 @check(
     service=SERVICE,
     name="instance rendered as image/jpeg decodes at the image's size",
-    section="PS3.18 §10.4 (rendered resources), §8.7.4, §8.3.5.1.3 (viewport absent)",
+    section="PS3.18 §10.4, §8.7.4, §8.3.5.1.3 (Viewport Scaling: none given, not scaled)",
 )
 def jpeg(context: Context) -> None:
     image = rendered(context, "ct_small", "image/jpeg")

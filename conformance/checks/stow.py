@@ -77,7 +77,7 @@ def store_duplicate(context: Context) -> None:
 @check(
     service=SERVICE,
     name="a malformed part fails alone: 202, FailedSOPSequence, good part stored",
-    section="PS3.18 §10.5.3 (202 Accepted: some instances stored, FailedSOPSequence)",
+    section="PS3.18 Table 10.5.3-1 (202: some stored, failures for others; 400: none stored)",
 )
 def malformed_part(context: Context) -> None:
     context.stored()
@@ -106,9 +106,13 @@ def malformed_part(context: Context) -> None:
 @check(
     service=SERVICE,
     name="an instance of another study posted to /studies/{study} is refused",
-    section="PS3.18 §10.5 (instances must belong to the target study), §10.5.3 (409)",
+    section="PS3.18 Table 10.5.1-1 (/studies/{study}: one Study Instance UID), Table 10.5.3-1",
 )
 def wrong_study(context: Context) -> None:
+    """Table 10.5.1-1 (§10.5.1.1.1): the Study resource "stores a set of representations that
+    belong to the same Study, i.e., each representation shall have the same Study Instance UID";
+    Table 10.5.3-1 gives 409 for "Study Instance UID mismatch" when nothing could be stored, and
+    Annex I requires the Failed SOP Sequence item of the instance that failed."""
     context.stored()
     target = context.corpus["latin1"]
     stranger = context.corpus.extra_instance("stow-stranger")
