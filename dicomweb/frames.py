@@ -131,10 +131,12 @@ def frames_response(
     part_type = with_syntax(choice.media_type, frames.transfer_syntax)
     if not choice.multipart:
         return Response(frames.frames[0], media_type=part_type, headers=headers)
+    # The frames are in memory already: one body, sent at once, costs less than a stream
+    # whose every chunk is a round trip through a worker thread.
     boundary = multipart.new_boundary()
     parts = (({"Content-Type": part_type}, [frame]) for frame in frames.frames)
-    return StreamingResponse(
-        multipart.iter_multipart(boundary, parts),
+    return Response(
+        b"".join(multipart.iter_multipart(boundary, parts)),
         media_type=multipart.content_type(
             boundary, choice.media_type, **{"transfer-syntax": frames.transfer_syntax}
         ),
@@ -148,8 +150,9 @@ async def retrieve_frames(request: Request) -> Response:
     assert series_uid is not None and sop_uid is not None
     numbers = parse_frame_list(request.path_params["frames"])
     archive = service.archive_for(request)
-    instance = await _instance(archive, study_uid, series_uid, sop_uid)
-    frames = await run_in_threadpool(archive.frames, study_uid, series_uid, sop_uid, numbers)
+    instance, frames = await run_in_threadpool(
+        _instance_and_frames, archive, study_uid, series_uid, sop_uid, numbers
+    )
     choice = choose_frames(
         acceptables(request),
         frames.transfer_syntax,
@@ -163,6 +166,15 @@ async def retrieve_frames(request: Request) -> Response:
         )
     response = frames_response(request, frames, {"Cache-Control": IMMUTABLE}, choice=choice)
     return _validated(request, instance, "frames/" + ",".join(map(str, numbers)), response)
+
+
+def _instance_and_frames(
+    archive: Archive, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]
+) -> tuple[StoredInstance, FrameSet]:
+    """The instance (whose SHA-256 validates the frames: looked up before the read, see
+    :func:`_instance`) and its frames, in one trip to a worker thread."""
+    (instance,) = archive.instances(study_uid, series_uid, sop_uid)
+    return instance, archive.frames(study_uid, series_uid, sop_uid, numbers, instance=instance)
 
 
 def _decompressed(

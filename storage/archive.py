@@ -288,10 +288,21 @@ class Archive:
     def read(self, instance: StoredInstance) -> bytes:
         return self.blobs.get(instance.blob_key)
 
-    def frames(self, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]) -> FrameSet:
-        """Frames by 1-based number (PS3.18 §10.4.1.1.4): from the cache, else one ranged
-        read each."""
-        (instance,) = self.instances(study_uid, series_uid, sop_uid)
+    def frames(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        numbers: list[int],
+        *,
+        instance: StoredInstance | None = None,
+    ) -> FrameSet:
+        """Frames by 1-based number (PS3.18 §10.4.1.1.4): one ranged read each, through the
+        cache where the blobs are remote (a local file's pages are already in memory, so a
+        cached copy would only hold them twice). ``instance``, when the caller has just looked
+        it up, saves a second lookup."""
+        if instance is None:
+            (instance,) = self.instances(study_uid, series_uid, sop_uid)
         table = self._frame_table(instance)
         for number in numbers:
             if not 1 <= number <= len(table.frames):
@@ -303,13 +314,13 @@ class Archive:
         frames = []
         for number in numbers:
             cache_key = f"{self.tenant}/frame/{instance.sha256}/{number}"
-            frame = self.cache.get(cache_key)
+            frame = None if self.blobs.local else self.cache.get(cache_key)
             if frame is None:
                 span = table.span(number - 1)
                 frame = table.extract(
                     number - 1, self.blobs.read_range(key, span.offset, span.length)
                 )
-                if len(frame) <= FRAME_CACHE_LIMIT:
+                if not self.blobs.local and len(frame) <= FRAME_CACHE_LIMIT:
                     self.cache.set(cache_key, frame, FRAME_TTL)
             frames.append(frame)
         return FrameSet(

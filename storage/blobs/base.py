@@ -14,6 +14,11 @@ CHUNK_SIZE = 1024 * 1024
 
 
 class BlobStore(Protocol):
+    #: Reads are local file reads, served from the operating system's page cache when hot:
+    #: the archive then keeps no cached copy of what it reads (frames), which would only
+    #: hold the same bytes twice.
+    local: bool
+
     def open(self) -> None:
         """Prepare the store (create the folder or check the bucket)."""
 

@@ -22,6 +22,8 @@ TMP_SUFFIX = ".tmp"
 
 
 class FilesystemBlobStore:
+    local = True
+
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
         self.fsync = fsync

@@ -51,6 +51,8 @@ class BlobEntry:
 
 
 class S3BlobStore:
+    local = False
+
     def __init__(
         self,
         bucket: str,
