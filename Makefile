@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+OHIF := tests/ohif
+STAMP_OHIF := $(OHIF)/node_modules/.installed
 
 .PHONY: run test lint format clean
 
@@ -20,10 +22,16 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+# The viewer test's browser driver and the OHIF build (npm); without npm that test is skipped
+# (and fails under CI=true, which installs npm).
+$(STAMP_OHIF): $(OHIF)/package.json $(OHIF)/package-lock.json | $(STAMP_TEST)
+	if command -v npm >/dev/null 2>&1; then $(BIN)/python -m tests.ohif.install && touch $@; \
+	else echo "npm not found: the OHIF viewer test cannot run"; fi
+
 run: $(STAMP_RUN)
 	$(BIN)/radcase-pacs serve
 
-test: $(STAMP_TEST)
+test: $(STAMP_TEST) $(STAMP_OHIF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -38,4 +46,4 @@ format: $(STAMP_TEST)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) $(OHIF)/node_modules build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
