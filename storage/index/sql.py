@@ -357,13 +357,17 @@ class SqlIndex(Generic[D]):
     def _scope(
         tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> tuple[str, list[Any]]:
-        clauses, params = ["i.tenant = ?", "s.study_uid = ?"], [tenant, study_uid]
+        """The WHERE of one study, series or instance. The tenant is repeated on every level
+        named, each beside its UID: the unique (tenant, UID) indexes then lead the plan. With
+        the tenant on the instances alone, SQLite (no statistics) scanned every instance of
+        the tenant for a series' metadata (80 ms at 10,000 instances instead of 1 ms)."""
+        clauses, params = ["s.tenant = ?", "s.study_uid = ?"], [tenant, study_uid]
         if series_uid is not None:
-            clauses.append("se.series_uid = ?")
-            params.append(series_uid)
+            clauses += ["se.tenant = ?", "se.series_uid = ?"]
+            params += [tenant, series_uid]
         if sop_uid is not None:
-            clauses.append("i.sop_uid = ?")
-            params.append(sop_uid)
+            clauses += ["i.tenant = ?", "i.sop_uid = ?"]
+            params += [tenant, sop_uid]
         return " AND ".join(clauses), params
 
     # -- delete ---------------------------------------------------------------------------
