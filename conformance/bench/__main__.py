@@ -83,19 +83,18 @@ def _read(path: str) -> str:
 def report(targets: list[Target], plan: Plan) -> str:
     """A Markdown table: figure, unit, each server's median, and the first server's lead."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    columns = [t.label for t in targets] + (["ratio"] if len(targets) > 1 else [])
     lines = [
         f"{when}; {machine()}; scale {plan.scale}; medians of {plan.rounds} rounds",
         "",
-        "| figure | unit | "
-        + " | ".join(t.label for t in targets)
-        + (" | ratio |" if len(targets) > 1 else ""),
-        "|---|---|" + "---:|" * len(targets) + ("---:|" if len(targets) > 1 else ""),
+        "| figure | unit | " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
     ]
     for figure in figures.ALL:
         values = [t.result(figure) for t in targets]
         if all(v is None for v in values):
             continue
-        cells = [_format(v) for v in values]
+        cells = [_format(v, figure) for v in values]
         row = f"| {figure.name} | {figure.unit} | " + " | ".join(cells) + " |"
         if len(targets) > 1:
             row += f" {_ratio(figure, values[0], values[1])} |"
@@ -106,9 +105,11 @@ def report(targets: list[Target], plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _format(value: float | None) -> str:
+def _format(value: float | None, figure: Figure) -> str:
     if value is None:
         return "n/a"
+    if figure is figures.ERRORS:
+        return str(int(value))
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
