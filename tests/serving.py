@@ -3,6 +3,7 @@ started with an environment, waited for until /healthz answers, stopped with SIG
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -81,3 +82,21 @@ def dcmtk(tool: str) -> str:
     if path is None:
         unavailable(f"DCMTK's {tool} is not installed (Debian package dcmtk)")
     return path
+
+
+def run_conformance(dicomweb: str, out: Path, *args: str) -> tuple[str, str, int, list[dict]]:
+    """``python -m conformance --dicomweb URL ARGS --json OUT`` in a process of its own, as an
+    operator runs it: its stdout, then stdout and stderr together (for failure messages), its exit
+    status and the results it wrote."""
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", "--dicomweb", dicomweb, *args, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    report = done.stdout + done.stderr
+    assert out.exists(), report
+    results: list[dict] = json.loads(out.read_text(encoding="utf-8"))["results"]
+    return done.stdout, report, done.returncode, results

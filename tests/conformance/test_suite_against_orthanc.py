@@ -24,7 +24,7 @@ import httpx
 
 from conformance import orthanc
 from tests.backends import unavailable
-from tests.serving import ROOT, dcmtk
+from tests.serving import ROOT, dcmtk, run_conformance
 
 RECORD = ROOT / "conformance" / "orthanc_results.json"
 ORIGIN = "https://viewer.example"
@@ -72,32 +72,11 @@ def test_orthanc_passes_and_fails_the_recorded_checks() -> None:
         work = Path(folder)
         with orthanc.running(work / "orthanc") as server:
             pid = server.pid
-            out = work / "out.json"
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "conformance",
-                    "--dicomweb",
-                    server.dicomweb,
-                    "--wado-uri",
-                    server.wado_uri,
-                    "--dimse",
-                    server.dimse,
-                    "--origin",
-                    ORIGIN,
-                    "--json",
-                    str(out),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
+            stdout, report, status, results = run_conformance(
+                server.dicomweb,
+                work / "out.json",
+                *("--wado-uri", server.wado_uri, "--dimse", server.dimse, "--origin", ORIGIN),
             )
-            report = done.stdout + done.stderr
-            assert out.exists(), report
-            results = json.loads(out.read_text(encoding="utf-8"))["results"]
         assert not alive(pid), f"Orthanc (pid {pid}) is still running after the launcher exited"
     assert not work.exists()
 
@@ -111,9 +90,9 @@ def test_orthanc_passes_and_fails_the_recorded_checks() -> None:
     ]
     assert not changed, "\n".join(changed) + "\n\n" + report
     assert got == want
-    assert done.returncode == (1 if "fail" in want.values() else 0), report
+    assert status == (1 if "fail" in want.values() else 0), report
     statuses = list(want.values())
-    last = done.stdout.strip().splitlines()[-1]
+    last = stdout.strip().splitlines()[-1]
     assert last == (
         f"{statuses.count('pass')} passed, {statuses.count('fail')} failed, "
         f"{statuses.count('skip')} skipped"

@@ -6,10 +6,7 @@ tests/backends.py). Every check must pass on both; none may be skipped, since DI
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from tests.backends import (  # noqa: F401  (fixtures, asked for by name)
     s3_server,
 )
 from tests.conftest import free_port
-from tests.serving import ROOT, dcmtk, production_environment, serve
+from tests.serving import dcmtk, production_environment, run_conformance, serve
 
 AE_TITLE = "RADCASE"
 ORIGIN = "https://viewer.example"
@@ -62,29 +59,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 def test_every_check_passes_against_our_server(server: tuple[str, int], tmp_path: Path) -> None:
     require_dcmtk()
     dicomweb, dimse_port = server
-    out = tmp_path / "out.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance",
-            "--dicomweb",
-            dicomweb,
-            "--dimse",
-            f"127.0.0.1:{dimse_port}:{AE_TITLE}",
-            "--origin",
-            ORIGIN,
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    stdout, report, status, results = run_conformance(
+        dicomweb,
+        tmp_path / "out.json",
+        *("--dimse", f"127.0.0.1:{dimse_port}:{AE_TITLE}", "--origin", ORIGIN),
     )
-    report = done.stdout + done.stderr
-    results = json.loads(out.read_text(encoding="utf-8"))["results"]
     failed = [
         f"{r['service']}: {r['name']}: {r['detail']}" for r in results if r["status"] == "FAIL"
     ]
@@ -93,11 +72,11 @@ def test_every_check_passes_against_our_server(server: tuple[str, int], tmp_path
     ]
     assert not failed, "\n".join(failed) + "\n\n" + report
     assert not skipped, "\n".join(skipped)
-    assert done.returncode == 0, report
+    assert status == 0, report
     assert all(r["status"] == "PASS" for r in results)
     assert {r["service"] for r in results} == set(SERVICES)
     assert all(r["section"] for r in results)
-    last = done.stdout.strip().splitlines()[-1]
+    last = stdout.strip().splitlines()[-1]
     assert last == f"{len(results)} passed, 0 failed, 0 skipped", last
 
 
@@ -105,31 +84,14 @@ def test_a_failing_check_fails_the_run(server: tuple[str, int], tmp_path: Path) 
     """The exit status follows the checks: an origin the server does not allow fails the CORS
     checks (and only them), without --dimse the DIMSE checks are skipped, not failed."""
     dicomweb, _ = server
-    out = tmp_path / "out.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance",
-            "--dicomweb",
-            dicomweb,
-            "--origin",
-            "https://not-allowed.example",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    stdout, report, status, results = run_conformance(
+        dicomweb, tmp_path / "out.json", "--origin", "https://not-allowed.example"
     )
-    results = json.loads(out.read_text(encoding="utf-8"))["results"]
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert status == 1, report
     by_status = {
         status: {r["service"] for r in results if r["status"] == status}
         for status in ("PASS", "FAIL", "SKIP")
     }
-    assert by_status["FAIL"] == {"cors"}, done.stdout
+    assert by_status["FAIL"] == {"cors"}, stdout
     assert by_status["SKIP"] == {"dimse"}
-    assert "FAIL" in done.stdout and "failed" in done.stdout.strip().splitlines()[-1]
+    assert "FAIL" in stdout and "failed" in stdout.strip().splitlines()[-1]
