@@ -1,8 +1,9 @@
 """Blobs as objects in an S3 bucket (AWS or any S3-compatible endpoint): the production store.
 
-* Atomic puts: S3 shows an object only once its upload is complete. Objects up to
-  ``multipart_threshold`` go up in one PUT; larger ones in parts of ``part_size`` (one part in
-  memory at a time), and a failed upload is aborted so no parts linger.
+* Atomic and durable puts: S3 shows an object only once its upload is complete, and answers
+  a PUT only once the object is stored durably. Objects up to ``multipart_threshold`` go up
+  in one PUT; larger ones in parts of ``part_size`` (one part in memory at a time), and a
+  failed upload is aborted so no parts linger.
 * Integrity: every PUT and part carries a SHA-256 checksum that S3 verifies before accepting
   the bytes; whole-object reads ask S3 for the checksum and botocore verifies it.
 * Reads: ``stream`` yields the body in chunks as it arrives; ``read_range`` is one ranged GET
@@ -23,7 +24,7 @@ URL: ``s3://bucket/optional/prefix`` (see ``storage.urls``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -32,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.blobs.base import CHUNK_SIZE
+from storage.blobs.base import CHUNK_SIZE, Staged
 from storage.errors import BackendFailure, OutOfResources
 
 MiB = 1024 * 1024
@@ -139,6 +140,20 @@ class S3BlobStore:
             raise _failure(exc, key) from exc
         except OSError as exc:  # reading the source failed (a dropped upload, a bad disk)
             raise BackendFailure(f"blob {key}: reading its source failed: {exc}") from exc
+
+    def stage(self, key: str, source: BinaryIO, size: int) -> Staged:
+        """The object is put at once: S3 acknowledges a PUT only once it is durable, so there
+        is nothing to batch. It is visible before :meth:`publish`, which the archive allows
+        for: nothing references it before the index commit."""
+        self.put(key, source, size)
+        return Staged(key)
+
+    def publish(self, staged: Sequence[Staged]) -> list[BackendFailure | None]:
+        return [None] * len(staged)
+
+    def discard(self, staged: Sequence[Staged]) -> None:
+        """Nothing is held aside: a staged object is already under its key, and only the
+        archive knows whether the index references it (an identical copy may be)."""
 
     def _put_in_parts(self, name: str, source: BinaryIO, size: int, key: str) -> None:
         part_size = max(self.part_size, -(-size // MAX_PARTS))

@@ -1,0 +1,170 @@
+"""Durable by default: the folder store syncs each file before its name appears and each
+folder entry before a put returns."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from storage.blobs.filesystem import FilesystemBlobStore
+from storage.errors import BackendFailure
+
+
+@dataclass
+class Syncs:
+    """Every os.fsync: the path synced, whether it is a folder, and whether the path
+    ``watch`` names existed at that moment."""
+
+    calls: list[tuple[Path, bool, bool]] = field(default_factory=list)
+    watch: Path | None = None
+    fail: Callable[[Path], bool] = lambda path: False
+
+    @property
+    def files(self) -> list[Path]:
+        return [path for path, is_folder, _ in self.calls if not is_folder]
+
+    @property
+    def folders(self) -> list[Path]:
+        return [path for path, is_folder, _ in self.calls if is_folder]
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> Syncs:
+    recorded = Syncs()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        watched = recorded.watch is not None and recorded.watch.exists()
+        recorded.calls.append((path, is_folder, watched))
+        if recorded.fail(path):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return recorded
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[FilesystemBlobStore]:
+    blobs = FilesystemBlobStore(tmp_path.resolve() / "blobs")
+    blobs.open()
+    yield blobs
+    blobs.close()
+
+
+def _put(store: FilesystemBlobStore, key: str, data: bytes) -> None:
+    store.put(key, io.BytesIO(data), len(data))
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_put_syncs_the_file_before_its_name_appears_and_every_new_folder_entry(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    root = store.root
+    key = "default/1.2/1.2.3/1.2.3.4.dcm"
+    final = root / key
+    syncs.watch = final
+    _put(store, key, b"DICM" * 1000)
+
+    (synced_file,) = [(p, seen) for p, is_folder, seen in syncs.calls if not is_folder]
+    path, visible = synced_file
+    assert path.parent == final.parent and path.name.endswith(".tmp")
+    assert not visible, "the file was synced only after its name was visible"
+    # The file's own folder, synced once its name is in it, and the entry of each folder
+    # the put created in its parent, up to the root.
+    assert sorted(syncs.folders) == sorted(
+        [root, root / "default", root / "default/1.2", root / "default/1.2/1.2.3"]
+    )
+    assert (final.parent, True, True) in syncs.calls
+    assert final.read_bytes() == b"DICM" * 1000
+
+
+def test_a_put_into_a_known_folder_syncs_the_file_and_that_folder_only(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    _put(store, "default/1.2/1.2.3/a.dcm", b"a")
+    syncs.calls.clear()
+    _put(store, "default/1.2/1.2.3/b.dcm", b"b")
+    assert len(syncs.files) == 1
+    assert syncs.folders == [store.root / "default/1.2/1.2.3"]
+
+
+def test_a_folder_another_process_created_has_its_entry_synced_again(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    """Its creator may not have synced its entry yet: a put into it must not return first."""
+    (store.root / "default/1.2/1.2.9").mkdir(parents=True)
+    _put(store, "default/1.2/1.2.9/x.dcm", b"x")
+    assert set(syncs.folders) == {
+        store.root,
+        store.root / "default",
+        store.root / "default/1.2",
+        store.root / "default/1.2/1.2.9",
+    }
+
+
+def test_publish_syncs_every_file_before_any_name_appears_and_each_folder_once(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    keys = [f"default/1.2/{series}/{n}.dcm" for series in ("1.2.3", "1.2.4") for n in range(3)]
+    staged = [store.stage(key, io.BytesIO(key.encode()), len(key)) for key in keys]
+    assert not any(store.exists(key) for key in keys), "staged objects are not visible yet"
+    syncs.calls.clear()
+    syncs.watch = store.root / keys[0]
+
+    assert store.publish(staged) == [None] * len(keys)
+
+    assert len(syncs.files) == len(keys)
+    assert not any(seen for _, is_folder, seen in syncs.calls if not is_folder)
+    assert sorted(syncs.folders) == [
+        store.root / "default/1.2/1.2.3",
+        store.root / "default/1.2/1.2.4",
+    ]
+    assert [store.get(key) for key in keys] == [key.encode() for key in keys]
+    assert _leftovers(store.root) == []
+
+
+def test_a_file_that_cannot_be_synced_is_not_stored(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    syncs.fail = lambda path: path.name.endswith(".tmp")
+    with pytest.raises(BackendFailure):
+        _put(store, "default/1.2/1.2.3/a.dcm", b"a")
+    assert not store.exists("default/1.2/1.2.3/a.dcm")
+    assert _leftovers(store.root) == []
+
+
+def test_publish_refuses_only_the_objects_that_could_not_be_synced(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    keys = ["default/1.2/1.2.3/a.dcm", "default/1.2/1.2.3/b.dcm", "default/1.2/1.2.3/c.dcm"]
+    staged = [store.stage(key, io.BytesIO(b"x"), 1) for key in keys]
+    syncs.fail = lambda path: str(path) == staged[1].handle
+    failures = store.publish(staged)
+    assert failures[0] is None and failures[2] is None
+    assert isinstance(failures[1], BackendFailure)
+    assert [store.exists(key) for key in keys] == [True, False, True]
+    assert _leftovers(store.root) == []
+
+
+def test_a_store_that_is_not_durable_never_syncs(tmp_path: Path, syncs: Syncs) -> None:
+    store = FilesystemBlobStore(tmp_path / "blobs", durable=False)
+    store.open()
+    _put(store, "default/1.2/1.2.3/a.dcm", b"a")
+    staged = store.stage("default/1.2/1.2.4/b.dcm", io.BytesIO(b"b"), 1)
+    assert store.publish([staged]) == [None]
+    assert syncs.calls == []
+    assert store.get("default/1.2/1.2.3/a.dcm") == b"a"
+    assert store.get("default/1.2/1.2.4/b.dcm") == b"b"
