@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
 from storage.namespaces import namespaced_url
+from storage.urls import with_durability
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         None,
         description="Endpoint of an S3-compatible service for s3:// blob URLs; None: AWS",
+    )
+    durable_writes: bool = Field(
+        True,
+        description="false: the embedded stores skip their syncs (fsync, SQLite "
+        "synchronous=FULL); an acknowledged instance then survives a process crash, not a "
+        "power cut",
     )
     tenant: str = "default"
     deid_secret: str | None = Field(
@@ -143,19 +150,23 @@ class Settings(BaseSettings):
 
     @property
     def resolved_index_url(self) -> str:
-        return self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.sqlite3'}"
+        url = self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.sqlite3'}"
+        return with_durability(url, self.durable_writes)
 
     @property
     def resolved_blob_url(self) -> str:
-        return self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
+        url = self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
+        return with_durability(url, self.durable_writes)
 
     @property
     def resolved_teaching_index_url(self) -> str:
-        return self.teaching_index_url or namespaced_url(self.resolved_index_url, "teaching")
+        url = self.teaching_index_url or namespaced_url(self.resolved_index_url, "teaching")
+        return with_durability(url, self.durable_writes)
 
     @property
     def resolved_teaching_blob_url(self) -> str:
-        return self.teaching_blob_url or namespaced_url(self.resolved_blob_url, "teaching")
+        url = self.teaching_blob_url or namespaced_url(self.resolved_blob_url, "teaching")
+        return with_durability(url, self.durable_writes)
 
     @property
     def resolved_teaching_cache_url(self) -> str:

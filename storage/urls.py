@@ -3,11 +3,18 @@ Implementations are imported lazily so an unused driver is never a dependency; p
 never appear in ``repr`` or logs.
 
     index, database
-            sqlite:///PATH
+            sqlite:///PATH[?durable=false]
             postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S&pool_min=N&pool_max=N&...]
             (or postgres://; other parameters go to libpq)
-    blobs   file:///PATH
+    blobs   file:///PATH[?durable=false]
             s3://BUCKET[/PREFIX] (endpoint from the caller, credentials the AWS way)
+
+The embedded stores are durable unless their URL says ``durable=false``: a write acknowledged
+by them then survives a crash of the process but not a power cut (no fsync; SQLite's
+``synchronous=NORMAL``). The choice travels in the URL, like every other store option here, so
+every component opening a store (the index, and the audit log, users, cases and learning
+tables beside it) gets the same guarantee from the one URL it is given. PostgreSQL
+(``synchronous_commit``) and S3 are durable on their own terms.
     cache   memory://[?max_bytes=N]
             redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&max_value_bytes=N&default_ttl=S]
             (or rediss://; other parameters go to redis-py)
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
     from storage.database.sqlite import SqliteDatabase
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+DURABILITY_SCHEMES = ("sqlite", "file")
 BLOB_SCHEMES = ("file", "s3")
 CACHE_SCHEMES = ("memory", "redis", "rediss")
 SECRET_PARAMS = frozenset({"password", "pass", "secret"})
@@ -85,6 +93,28 @@ def _own_params(url: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
     return (f"{base}?{urlencode(theirs)}" if theirs else base), ours
 
 
+def _durable(url: str) -> bool:
+    """The ``durable`` parameter of an embedded store's URL (default true)."""
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    values = [value.lower() for name, value in pairs if name == "durable"]
+    if not values or values[-1] in ("true", "1", "yes", "on"):
+        return True
+    if values[-1] in ("false", "0", "no", "off"):
+        return False
+    raise UnsupportedUrl(f"URL {mask_password(url)!r}: durable must be true or false")
+
+
+def with_durability(url: str, durable: bool) -> str:
+    """``url`` with ``durable=false`` added when ``durable`` is false, the store is an embedded
+    one (``sqlite://``, ``file://``) and the URL does not already choose; else ``url``."""
+    parts = urlsplit(url)
+    if durable or parts.scheme.lower() not in DURABILITY_SCHEMES:
+        return url
+    if any(name == "durable" for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return url
+    return f"{url}{'&' if parts.query else '?'}durable=false"
+
+
 def _number(url: str, params: dict[str, str], name: str, kind: type[int] | type[float]) -> Any:
     try:
         return kind(params[name])
@@ -113,7 +143,7 @@ def open_index(url: str) -> Index:
 def _sqlite(url: str) -> SqliteDatabase:
     from storage.database.sqlite import SqliteDatabase
 
-    return SqliteDatabase(_path(url))
+    return SqliteDatabase(_path(url), durable=_durable(url))
 
 
 def _postgres(url: str, role: str, *, name: str = "radcase") -> PostgresDatabase:
@@ -141,7 +171,7 @@ def open_blobs(url: str, *, s3_endpoint_url: str | None = None) -> BlobStore:
         return S3BlobStore(parts.netloc, unquote(parts.path), endpoint_url=s3_endpoint_url)
     from storage.blobs.filesystem import FilesystemBlobStore
 
-    return FilesystemBlobStore(_path(url))
+    return FilesystemBlobStore(_path(url), durable=_durable(url))
 
 
 def open_cache(url: str) -> Cache:

@@ -7,6 +7,11 @@ WAL lets readers run while one writer commits, which is what the server does: ma
 therefore never race, and :meth:`~storage.database.base.Database.retrying` has nothing to
 retry.
 
+Durable by default (``synchronous=FULL``): in WAL mode that syncs the write-ahead log at each
+commit, so a committed transaction survives a power cut. ``durable=False`` runs
+``synchronous=NORMAL``, which syncs only at checkpoints: a commit then survives a crash of the
+process but the last ones may be lost to a power cut (never corrupting the file).
+
 Closing releases the connections; a file is always reachable, so the next use reconnects.
 """
 
@@ -31,15 +36,17 @@ class SqliteDatabase(Database):
         "bigint": "INTEGER",
     }
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = path
+        self.durable = durable
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"SqliteDatabase({str(self.path)!r})"
+        suffix = "" if self.durable else ", durable=False"
+        return f"SqliteDatabase({str(self.path)!r}{suffix})"
 
     def open(self) -> None:
         try:
@@ -63,7 +70,8 @@ class SqliteDatabase(Database):
                     self.path, isolation_level=None, check_same_thread=False, timeout=30
                 )
                 connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
+                synchronous = "FULL" if self.durable else "NORMAL"
+                connection.execute(f"PRAGMA synchronous={synchronous}")
                 connection.execute("PRAGMA foreign_keys=ON")
                 connection.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error as exc:

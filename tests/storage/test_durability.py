@@ -1,5 +1,6 @@
 """Durable by default: the folder store syncs each file before its name appears and each
-folder entry before a put returns."""
+folder entry before a put returns; SQLite commits with synchronous=FULL; the one setting
+``durable_writes = false`` trades both away."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from radcase_pacs.settings import Settings
 from storage.blobs.filesystem import FilesystemBlobStore
+from storage.database.sqlite import SqliteDatabase
 from storage.errors import BackendFailure
+from storage.index.sqlite import SqliteIndex
+from storage.urls import open_blobs, open_database, open_index
+
+FULL, NORMAL = 2, 1  # PRAGMA synchronous answers
 
 
 @dataclass
@@ -168,3 +175,45 @@ def test_a_store_that_is_not_durable_never_syncs(tmp_path: Path, syncs: Syncs) -
     assert syncs.calls == []
     assert store.get("default/1.2/1.2.3/a.dcm") == b"a"
     assert store.get("default/1.2/1.2.4/b.dcm") == b"b"
+
+
+def _synchronous(database: SqliteDatabase) -> int:
+    database.open()
+    try:
+        with database.transaction() as cur:
+            value = cur.execute("PRAGMA synchronous").fetchone()[0]
+        return int(value)
+    finally:
+        database.close()
+
+
+def test_sqlite_commits_are_synced_in_full_unless_the_url_trades_it_away(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    database = open_database(url)
+    assert isinstance(database, SqliteDatabase)
+    assert _synchronous(database) == FULL
+    index = open_index(url)
+    assert isinstance(index, SqliteIndex)
+    assert _synchronous(index.database) == FULL
+    relaxed = open_database(f"{url}?durable=false")
+    assert isinstance(relaxed, SqliteDatabase)
+    assert _synchronous(relaxed) == NORMAL
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_the_durable_writes_setting_reaches_every_embedded_store(
+    tmp_path: Path, durable: bool
+) -> None:
+    """The index and the tables beside it (audit log, users, cases, learning) open the same
+    URLs, clinical and teaching alike."""
+    settings = Settings(data_dir=tmp_path / "data", durable_writes=durable)
+    for url in (settings.resolved_index_url, settings.resolved_teaching_index_url):
+        database = open_database(url)
+        assert isinstance(database, SqliteDatabase)
+        assert _synchronous(database) == (FULL if durable else NORMAL)
+    for url in (settings.resolved_blob_url, settings.resolved_teaching_blob_url):
+        blobs = open_blobs(url)
+        assert isinstance(blobs, FilesystemBlobStore)
+        assert blobs.durable is durable

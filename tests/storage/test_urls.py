@@ -22,6 +22,7 @@ from storage.urls import (
     open_cache,
     open_database,
     open_index,
+    with_durability,
 )
 
 
@@ -88,6 +89,34 @@ def test_blob_urls() -> None:
     assert (bare.prefix, bare.endpoint_url) == ("", None)
     with pytest.raises(UnsupportedUrl, match="bucket"):
         open_blobs("s3:///prefix-only")
+
+
+def test_embedded_stores_are_durable_unless_their_url_says_otherwise() -> None:
+    for url, durable in (
+        ("file:///tmp/blobs", True),
+        ("file:///tmp/blobs?durable=true", True),
+        ("file:///tmp/blobs?durable=false", False),
+        ("file:///tmp/blobs?durable=0", False),
+    ):
+        store = open_blobs(url)
+        assert isinstance(store, FilesystemBlobStore)
+        assert (store.root, store.durable) == (Path("/tmp/blobs"), durable)
+    relaxed = open_database("sqlite:///tmp/x/cases.sqlite3?durable=false")
+    assert isinstance(relaxed, SqliteDatabase)
+    assert (relaxed.path, relaxed.durable) == (Path("/tmp/x/cases.sqlite3"), False)
+    for opener in (open_blobs, open_database, open_index):
+        scheme = "file" if opener is open_blobs else "sqlite"
+        with pytest.raises(UnsupportedUrl, match="durable must be true or false"):
+            opener(f"{scheme}:///tmp/x?durable=sometimes")
+
+
+def test_trading_durability_away_marks_only_urls_that_do_not_choose() -> None:
+    assert with_durability("sqlite:///d/index.sqlite3", True) == "sqlite:///d/index.sqlite3"
+    assert with_durability("sqlite:///d/i.sqlite3", False) == "sqlite:///d/i.sqlite3?durable=false"
+    assert with_durability("file:///d/blobs?x=1", False) == "file:///d/blobs?x=1&durable=false"
+    assert with_durability("file:///d?durable=true", False) == "file:///d?durable=true"
+    for durable_elsewhere in ("postgresql://db/pacs?schema=s", "s3://bucket/prefix", "memory://"):
+        assert with_durability(durable_elsewhere, False) == durable_elsewhere
 
 
 def test_cache_urls() -> None:
