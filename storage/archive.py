@@ -17,15 +17,17 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
-from storage.blobs.base import BlobStore
+from storage.blobs.base import BlobStore, Staged
 from storage.cache.base import Cache
 from storage.errors import (
     ArchiveError,
+    BackendFailure,
     InstanceRejected,
     NotFound,
     Unavailable,
@@ -36,7 +38,7 @@ from storage.instance_json import ROOT_MARK
 from storage.pixels import DecodedFrame, PixelDescription, decode_frame, native_bytes
 from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
 from storage.query import Query
-from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance
+from storage.records import AddOutcome, AddResult, InstanceRecord, Match, Stamp, StoredInstance
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,20 @@ class IngestResult:
     outcome: AddOutcome
     warnings: tuple[tuple[int, str], ...] = ()
     """(PS3.4 warning status, text) for each thing coerced or found wrong but kept."""
+
+
+IngestOutcome = IngestResult | InstanceRejected | BackendFailure
+"""What became of one instance of :meth:`Archive.ingest_many`."""
+
+
+@dataclass(frozen=True)
+class _Staging:
+    """An instance whose blobs are staged, waiting for the batch's syncs and commit."""
+
+    record: InstanceRecord
+    result: IngestResult
+    """What to answer once it is committed as STORED."""
+    staged: tuple[Staged, ...]
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,12 @@ class Archive:
 
     def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
         """Store one instance from a seekable file; raises InstanceRejected with a PS3.4
-        status when it cannot be stored, leaving nothing behind."""
+        status when it cannot be stored, leaving nothing behind. When it returns, the
+        instance is durable (blob synced, index committed): the caller may acknowledge it.
+
+        C-STORE acknowledges each instance with its own response (PS3.4 §B.2.2), so each one
+        pays its own syncs here; a request that acknowledges many at once uses
+        :meth:`ingest_many`."""
         prepared = prepare(source, expected_study_uid=expected_study_uid)
         existing = self.index.find_instance(self.tenant, prepared.sop_uid)
         if existing is not None and existing.sha256 == prepared.sha256:
@@ -140,6 +161,104 @@ class Archive:
         if added.outcome is AddOutcome.STORED:
             self._notify(result)
         return result
+
+    def ingest_many(
+        self, sources: Iterable[BinaryIO], *, expected_study_uid: str | None = None
+    ) -> list[IngestOutcome]:
+        """Store several instances acknowledged together, as STOW-RS acknowledges the parts
+        of one request in one response (PS3.18 §10.5.3); for each source, in order, what
+        :meth:`ingest` would have returned, or the InstanceRejected or BackendFailure it
+        would have raised. Any other error is raised, leaving nothing referenced behind.
+
+        The durability costs are paid once for the batch instead of once per instance: each
+        source is read and its blobs staged as it comes (only the precomputed index row is
+        kept, so a caller may pass a generator that closes each source once the next is
+        asked for), then every blob is made durable at once (one sync per file, one per
+        folder), then the index rows are committed in one transaction, each under a
+        savepoint (a conflict refuses that instance alone), then stale cache entries are
+        dropped and observers told. Nothing is durable, or referenced, before that commit,
+        so the caller acknowledges only after this returns."""
+        outcomes: list[IngestOutcome | None] = []
+        batch: list[tuple[int, _Staging]] = []
+        try:
+            for slot, source in enumerate(sources):
+                outcomes.append(None)
+                try:
+                    staging = self._stage(source, expected_study_uid)
+                except (InstanceRejected, BackendFailure) as exc:
+                    outcomes[slot] = exc
+                    continue
+                if isinstance(staging, IngestResult):
+                    outcomes[slot] = staging
+                else:
+                    batch.append((slot, staging))
+            committed = self._commit_staged([staging for _, staging in batch])
+            for (slot, _), outcome in zip(batch, committed, strict=True):
+                outcomes[slot] = outcome
+        except BaseException:
+            for _, staging in batch:
+                self.blobs.discard(staging.staged)
+                self._discard_unreferenced(staging.record)
+            raise
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _stage(self, source: BinaryIO, expected_study_uid: str | None) -> IngestResult | _Staging:
+        """Prepare one instance and stage its blobs; an IngestResult when it is already
+        stored as it is."""
+        prepared = prepare(source, expected_study_uid=expected_study_uid)
+        existing = self.index.find_instance(self.tenant, prepared.sop_uid)
+        if existing is not None and existing.sha256 == prepared.sha256:
+            return self._result(prepared, AddOutcome.ALREADY_PRESENT)
+        record = self._record(prepared)
+        prepared.source.seek(0)
+        staged = [self.blobs.stage(record.blob_key, prepared.source, prepared.size)]
+        if record.sidecar_key is not None:
+            sidecar = prepared.sidecar
+            try:
+                staged.append(
+                    self.blobs.stage(record.sidecar_key, io.BytesIO(sidecar), len(sidecar))
+                )
+            except BaseException:
+                self.blobs.discard(staged)
+                raise
+        return _Staging(record, self._result(prepared, AddOutcome.STORED), tuple(staged))
+
+    def _commit_staged(self, batch: list[_Staging]) -> list[IngestOutcome]:
+        """Publish the staged blobs, commit the index rows of the instances published, then
+        drop stale cache entries and tell the observers; the outcome of each, in order."""
+        failures = iter(self.blobs.publish([blob for staging in batch for blob in staging.staged]))
+        outcomes: list[IngestOutcome] = []
+        published: list[int] = []
+        for n, staging in enumerate(batch):
+            failed = [f for f in islice(failures, len(staging.staged)) if f is not None]
+            outcomes.append(failed[0] if failed else staging.result)
+            if not failed:
+                published.append(n)
+        stale: dict[Stamp, None] = {}
+        answers = self._add_all([batch[n].record for n in published])
+        for n, added in zip(published, answers, strict=True):
+            if isinstance(added, AddResult):
+                outcomes[n] = replace(batch[n].result, outcome=added.outcome)
+                stale.update(dict.fromkeys(added.stale))
+            else:
+                outcomes[n] = added
+        for staging, outcome in zip(batch, outcomes, strict=True):
+            if not isinstance(outcome, IngestResult):
+                self._discard_unreferenced(staging.record)
+        self._invalidate(tuple(stale))
+        for outcome in outcomes:
+            if isinstance(outcome, IngestResult) and outcome.outcome is AddOutcome.STORED:
+                self._notify(outcome)
+        return outcomes
+
+    def _add_all(
+        self, records: list[InstanceRecord]
+    ) -> list[AddResult | InstanceRejected] | list[BackendFailure]:
+        """The index's answer for each record; a failed transaction fails them all."""
+        try:
+            return self.index.add_instances(records)
+        except BackendFailure as exc:
+            return [exc] * len(records)
 
     def _notify(self, result: IngestResult) -> None:
         for observer in self.after_ingest:
@@ -447,6 +566,7 @@ __all__ = [
     "Archive",
     "BulkData",
     "FrameSet",
+    "IngestOutcome",
     "IngestResult",
     "InstanceRejected",
     "Level",

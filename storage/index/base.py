@@ -7,8 +7,10 @@ implementation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from storage.errors import InstanceRejected
 from storage.query import Query
 from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance
 
@@ -31,6 +33,15 @@ class Index(Protocol):
         other content raises DuplicateConflict; a series UID already in another study raises
         IdentityMismatch.
         """
+
+    def add_instances(
+        self, records: Sequence[InstanceRecord]
+    ) -> list[AddResult | InstanceRejected]:
+        """Each record as :meth:`add_instance` would add it, in order, all in one transaction:
+        one durable commit for the batch. A record refused (DuplicateConflict,
+        IdentityMismatch) is returned as that error and leaves nothing behind; the others
+        still commit. A later record sees the earlier ones (the same instance twice gives
+        STORED then ALREADY_PRESENT)."""
 
     def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
         """Rows matching ``query`` at its level, ``limit`` at most, from ``query.offset``."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from storage.attributes import Level
 from storage.database.base import Cursor, Database
-from storage.errors import DuplicateConflict, IdentityMismatch
+from storage.errors import DuplicateConflict, IdentityMismatch, InstanceRejected
 from storage.index.matching import ALIASES, PatternSyntax, compile_condition
 from storage.index.schema import MIGRATIONS
 from storage.query import Query
@@ -109,38 +109,69 @@ class SqlIndex(Generic[D]):
     def _add_instance(self, record: InstanceRecord) -> AddResult:
         with self.database.transaction() as cur:
             self._lock_study(cur, record.tenant, record.study_uid)
-            existing = cur.execute(
-                "SELECT sha256 FROM instances WHERE tenant = ? AND sop_uid = ?",
-                (record.tenant, record.sop_uid),
-            ).fetchone()
-            if existing is not None:
-                if existing[0] == record.sha256:
-                    return AddResult(AddOutcome.ALREADY_PRESENT)
-                raise DuplicateConflict(
-                    f"SOP Instance {record.sop_uid} is already stored with different content",
-                    sop_class_uid=record.sop_class_uid,
-                    sop_instance_uid=record.sop_uid,
-                )
-            stale: list[Stamp] = []
-            study_pk, study_version, new_study = self._ensure_study(cur, record)
-            if not new_study:
-                stale.append(Stamp(record.study_uid, None, study_version))
-            series_pk, series_version, new_series = self._ensure_series(cur, record, study_pk)
-            if not new_series:
-                stale.append(Stamp(record.study_uid, record.series_uid, series_version))
-            self._insert_instance(cur, record, study_pk, series_pk)
-            cur.execute(
-                "UPDATE series SET n_instances = n_instances + 1, version = ? WHERE id = ?",
-                (new_version(), series_pk),
+            return self._add(cur, record)
+
+    def add_instances(
+        self, records: Sequence[InstanceRecord]
+    ) -> list[AddResult | InstanceRejected]:
+        if not records:
+            return []
+        return self.database.retrying(lambda: self._add_instances(records))
+
+    def _add_instances(
+        self, records: Sequence[InstanceRecord]
+    ) -> list[AddResult | InstanceRejected]:
+        """One transaction, a savepoint per record so a refusal undoes that record alone.
+        Every study is locked first, in one order, so that two batches over the same studies
+        queue instead of deadlocking."""
+        results: list[AddResult | InstanceRejected] = []
+        with self.database.transaction() as cur:
+            for tenant, study_uid in sorted({(r.tenant, r.study_uid) for r in records}):
+                self._lock_study(cur, tenant, study_uid)
+            for record in records:
+                cur.execute("SAVEPOINT add_instance")
+                try:
+                    results.append(self._add(cur, record))
+                except InstanceRejected as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT add_instance")
+                    results.append(exc)
+                cur.execute("RELEASE SAVEPOINT add_instance")
+        return results
+
+    def _add(self, cur: Cursor, record: InstanceRecord) -> AddResult:
+        """Add one instance inside the caller's transaction, its study already locked."""
+        existing = cur.execute(
+            "SELECT sha256 FROM instances WHERE tenant = ? AND sop_uid = ?",
+            (record.tenant, record.sop_uid),
+        ).fetchone()
+        if existing is not None:
+            if existing[0] == record.sha256:
+                return AddResult(AddOutcome.ALREADY_PRESENT)
+            raise DuplicateConflict(
+                f"SOP Instance {record.sop_uid} is already stored with different content",
+                sop_class_uid=record.sop_class_uid,
+                sop_instance_uid=record.sop_uid,
             )
-            cur.execute(
-                "UPDATE studies SET n_instances = n_instances + 1, n_series = n_series + ?, "
-                "version = ? WHERE id = ?",
-                (1 if new_series else 0, new_version(), study_pk),
-            )
-            if new_series or not self._study_has_class(cur, study_pk, record.sop_class_uid):
-                self._refresh_study_summary(cur, study_pk)
-            return AddResult(AddOutcome.STORED, tuple(stale))
+        stale: list[Stamp] = []
+        study_pk, study_version, new_study = self._ensure_study(cur, record)
+        if not new_study:
+            stale.append(Stamp(record.study_uid, None, study_version))
+        series_pk, series_version, new_series = self._ensure_series(cur, record, study_pk)
+        if not new_series:
+            stale.append(Stamp(record.study_uid, record.series_uid, series_version))
+        self._insert_instance(cur, record, study_pk, series_pk)
+        cur.execute(
+            "UPDATE series SET n_instances = n_instances + 1, version = ? WHERE id = ?",
+            (new_version(), series_pk),
+        )
+        cur.execute(
+            "UPDATE studies SET n_instances = n_instances + 1, n_series = n_series + ?, "
+            "version = ? WHERE id = ?",
+            (1 if new_series else 0, new_version(), study_pk),
+        )
+        if new_series or not self._study_has_class(cur, study_pk, record.sop_class_uid):
+            self._refresh_study_summary(cur, study_pk)
+        return AddResult(AddOutcome.STORED, tuple(stale))
 
     @staticmethod
     def _study_has_class(cur: Cursor, study_pk: int, sop_class_uid: str) -> bool:

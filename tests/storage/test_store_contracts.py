@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from storage.archive import Archive
+from storage.archive import Archive, IngestResult
 from storage.attributes import BY_KEYWORD, Level
 from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
-from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch
+from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch, InstanceRejected
 from storage.query import Query, condition
 from storage.records import AddOutcome, Match
 from tests.backends import (
@@ -586,6 +587,90 @@ def test_index_concurrent_identical_adds_store_once(archive: Archive) -> None:
         outcomes = list(pool.map(writer, range(8)))
     assert outcomes.count(AddOutcome.STORED) == 1
     assert outcomes.count(AddOutcome.ALREADY_PRESENT) == 7
+
+
+def test_a_batch_refuses_only_its_conflicting_instances_and_stores_the_others(
+    archive: Archive,
+) -> None:
+    """One ingest_many, one index transaction: each instance gets the outcome ingest would
+    have given it alone, a refusal in the middle undoes that instance only, and observers hear
+    of the instances stored once they are committed."""
+    first = make_instance(patient_name="FIRST^COPY")
+    _ingest(archive, first)
+    study, series = generate_uid(), generate_uid()
+    a = make_instance(study_uid=study, series_uid=series, instance_number=1)
+    b = make_instance(study_uid=study, series_uid=series, instance_number=2)
+    conflicting = make_instance(
+        sop_uid=first.SOPInstanceUID,
+        study_uid=first.StudyInstanceUID,
+        series_uid=first.SeriesInstanceUID,
+        patient_name="SECOND^COPY",
+    )
+    series_of_another_study = make_instance(series_uid=series)
+    heard: list[tuple[str, bool]] = []
+
+    def observer(view: Archive, result: Any) -> None:
+        committed = view.index.find_instance(view.tenant, result.sop_uid) is not None
+        heard.append((result.sop_uid, committed))
+
+    batch = [a, conflicting, b, a, series_of_another_study]
+    sources = [io.BytesIO(to_bytes(ds)) for ds in batch] + [io.BytesIO(b"not DICOM")]
+    outcomes = replace(archive, after_ingest=(observer,)).ingest_many(sources)
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "IngestResult",
+        "DuplicateConflict",
+        "IngestResult",
+        "IngestResult",
+        "IdentityMismatch",
+        "UnreadableDataset",
+    ]
+    assert [o.outcome for o in outcomes if isinstance(o, IngestResult)] == [
+        AddOutcome.STORED,
+        AddOutcome.STORED,
+        AddOutcome.ALREADY_PRESENT,
+    ]
+    refused = [o for o in outcomes if isinstance(o, InstanceRejected)]
+    assert [(o.status, o.sop_instance_uid) for o in refused[:2]] == [
+        (0x0111, first.SOPInstanceUID),
+        (0xA900, series_of_another_study.SOPInstanceUID),
+    ]
+    assert heard == [(a.SOPInstanceUID, True), (b.SOPInstanceUID, True)]
+    row = _study_row(archive, study)
+    assert (row.computed[0x00201206], row.computed[0x00201208]) == (1, 2)
+    kept = archive.instances(first.StudyInstanceUID)
+    assert [i.sop_uid for i in kept] == [first.SOPInstanceUID]
+    (doc,) = archive.documents(first.StudyInstanceUID)
+    assert doc["00100010"]["Value"] == [{"Alphabetic": "FIRST^COPY"}]
+    refused_study = Query(Level.STUDY, study_uid=series_of_another_study.StudyInstanceUID)
+    assert archive.query(refused_study, limit=10) == [], "a refusal leaves nothing behind"
+    stored = {i.blob_key for s in (study, first.StudyInstanceUID) for i in archive.instances(s)}
+    assert set(archive.blobs.keys()) == stored
+
+
+def test_a_batch_is_one_index_transaction_and_refreshes_what_was_cached(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    _ingest(archive, make_instance(study_uid=study, series_uid=series, instance_number=1))
+    before, _ = archive.metadata(study, series)
+    index: Any = archive.index
+    database = index.database
+    opened = database.transaction
+    transactions = []
+
+    def counted() -> Any:
+        transactions.append(1)
+        return opened()
+
+    monkeypatch.setattr(database, "transaction", counted)
+    more = [make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (2, 3, 4)]
+    outcomes = archive.ingest_many(io.BytesIO(to_bytes(ds)) for ds in more)
+    assert [o.outcome for o in outcomes if isinstance(o, IngestResult)] == [AddOutcome.STORED] * 3
+    assert len(transactions) == 1
+    after, _ = archive.metadata(study, series)
+    assert before.count(b'"00080018"') == 1
+    assert after.count(b'"00080018"') == 4
 
 
 def test_index_opening_is_idempotent_and_safe_when_processes_start_together(
