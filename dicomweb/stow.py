@@ -1,8 +1,12 @@
 """STOW-RS: store instances from a multipart/related request (PS3.18 §10.5).
 
-The body is parsed as a stream; each part is ingested as soon as its closing delimiter has
-arrived, so memory holds at most one part (spooled to disk past a threshold) and a body cut
-off mid-part never stores a partial instance. Every part's outcome goes into the Store
+The body is parsed as a stream; a part is complete once its closing delimiter has arrived, so
+a body cut off mid-part never stores a partial instance. Complete parts are ingested in
+batches (:meth:`~storage.archive.Archive.ingest_many`): the response acknowledges every
+instance at once, so they can share one round of syncs and one durable index commit instead
+of paying them each. A batch is ingested once it holds ``BATCH_PARTS`` parts or
+``BATCH_BYTES`` bytes, and at the end of the body, so memory holds about ``BATCH_BYTES`` plus
+one part (each spooled to disk past a threshold). Every part's outcome goes into the Store
 Instances Response (PS3.18 §10.5.3, Table 10.5.3-3): ReferencedSOPSequence for stored
 instances (with WarningReason when something was coerced), FailedSOPSequence with a
 FailureReason for refused ones; a human-readable reason per problem goes in a ``Warning``
@@ -12,8 +16,9 @@ header, since the response module has no attribute for text.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -32,8 +37,8 @@ from dicomweb.multipart import (
     boundary_from_content_type,
 )
 from dicomweb.wado import acceptables, path_uids
-from storage.archive import Archive, IngestResult
-from storage.errors import BackendFailure, InstanceRejected, OutOfResources
+from storage.archive import Archive, IngestOutcome, IngestResult
+from storage.errors import InstanceRejected, OutOfResources
 from storage.instance_json import dumps
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ DICOM_JSON = "application/dicom+json"
 PROCESSING_FAILURE = 0x0110
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
+BATCH_PARTS = 32
+BATCH_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -90,29 +97,75 @@ def _part_is_dicom(part: Part) -> str | None:
     return None if essence == DICOM else f"part of type {essence} is not {DICOM}"
 
 
-def _ingest_part(
-    archive: Archive, part: Part, study_uid: str | None, outcome: Outcome, root: str
-) -> None:
-    """Ingest one part, recording its outcome; never raises for the part's content."""
-    try:
+@dataclass
+class Batch:
+    """Complete parts waiting to be ingested together, in arrival order: a part to ingest,
+    or why a part was refused without reading it (kept in place so outcomes keep the
+    parts' order)."""
+
+    entries: list[Part | str] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, part: Part) -> None:
         problem = _part_is_dicom(part)
-        if problem is not None:
-            outcome.fail(CANNOT_UNDERSTAND, problem)
+        if problem is None:
+            self.entries.append(part)
+            self.size += part.size
+        else:
+            part.close()
+            self.entries.append(problem)
+
+    @property
+    def full(self) -> bool:
+        parts = sum(isinstance(entry, Part) for entry in self.entries)
+        return parts >= BATCH_PARTS or self.size >= BATCH_BYTES
+
+    def ingest(self, archive: Archive, study_uid: str | None, outcome: Outcome, root: str) -> None:
+        """Ingest the parts as one batch and record every entry's outcome in order; never
+        raises for the parts' content."""
+        if not self.entries:
             return
-        result = archive.ingest(part.body, expected_study_uid=study_uid)
+        entries, self.entries, self.size = self.entries, [], 0
+        parts = [entry for entry in entries if isinstance(entry, Part)]
+        try:
+            results = iter(archive.ingest_many(_bodies(parts), expected_study_uid=study_uid))
+        finally:
+            for part in parts:
+                part.close()
+        for entry in entries:
+            if isinstance(entry, str):
+                outcome.fail(CANNOT_UNDERSTAND, entry)
+            else:
+                _record(next(results), outcome, root)
+
+    def close(self) -> None:
+        """Drop what was not ingested (the request failed: nothing is acknowledged)."""
+        for entry in self.entries:
+            if isinstance(entry, Part):
+                entry.close()
+        self.entries, self.size = [], 0
+
+
+def _bodies(parts: list[Part]) -> Iterator[BinaryIO]:
+    """Each part's body, released as soon as the archive asks for the next."""
+    for part in parts:
+        yield part.body
+        part.close()
+
+
+def _record(result: IngestOutcome, outcome: Outcome, root: str) -> None:
+    if isinstance(result, IngestResult):
         url = uri.instance_url(root, result.study_uid, result.series_uid, result.sop_uid)
         outcome.stored.append((result, url))
-    except InstanceRejected as exc:
-        outcome.fail(exc.status, exc.reason, exc.sop_class_uid, exc.sop_instance_uid)
-    except OutOfResources as exc:
+    elif isinstance(result, InstanceRejected):
+        outcome.fail(result.status, result.reason, result.sop_class_uid, result.sop_instance_uid)
+    elif isinstance(result, OutOfResources):
         outcome.backend_failed = True
-        outcome.fail(OUT_OF_RESOURCES, str(exc))
-    except BackendFailure as exc:
-        log.error("store failed for a STOW-RS part: %s", exc)
+        outcome.fail(OUT_OF_RESOURCES, str(result))
+    else:
+        log.error("store failed for a STOW-RS part: %s", result)
         outcome.backend_failed = True
         outcome.fail(PROCESSING_FAILURE, "the archive could not store this instance")
-    finally:
-        part.close()
 
 
 async def store(request: Request) -> Response:
@@ -129,6 +182,7 @@ async def store(request: Request) -> Response:
     root = service.root(request)
     outcome = Outcome()
     reader = MultipartReader(boundary, max_part_bytes=service.options.max_part_bytes)
+    batch = Batch()
     received = 0
     try:
         try:
@@ -137,11 +191,15 @@ async def store(request: Request) -> Response:
                 if received > limit:
                     raise HttpError(413, f"the request body exceeds the limit of {limit} bytes")
                 for part in reader.feed(chunk):
-                    await run_in_threadpool(_ingest_part, archive, part, study_uid, outcome, root)
+                    batch.add(part)
+                    if batch.full:
+                        await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
             truncated = reader.finish()
+            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
         except PartTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
         except MultipartError as exc:
+            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
             if not outcome.stored and not outcome.failed:
                 raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
             outcome.fail(CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}")
@@ -150,6 +208,7 @@ async def store(request: Request) -> Response:
         log.info("STOW-RS client disconnected after %d bytes", received)
         raise
     finally:
+        batch.close()
         reader.close()
     if isinstance(truncated, TruncatedPart):
         outcome.fail(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.archive import Archive, IngestResult
+from storage.archive import Archive, IngestOutcome, IngestResult
 from storage.errors import InstanceRejected
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -39,9 +39,20 @@ STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 UNMATCHED = "unmatched"
 
 INDEX_OPERATIONS = frozenset(
-    {"find_instance", "add_instance", "query", "version", "instance_docs", "instances", "remove"}
+    {
+        "find_instance",
+        "add_instance",
+        "add_instances",
+        "query",
+        "version",
+        "instance_docs",
+        "instances",
+        "remove",
+    }
 )
-BLOB_OPERATIONS = frozenset({"put", "get", "stream", "read_range", "exists", "delete"})
+BLOB_OPERATIONS = frozenset(
+    {"put", "stage", "publish", "get", "stream", "read_range", "exists", "delete"}
+)
 CACHE_OPERATIONS = frozenset({"get", "set", "delete"})
 
 
@@ -217,6 +228,17 @@ class MeasuredArchive(Archive):
             raise
         self._count(str(result.outcome))
         return result
+
+    def ingest_many(
+        self, sources: Iterable[BinaryIO], *, expected_study_uid: str | None = None
+    ) -> list[IngestOutcome]:
+        outcomes = super().ingest_many(sources, expected_study_uid=expected_study_uid)
+        for outcome in outcomes:
+            if isinstance(outcome, IngestResult):
+                self._count(str(outcome.outcome))
+            elif isinstance(outcome, InstanceRejected):
+                self._count("rejected")
+        return outcomes
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

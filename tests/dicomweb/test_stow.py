@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 from starlette.testclient import TestClient
 
+from dicomweb import stow as stow_module
 from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
+from storage.blobs.filesystem import FilesystemBlobStore
+from storage.cache.memory import MemoryCache
+from storage.index.sqlite import SqliteIndex
 from tests.conftest import make_instance, multipart_body, stow, to_bytes
 
 DICOM_JSON = "application/dicom+json"
@@ -177,3 +185,82 @@ def test_a_data_set_without_file_meta_is_stored_with_a_warning(client: TestClien
     assert response.status_code == 202
     (stored,) = response.json()["00081199"]["Value"]
     assert stored["00081196"]["Value"] == [0xB000]
+
+
+def test_outcomes_keep_the_order_of_the_parts_across_batches(
+    client: TestClient, archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are ingested a few at a time; the response still lists every outcome in the order
+    the parts came, a refused part between stored ones included."""
+    monkeypatch.setattr(stow_module, "BATCH_PARTS", 2)
+    kept = make_instance(patient_name="FIRST^COPY")
+    assert stow(client, [to_bytes(kept)]).status_code == 200
+    study = "1.2.826.0.1.3680043.8.498.30"
+    good = [make_instance(study_uid=study, instance_number=n) for n in range(4)]
+    conflicting = make_instance(
+        sop_uid=kept.SOPInstanceUID,
+        study_uid=kept.StudyInstanceUID,
+        series_uid=kept.SeriesInstanceUID,
+        patient_name="SECOND^COPY",
+    )
+    dicom = "application/dicom"
+    parts = [
+        (dicom, to_bytes(conflicting)),
+        ("image/jpeg", b"\xff\xd8\xff"),  # refused at once, reported after the one before
+        *((dicom, to_bytes(ds)) for ds in good),
+        (dicom, b"not DICOM"),
+    ]
+    boundary = "order-test-boundary"
+    chunks = []
+    for content_type, data in parts:
+        chunks += [f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), data, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    response = client.post(
+        "/dicomweb/studies",
+        content=b"".join(chunks),
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
+        },
+    )
+    assert response.status_code == 202
+    assert _failures(response) == [0x0111, 0xC000, 0xC000]
+    failed = response.json()["00081198"]["Value"]
+    assert failed[0]["00081155"]["Value"] == [str(kept.SOPInstanceUID)]
+    stored = [s["00081155"]["Value"][0] for s in response.json()["00081199"]["Value"]]
+    assert stored == [str(ds.SOPInstanceUID) for ds in good]
+    assert len(client.get(f"/dicomweb/studies/{study}/instances").json()) == 4
+    assert len(list(archive.blobs.keys())) == 5
+
+
+def test_a_store_is_acknowledged_after_every_file_and_folder_was_synced_once_per_request(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of one request share their syncs: each file once, its folder once."""
+    root = tmp_path.resolve() / "blobs"
+    archive = Archive(
+        index=SqliteIndex(tmp_path / "index.sqlite3"),
+        blobs=FilesystemBlobStore(root),
+        cache=MemoryCache(1 << 20),
+    )
+    study, series = "1.2.826.0.1.3680043.8.498.40", "1.2.826.0.1.3680043.8.498.41"
+    datasets = [
+        make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (1, 2, 3)
+    ]
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    with TestClient(create_app(settings, archive)) as client:
+        monkeypatch.setattr(os, "fsync", fsync)
+        response = stow(client, [to_bytes(ds) for ds in datasets])
+        monkeypatch.undo()
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    folder = root / "default" / study / series
+    files = [path for path in synced if path.parent == folder and path.name.endswith(".tmp")]
+    assert len(files) == len(set(files)) == 3
+    assert synced.count(folder) == 1
+    stored = {p.name.rsplit(".", 2)[0] for p in folder.iterdir()}  # SOP UID.digest.dcm
+    assert stored == {ds.SOPInstanceUID for ds in datasets}

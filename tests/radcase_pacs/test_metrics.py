@@ -94,7 +94,8 @@ def test_requests_ingests_and_store_latencies_are_counted(client: TestClient) ->
         value(found, "radcase_http_requests_total", method="GET", route="unmatched", status="404")
         == 1
     )
-    for store, operation in (("index", "add_instance"), ("index", "query"), ("blobs", "put")):
+    stow_writes = (("index", "add_instances"), ("blobs", "stage"), ("blobs", "publish"))
+    for store, operation in (*stow_writes, ("index", "query")):
         assert (
             value(
                 found,
