@@ -192,9 +192,10 @@ class Archive:
                     outcomes[slot] = staging
                 else:
                     batch.append((slot, staging))
-            committed = self._commit_staged([staging for _, staging in batch])
-            for (slot, _), outcome in zip(batch, committed, strict=True):
-                outcomes[slot] = outcome
+            if batch:
+                committed = self._commit_staged([staging for _, staging in batch])
+                for (slot, _), outcome in zip(batch, committed, strict=True):
+                    outcomes[slot] = outcome
         except BaseException:
             for _, staging in batch:
                 self.blobs.discard(staging.staged)

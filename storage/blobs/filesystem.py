@@ -164,9 +164,11 @@ class FilesystemBlobStore:
         if folder in self._known:
             return
         if folder == self.root:
-            for missing in reversed([p for p in (folder, *folder.parents) if not p.is_dir()]):
-                missing.mkdir(exist_ok=True)
-                _sync(missing.parent, DIRECTORY)
+            missing = [p for p in (folder, *folder.parents) if not p.is_dir()]
+            for above in reversed(missing[1:]):  # folders above the root made along with it
+                above.mkdir(exist_ok=True)
+                _sync(above.parent, DIRECTORY)
+            folder.mkdir(exist_ok=True)
         else:
             self._ensure_durable_folder(folder.parent)
             folder.mkdir(exist_ok=True)

@@ -98,6 +98,15 @@ def test_a_put_syncs_the_file_before_its_name_appears_and_every_new_folder_entry
     assert final.read_bytes() == b"DICM" * 1000
 
 
+def test_opening_a_store_syncs_the_entry_of_every_folder_it_made(
+    tmp_path: Path, syncs: Syncs
+) -> None:
+    base = tmp_path.resolve()
+    FilesystemBlobStore(base / "data" / "site" / "blobs").open()
+    assert sorted(syncs.folders) == [base, base / "data", base / "data" / "site"]
+    assert syncs.files == []
+
+
 def test_a_put_into_a_known_folder_syncs_the_file_and_that_folder_only(
     store: FilesystemBlobStore, syncs: Syncs
 ) -> None:
