@@ -394,17 +394,16 @@ def representative(instances: list[StoredInstance]) -> tuple[StoredInstance, int
 def _thumbnail_bytes(
     archive: Archive, instance: StoredInstance, number: int, params: RenderParams, media: str
 ) -> bytes:
-    """From the cache, or rendered and cached: the key starts with the tenant and holds the
+    """From the archive's cache of derived bytes, or rendered and cached: keyed by the
     instance's SHA-256 (content-addressed: a stored instance never changes) and everything
     that changes the output."""
-    key = f"{archive.tenant}/thumb/{instance.sha256}/{number}/{media}/{params.key()}"
-    cached = archive.cache.get(key)
-    if cached is not None:
-        return cached
-    renderer = InstanceRenderer(archive, instance, _document(archive, instance))
-    body = renderer.encoded([number], params, media)
-    archive.cache.set(key, body, THUMBNAIL_TTL)
-    return body
+
+    def render() -> bytes:
+        renderer = InstanceRenderer(archive, instance, _document(archive, instance))
+        return renderer.encoded([number], params, media)
+
+    parts = (instance.sha256, str(number), media, params.key())
+    return archive.cached("thumb", parts, render, THUMBNAIL_TTL)
 
 
 async def _thumbnail(

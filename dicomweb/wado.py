@@ -138,9 +138,7 @@ async def retrieve(request: Request) -> Response:
     if sop_uid is None:
         # Read the version before the instance list: a store in between then gives an old
         # tag with a new body (the next request refetches), never a new tag with an old body.
-        version = await run_in_threadpool(
-            archive.index.version, archive.tenant, study_uid, series_uid
-        )
+        version = await run_in_threadpool(archive.version, study_uid, series_uid)
     found = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
     choice = choose_dicom(
         acceptables(request), {i.transfer_syntax for i in found}, single=sop_uid is not None

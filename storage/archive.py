@@ -18,12 +18,10 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
-from storage.blobs.base import BlobStore
-from storage.cache.base import Cache
 from storage.errors import (
     ArchiveError,
     InstanceRejected,
@@ -31,12 +29,12 @@ from storage.errors import (
     Unavailable,
 )
 from storage.frames import FrameTable
-from storage.index.base import Index
 from storage.instance_json import ROOT_MARK
 from storage.pixels import DecodedFrame, PixelDescription, decode_frame, native_bytes
 from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
-from storage.query import Query
-from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance
+from storage.query import Query, is_valid_uid
+from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance, View
+from storage.stores import Stores
 
 log = logging.getLogger(__name__)
 
@@ -81,72 +79,120 @@ class BulkData:
     frames: FrameSet | None = None
 
 
-@dataclass
-class Archive:
-    index: Index
-    blobs: BlobStore
-    cache: Cache
-    tenant: str = "default"
-    after_ingest: tuple[Callable[[Archive, IngestResult], None], ...] = ()
-    """Called with the tenant's archive and the result of each newly stored instance (what
-    arrived, not what was already there). A failing observer is logged, never the sender's
-    problem: the instance is stored either way."""
-    _opened: list[bool] = field(default_factory=lambda: [False], repr=False)
+IngestOutcome = IngestResult | InstanceRejected
+"""What became of one instance offered for storage: stored (or already there), or refused."""
 
-    def __post_init__(self) -> None:
-        if not TENANT_PATTERN.match(self.tenant):
-            raise ValueError(f"invalid tenant name {self.tenant!r}")
+IngestObserver = Callable[["Archive", IngestOutcome], None]
+"""Told of every ingest outcome, with the archive view that ingested it."""
+
+HELD_PREFIX = "_pending"
+"""Held copies live outside every indexed key (those start with a tenant name, which never
+starts with an underscore)."""
+
+
+class Archive:
+    """A view of one set of :class:`~storage.stores.Stores`: the tenant (institution) it acts
+    for, the studies it may see, and the observers told of each ingest. Views are cheap and
+    immutable; ``with_tenant``, ``restricted_to`` and ``observed_by`` make new ones over the
+    same stores. The stores are private: every caller goes through the methods below, so the
+    archive owns every key, the write order and the invalidation."""
+
+    __slots__ = ("_stores", "observers", "tenant", "visible_studies")
+
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        tenant: str = "default",
+        visible_studies: frozenset[str] | None = None,
+        observers: tuple[IngestObserver, ...] = (),
+    ) -> None:
+        """``visible_studies``: None for every study of the tenant, else only those (applied
+        by the index to every read: searches, metadata, instances, frames, deletes).
+        ``observers`` are called with every ingest outcome; a failing observer is logged,
+        never the sender's problem: the instance is stored either way."""
+        if not TENANT_PATTERN.match(tenant):
+            raise ValueError(f"invalid tenant name {tenant!r}")
+        self._stores = stores
+        self.tenant = tenant
+        self.visible_studies = visible_studies
+        self.observers = observers
+
+    def __repr__(self) -> str:
+        seen = "" if self.visible_studies is None else f", {len(self.visible_studies)} studies"
+        return f"Archive({self._stores!r}, tenant={self.tenant!r}{seen})"
+
+    def _view(self, **changes: Any) -> Archive:
+        values = {
+            "tenant": self.tenant,
+            "visible_studies": self.visible_studies,
+            "observers": self.observers,
+            **changes,
+        }
+        return Archive(self._stores, **values)
 
     def open(self) -> None:
-        """Open the stores (migrating the index) once; tenant views share them."""
-        if not self._opened[0]:
-            self.blobs.open()
-            self.index.open()
-            self.cache.open()
-            self._opened[0] = True
+        """Open the shared stores (migrating the index); idempotent, views share them."""
+        self._stores.open()
 
     def close(self) -> None:
-        if self._opened[0]:
-            self.cache.close()
-            self.index.close()
-            self.blobs.close()
-            self._opened[0] = False
+        self._stores.close()
 
     def with_tenant(self, tenant: str) -> Archive:
         """A view of the same stores scoped to another tenant (institution)."""
-        return replace(self, tenant=tenant)
+        return self._view(tenant=tenant)
+
+    def restricted_to(self, studies: frozenset[str]) -> Archive:
+        """A view that sees only ``studies`` (within what this view already sees)."""
+        if self.visible_studies is not None:
+            studies = studies & self.visible_studies
+        return self._view(visible_studies=frozenset(studies))
+
+    def observed_by(self, *observers: IngestObserver) -> Archive:
+        """A view whose ingests are also reported to ``observers``."""
+        return self._view(observers=(*self.observers, *observers))
+
+    @property
+    def _scope(self) -> View:
+        return View(self.tenant, self.visible_studies)
 
     def ping(self) -> None:
-        self.index.ping()
+        self._stores.index.ping()
 
     # -- ingest ---------------------------------------------------------------------------
 
     def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
         """Store one instance from a seekable file; raises InstanceRejected with a PS3.4
-        status when it cannot be stored, leaving nothing behind."""
+        status when it cannot be stored, leaving nothing behind. Observers hear of both."""
+        try:
+            result = self._ingest(source, expected_study_uid)
+        except InstanceRejected as exc:
+            self._notify(exc)
+            raise
+        self._notify(result)
+        return result
+
+    def _ingest(self, source: BinaryIO, expected_study_uid: str | None) -> IngestResult:
         prepared = prepare(source, expected_study_uid=expected_study_uid)
-        existing = self.index.find_instance(self.tenant, prepared.sop_uid)
+        existing = self._stores.index.find_instance(self.tenant, prepared.sop_uid)
         if existing is not None and existing.sha256 == prepared.sha256:
             return self._result(prepared, AddOutcome.ALREADY_PRESENT)
         record = self._record(prepared)
         self._write_blobs(prepared, record)
         try:
-            added = self.index.add_instance(record)
+            added = self._stores.index.add_instance(record)
         except BaseException:
             self._discard_unreferenced(record)
             raise
         self._invalidate(added.stale)
-        result = self._result(prepared, added.outcome)
-        if added.outcome is AddOutcome.STORED:
-            self._notify(result)
-        return result
+        return self._result(prepared, added.outcome)
 
-    def _notify(self, result: IngestResult) -> None:
-        for observer in self.after_ingest:
+    def _notify(self, outcome: IngestOutcome) -> None:
+        for observer in self.observers:
             try:
-                observer(self, result)
+                observer(self, outcome)
             except Exception:
-                log.exception("after-ingest step failed for instance %s", result.sop_uid)
+                log.exception("after-ingest step %r failed", observer)
 
     def _record(self, p: Prepared) -> InstanceRecord:
         key = f"{self.tenant}/{p.study_uid}/{p.series_uid}/{p.sop_uid}.{p.sha256[:16]}.dcm"
@@ -179,19 +225,19 @@ class Archive:
 
     def _write_blobs(self, p: Prepared, record: InstanceRecord) -> None:
         p.source.seek(0)
-        self.blobs.put(record.blob_key, p.source, p.size)
+        self._stores.blobs.put(record.blob_key, p.source, p.size)
         if record.sidecar_key is not None:
-            self.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
+            self._stores.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
 
     def _discard_unreferenced(self, record: InstanceRecord) -> None:
         """Remove the blobs just written when the index did not take them (best effort: the
         sweep catches what a crash leaves)."""
         try:
-            current = self.index.find_instance(self.tenant, record.sop_uid)
+            current = self._stores.index.find_instance(self.tenant, record.sop_uid)
             if current is None or current.blob_key != record.blob_key:
-                self.blobs.delete(record.blob_key)
+                self._stores.blobs.delete(record.blob_key)
                 if record.sidecar_key:
-                    self.blobs.delete(record.sidecar_key)
+                    self._stores.blobs.delete(record.sidecar_key)
         except ArchiveError:
             log.warning("could not discard blob %s after a failed ingest", record.blob_key)
 
@@ -208,9 +254,22 @@ class Archive:
 
     def _invalidate(self, stale: tuple[Stamp, ...]) -> None:
         if stale:
-            self.cache.delete(
+            self._stores.cache.delete(
                 *(self._metadata_key(s.study_uid, s.series_uid, s.version) for s in stale)
             )
+
+    def cached(
+        self, kind: str, parts: tuple[str, ...], build: Callable[[], bytes], ttl: float
+    ) -> bytes:
+        """Bytes derived from stored data (a thumbnail, say), from the cache or built and
+        cached. ``parts`` must name everything the bytes depend on (an instance's SHA-256,
+        a study's version, the rendering parameters); the archive adds the tenant."""
+        key = "/".join((self.tenant, kind, *parts))
+        body = self._stores.cache.get(key)
+        if body is None:
+            body = build()
+            self._stores.cache.set(key, body, ttl)
+        return body
 
     # -- query ----------------------------------------------------------------------------
 
@@ -225,7 +284,7 @@ class Archive:
         having the database skip ``offset`` rows. Without a cursor (a jump, an expired
         entry) the offset is applied as given; both give the same rows in the same order."""
         resumed = self._resumed(query)
-        matches = self.index.query(self.tenant, resumed or query, limit)
+        matches = self._stores.index.query(self._scope, resumed or query, limit)
         if query.level is Level.STUDY and len(matches) >= limit > 1:
             # QIDO shows one row less than it fetched, so the next page may start after
             # either of the last two rows.
@@ -233,21 +292,23 @@ class Archive:
                 position = matches[shown - 1].position
                 if position is not None:
                     key = self._cursor_key(query, query.offset + shown)
-                    self.cache.set(key, str(position).encode(), CURSOR_TTL)
+                    self._stores.cache.set(key, str(position).encode(), CURSOR_TTL)
         return matches
 
     def _resumed(self, query: Query) -> Query | None:
         if query.level is not Level.STUDY or query.offset == 0 or query.after is not None:
             return None
-        cursor = self.cache.get(self._cursor_key(query, query.offset))
+        cursor = self._stores.cache.get(self._cursor_key(query, query.offset))
         if cursor is None:
             return None
         return replace(query, offset=0, after=int(cursor))
 
     def _cursor_key(self, query: Query, offset: int) -> str:
-        """Cursors are per tenant, per search (conditions and scope) and per offset."""
+        """Cursors are per tenant, per search (conditions and scope), per set of visible
+        studies and per offset."""
         search = replace(query, offset=0, limit=None, include=frozenset())
-        digest = hashlib.blake2b(repr(search).encode(), digest_size=16).hexdigest()
+        seen = sorted(self.visible_studies) if self.visible_studies is not None else None
+        digest = hashlib.blake2b(repr((search, seen)).encode(), digest_size=16).hexdigest()
         return f"{self.tenant}/cursor/{digest}/{offset}"
 
     # -- retrieve -------------------------------------------------------------------------
@@ -259,34 +320,45 @@ class Archive:
         :data:`storage.instance_json.ROOT_MARK` where the service root goes, and a version
         token that changes whenever the body does (for ETags)."""
         if sop_uid is not None:
-            docs = self.index.instance_docs(self.tenant, study_uid, series_uid, sop_uid)
+            docs = self._stores.index.instance_docs(self._scope, study_uid, series_uid, sop_uid)
             if not docs:
                 raise NotFound(f"instance {sop_uid} not found")
             return b"[" + docs[0] + b"]", hashlib.blake2b(docs[0], digest_size=8).hexdigest()
-        version = self.index.version(self.tenant, study_uid, series_uid)
-        if version is None:
-            raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
+        version = self.version(study_uid, series_uid)
         key = self._metadata_key(study_uid, series_uid, version)
-        body = self.cache.get(key)
+        body = self._stores.cache.get(key)
         if body is None:
-            docs = self.index.instance_docs(self.tenant, study_uid, series_uid)
+            docs = self._stores.index.instance_docs(self._scope, study_uid, series_uid)
             body = b"[" + b",".join(docs) + b"]"
-            self.cache.set(key, body, METADATA_TTL)
+            self._stores.cache.set(key, body, METADATA_TTL)
         return body, version
 
     def instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[StoredInstance]:
-        found = self.index.instances(self.tenant, study_uid, series_uid, sop_uid)
+        found = self._stores.index.instances(self._scope, study_uid, series_uid, sop_uid)
         if not found:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         return found
 
     def stream(self, instance: StoredInstance) -> Iterator[bytes]:
-        return self.blobs.stream(instance.blob_key)
+        return self._stores.blobs.stream(instance.blob_key)
 
     def read(self, instance: StoredInstance) -> bytes:
-        return self.blobs.get(instance.blob_key)
+        return self._stores.blobs.get(instance.blob_key)
+
+    def stored(self, sop_uid: str) -> StoredInstance | None:
+        """The tenant's instance with this SOP Instance UID, whatever study holds it."""
+        return self._stores.index.find_instance(self.tenant, sop_uid)
+
+    def walk(self, after: str = "", limit: int = 500) -> list[StoredInstance]:
+        """Up to ``limit`` of the tenant's instances with SOP Instance UIDs after ``after``,
+        in that order: keyset pages for a migration or a check that walks everything."""
+        return self._stores.index.stored_instances(self.tenant, after, limit)
+
+    def tenants(self) -> list[str]:
+        """Every tenant that holds at least one study in these stores."""
+        return self._stores.index.tenants()
 
     def frames(
         self,
@@ -311,17 +383,18 @@ class Archive:
                     f"frame{'s' if len(table.frames) != 1 else ''}"
                 )
         key = self._frames_key(instance)
+        local = self._stores.blobs.local
         frames = []
         for number in numbers:
             cache_key = f"{self.tenant}/frame/{instance.sha256}/{number}"
-            frame = None if self.blobs.local else self.cache.get(cache_key)
+            frame = None if local else self._stores.cache.get(cache_key)
             if frame is None:
                 span = table.span(number - 1)
                 frame = table.extract(
-                    number - 1, self.blobs.read_range(key, span.offset, span.length)
+                    number - 1, self._stores.blobs.read_range(key, span.offset, span.length)
                 )
-                if not self.blobs.local and len(frame) <= FRAME_CACHE_LIMIT:
-                    self.cache.set(cache_key, frame, FRAME_TTL)
+                if not local and len(frame) <= FRAME_CACHE_LIMIT:
+                    self._stores.cache.set(cache_key, frame, FRAME_TTL)
             frames.append(frame)
         return FrameSet(
             instance.frames_syntax or EXPLICIT_VR_LITTLE_ENDIAN, table.encapsulated, frames
@@ -356,14 +429,16 @@ class Archive:
         if entry is None or instance.sidecar_key is None:
             raise NotFound(f"instance {sop_uid} has no bulk data at {path}")
         vr, offset, length = entry
-        return BulkData(vr, value=self.blobs.read_range(instance.sidecar_key, offset, length))
+        return BulkData(
+            vr, value=self._stores.blobs.read_range(instance.sidecar_key, offset, length)
+        )
 
     # -- pixels (decoding for rendering and transcoding; never parses the blob) -----------
 
     def version(self, study_uid: str, series_uid: str | None = None) -> str:
         """The version token of a study or series: it changes whenever an instance is added
         or removed, so it keys anything derived from the current set of instances."""
-        version = self.index.version(self.tenant, study_uid, series_uid)
+        version = self._stores.index.version(self._scope, study_uid, series_uid)
         if version is None:
             raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
         return version
@@ -420,7 +495,7 @@ class Archive:
     ) -> int:
         """Remove index rows first (so nothing points at the blobs), then blobs, then cache
         entries; returns the number of instances removed."""
-        removed = self.index.remove(self.tenant, study_uid, series_uid, sop_uid)
+        removed = self._stores.index.remove(self._scope, study_uid, series_uid, sop_uid)
         if not removed.instances:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         for instance in removed.instances:
@@ -428,11 +503,38 @@ class Archive:
                 if key is None:
                     continue
                 try:
-                    self.blobs.delete(key)
+                    self._stores.blobs.delete(key)
                 except ArchiveError:
                     log.warning("blob %s left for the orphan sweep", key)
         self._invalidate(removed.stale)
         return len(removed.instances)
+
+    # -- held copies ----------------------------------------------------------------------
+
+    def hold(self, sop_uid: str, data: bytes) -> str:
+        """Keep an instance's bytes aside, outside the index (nothing serves them): a teaching
+        copy waiting for an educator's review. Returns the key to read or release it by."""
+        if not is_valid_uid(sop_uid):
+            raise ValueError(f"invalid SOP Instance UID {sop_uid!r}")
+        key = f"{HELD_PREFIX}/{self.tenant}/{sop_uid}.dcm"
+        self._stores.blobs.put(key, io.BytesIO(data), len(data))
+        return key
+
+    def held(self, key: str) -> bytes:
+        """The bytes kept under ``key`` by :meth:`hold` in this tenant."""
+        return self._stores.blobs.get(self._held_key(key))
+
+    def release(self, key: str) -> None:
+        """Drop a held copy (releasing a missing one is not an error)."""
+        self._stores.blobs.delete(self._held_key(key))
+
+    def _held_key(self, key: str) -> str:
+        """A key :meth:`hold` made for this tenant, or ValueError: the archive never hands out
+        another blob by a key a caller names."""
+        folder = f"{HELD_PREFIX}/{self.tenant}/"
+        if not key.startswith(folder) or "/" in key[len(folder) :]:
+            raise ValueError(f"{key!r} is not a held copy of {self.tenant}")
+        return key
 
 
 def _describe(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:

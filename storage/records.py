@@ -10,6 +10,16 @@ from storage.attributes import Level
 
 
 @dataclass(frozen=True)
+class View:
+    """What an index read may see: one tenant's studies, and of those only ``studies`` when
+    it is set (a learner's published teaching studies). The index applies it as one SQL
+    condition on every read, so every resource built on those reads obeys it alike."""
+
+    tenant: str
+    studies: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
 class InstanceRecord:
     """Everything the index stores for one instance, computed once at ingest.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from storage.query import Query
-from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance
+from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance, View
 
 
 class Index(Protocol):
@@ -32,15 +32,16 @@ class Index(Protocol):
         IdentityMismatch.
         """
 
-    def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
-        """Rows matching ``query`` at its level, ``limit`` at most, from ``query.offset``."""
+    def query(self, view: View, query: Query, limit: int) -> list[Match]:
+        """Rows matching ``query`` at its level within ``view``, ``limit`` at most, from
+        ``query.offset``."""
 
-    def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
-        """The version token of a study or series, None when it does not exist."""
+    def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
+        """The version token of a study or series, None when it does not exist in ``view``."""
 
     def instance_docs(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -49,7 +50,7 @@ class Index(Protocol):
 
     def instances(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -57,7 +58,7 @@ class Index(Protocol):
 
     def remove(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,

@@ -39,6 +39,9 @@ class LikeSyntax:
         )
         return f"{column} LIKE ? ESCAPE '\\'", [text]
 
+    def one_of(self, column: str, values: frozenset[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [sorted(values)]
+
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

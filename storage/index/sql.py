@@ -26,6 +26,7 @@ from storage.records import (
     Removed,
     Stamp,
     StoredInstance,
+    View,
 )
 
 __all__ = ["Cursor", "SqlIndex", "new_version"]
@@ -245,9 +246,9 @@ class SqlIndex(Generic[D]):
 
     # -- queries --------------------------------------------------------------------------
 
-    def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
+    def query(self, view: View, query: Query, limit: int) -> list[Match]:
         level = query.level
-        where, params = self._where(tenant, query)
+        where, params = self._where(view, query)
         columns = [
             "s.study_uid",
             "s.doc",
@@ -273,9 +274,10 @@ class SqlIndex(Generic[D]):
             rows = cur.execute(sql, [*params, limit, query.offset]).fetchall()
         return [_match(level, row) for row in rows]
 
-    def _where(self, tenant: str, query: Query) -> tuple[str, list[Any]]:
+    def _where(self, view: View, query: Query) -> tuple[str, list[Any]]:
         alias = ALIASES[query.level]
-        clauses, params = [f"{alias}.tenant = ?"], [tenant]
+        clauses, params = [f"{alias}.tenant = ?"], [view.tenant]
+        self._restrict(view, clauses, params)
         if query.study_uid is not None:
             clauses.append("s.study_uid = ?")
             params.append(query.study_uid)
@@ -289,29 +291,31 @@ class SqlIndex(Generic[D]):
                 params.extend(fragment.params)
         return " AND ".join(clauses), params
 
-    def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
+    def _restrict(self, view: View, clauses: list[str], params: list[Any]) -> None:
+        """Add the view's study condition, when it has one, to a WHERE over ``s``."""
+        if view.studies is not None:
+            clause, values = self.syntax.one_of("s.study_uid", view.studies)
+            clauses.append(clause)
+            params.extend(values)
+
+    def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
+        where, params = self._scope(view, study_uid, series_uid, None)
+        if series_uid is None:
+            sql = f"SELECT s.version FROM studies s WHERE {where}"
+        else:
+            sql = f"SELECT se.version FROM {LEVEL_FROM[Level.SERIES]} WHERE {where}"
         with self.database.read() as cur:
-            if series_uid is None:
-                row = cur.execute(
-                    "SELECT version FROM studies WHERE tenant = ? AND study_uid = ?",
-                    (tenant, study_uid),
-                ).fetchone()
-            else:
-                row = cur.execute(
-                    "SELECT se.version FROM series se JOIN studies s ON s.id = se.study_pk "
-                    "WHERE se.tenant = ? AND se.series_uid = ? AND s.study_uid = ?",
-                    (tenant, series_uid, study_uid),
-                ).fetchone()
+            row = cur.execute(sql, params).fetchone()
         return str(row[0]) if row else None
 
     def instance_docs(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> list[bytes]:
-        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        where, params = self._scope(view, study_uid, series_uid, sop_uid)
         with self.database.read() as cur:
             rows = cur.execute(
                 f"SELECT i.doc FROM {INSTANCE_FROM} WHERE {where} "
@@ -322,12 +326,12 @@ class SqlIndex(Generic[D]):
 
     def instances(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> list[StoredInstance]:
-        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        where, params = self._scope(view, study_uid, series_uid, sop_uid)
         with self.database.read() as cur:
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM {INSTANCE_FROM} WHERE {where} "
@@ -353,15 +357,16 @@ class SqlIndex(Generic[D]):
             ).fetchall()
         return [StoredInstance(*row) for row in rows]
 
-    @staticmethod
     def _scope(
-        tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, view: View, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> tuple[str, list[Any]]:
         """The WHERE of one study, series or instance. The tenant is repeated on every level
         named, each beside its UID: the unique (tenant, UID) indexes then lead the plan. With
         the tenant on the instances alone, SQLite (no statistics) scanned every instance of
         the tenant for a series' metadata (80 ms at 10,000 instances instead of 1 ms)."""
+        tenant = view.tenant
         clauses, params = ["s.tenant = ?", "s.study_uid = ?"], [tenant, study_uid]
+        self._restrict(view, clauses, params)
         if series_uid is not None:
             clauses += ["se.tenant = ?", "se.series_uid = ?"]
             params += [tenant, series_uid]
@@ -374,19 +379,19 @@ class SqlIndex(Generic[D]):
 
     def remove(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> Removed:
-        return self.database.retrying(lambda: self._remove(tenant, study_uid, series_uid, sop_uid))
+        return self.database.retrying(lambda: self._remove(view, study_uid, series_uid, sop_uid))
 
     def _remove(
-        self, tenant: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, view: View, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> Removed:
-        where, params = self._scope(tenant, study_uid, series_uid, sop_uid)
+        where, params = self._scope(view, study_uid, series_uid, sop_uid)
         with self.database.transaction() as cur:
-            self._lock_study(cur, tenant, study_uid)
+            self._lock_study(cur, view.tenant, study_uid)
             rows = cur.execute(
                 f"SELECT {INSTANCE_COLUMNS}, i.id, se.id, s.id, se.version, s.version "
                 f"FROM {INSTANCE_FROM} WHERE {where}",

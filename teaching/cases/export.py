@@ -27,8 +27,6 @@ from teaching.deid import DeidOptions, deidentify, deployment_key, remap_uid
 
 log = logging.getLogger(__name__)
 
-PENDING_PREFIX = "_pending"
-
 
 class ExportFailed(Exception):
     """A clinical instance could not be turned into a teaching copy (names the instance)."""
@@ -44,12 +42,6 @@ class Export:
     uid_pairs: set[tuple[str, str]] = field(default_factory=set)
     sop_uids: dict[str, str] = field(default_factory=dict)
     """Clinical SOP Instance UID -> teaching SOP Instance UID of every exported instance."""
-
-
-def pending_key(tenant: str, sop_uid: str) -> str:
-    """Where a flagged copy waits for review; outside every archive key (those start with a
-    tenant name, which never starts with an underscore)."""
-    return f"{PENDING_PREFIX}/{tenant}/{sop_uid}.dcm"
 
 
 def encode(dataset: Dataset) -> bytes:
@@ -118,8 +110,7 @@ class Exporter:
         teaching_sop = str(copy.SOPInstanceUID)
         key = None
         if flagged:
-            key = pending_key(self.teaching.tenant, teaching_sop)
-            self.teaching.blobs.put(key, io.BytesIO(data), len(data))
+            key = self.teaching.hold(teaching_sop, data)
         else:
             self.store(data)
         made = TeachingInstance(

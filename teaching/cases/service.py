@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.archive import Archive, IngestResult
+from storage.archive import Archive, IngestOutcome, IngestResult
 from storage.errors import NotFound
-from storage.records import StoredInstance
+from storage.records import AddOutcome, StoredInstance
 from teaching.cases.codes import KEY_OBJECT_SELECTION_CLASS
 from teaching.cases.errors import CaseNotFound, Conflict, InvalidField
 from teaching.cases.export import Exporter, ExportFailed, encode, read_dataset
@@ -155,10 +155,14 @@ class CaseService:
 
     # -- KOS "For Teaching File Export" (IHE TCE) ----------------------------------------
 
-    def intake(self, archive: Archive, result: IngestResult) -> None:
-        """Called for every instance newly stored in the clinical archive: a teaching-file
-        KOS becomes a draft case per study it references."""
-        if result.sop_class_uid != KEY_OBJECT_SELECTION_CLASS:
+    def intake(self, archive: Archive, result: IngestOutcome) -> None:
+        """An ingest observer of the clinical archive: a teaching-file KOS newly stored
+        becomes a draft case per study it references (anything else is ignored)."""
+        if (
+            not isinstance(result, IngestResult)
+            or result.outcome is not AddOutcome.STORED
+            or result.sop_class_uid != KEY_OBJECT_SELECTION_CLASS
+        ):
             return
         (stored,) = archive.instances(result.study_uid, result.series_uid, result.sop_uid)
         request = teaching_file_request(read_dataset(archive.read(stored)))
@@ -271,7 +275,7 @@ class CaseService:
         teaching = self.teaching.with_tenant(tenant)
         for inst in unused:
             if inst.pending_key is not None:
-                teaching.blobs.delete(inst.pending_key)
+                teaching.release(inst.pending_key)
                 continue
             with contextlib.suppress(NotFound):
                 teaching.delete(inst.study_uid, inst.series_uid, inst.sop_uid)
@@ -288,7 +292,7 @@ class CaseService:
         if inst.review is not PixelReview.PENDING or inst.pending_key is None:
             raise Conflict(f"instance {sop_uid} is not awaiting review ({inst.review.value})")
         exporter = self.exporter(tenant)
-        data = exporter.teaching.blobs.get(inst.pending_key)
+        data = exporter.teaching.held(inst.pending_key)
         if body.action == "blank":
             data = self._blanked(data, body)
             decision = PixelReview.BLANKED
@@ -301,7 +305,7 @@ class CaseService:
         except ExportFailed as exc:
             raise Conflict(str(exc)) from exc
         self.store.set_review(tenant, sop_uid, decision)
-        exporter.teaching.blobs.delete(inst.pending_key)
+        exporter.teaching.release(inst.pending_key)
         return self.get(tenant, case_id)
 
     @staticmethod

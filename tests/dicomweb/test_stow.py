@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
+from storage.stores import Stores
+from tests.apps import served
 from tests.conftest import make_instance, multipart_body, stow, to_bytes
 
 DICOM_JSON = "application/dicom+json"
@@ -58,21 +58,19 @@ def test_instance_of_another_study_than_the_url_is_refused_with_0xA900(
     assert response.json()["00081198"]["Value"][0]["00081155"]["Value"] == [str(ds.SOPInstanceUID)]
 
 
-def test_storing_the_same_instance_twice_is_idempotent(
-    client: TestClient, archive: Archive
-) -> None:
+def test_storing_the_same_instance_twice_is_idempotent(client: TestClient, stores: Stores) -> None:
     data = to_bytes(make_instance())
     assert stow(client, [data]).status_code == 200
     again = stow(client, [data, data])
     assert again.status_code == 200
     assert len(again.json()["00081199"]["Value"]) == 2
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
     assert client.get("/dicomweb/instances").json().__len__() == 1
 
 
 def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first(
     client: TestClient,
-    archive: Archive,
+    stores: Stores,
 ) -> None:
     first = make_instance(sop_uid="1.2.3.99", patient_name="FIRST^COPY")
     second = make_instance(
@@ -85,7 +83,7 @@ def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first
     response = stow(client, [to_bytes(second)])
     assert response.status_code == 409
     assert _failures(response) == [0x0111]
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
     (doc,) = client.get("/dicomweb/instances").json()
     assert doc["00100010"]["Value"] == [{"Alphabetic": "FIRST^COPY"}]
 
@@ -135,7 +133,7 @@ def test_boundary_may_be_quoted_or_not(client: TestClient) -> None:
 
 
 def test_a_body_cut_inside_a_part_stores_the_complete_parts_only(
-    client: TestClient, archive: Archive
+    client: TestClient, stores: Stores
 ) -> None:
     first, second = make_instance(), make_instance()
     body, content_type = multipart_body([to_bytes(first), to_bytes(second)])
@@ -144,13 +142,13 @@ def test_a_body_cut_inside_a_part_stores_the_complete_parts_only(
     assert response.status_code == 202
     assert _failures(response) == [0xC000]
     assert len(client.get("/dicomweb/instances").json()) == 1
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
 
 
-def test_a_body_over_the_limit_is_413(settings: Settings, archive: Archive) -> None:
+def test_a_body_over_the_limit_is_413(settings: Settings, stores: Stores) -> None:
     body, content_type = multipart_body([to_bytes(make_instance())])
     small = settings.model_copy(update={"max_request_bytes": 100})
-    with TestClient(create_app(small, archive)) as client:
+    with served(small, stores=stores) as client:
         response = client.post(
             "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
         )

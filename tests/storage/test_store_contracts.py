@@ -30,7 +30,8 @@ from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
 from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch
 from storage.query import Query, condition
-from storage.records import AddOutcome, Match
+from storage.records import AddOutcome, Match, View
+from storage.stores import Stores
 from tests.backends import (
     MOTO,
     REDIS_URL,
@@ -40,6 +41,7 @@ from tests.backends import (
     postgres_schema,
     redis_prefix,
     s3_bucket,
+    stores_for,
 )
 from tests.conftest import make_instance, to_bytes
 
@@ -407,10 +409,15 @@ def test_redis_outage_degrades_to_misses_with_one_warning_and_recovers(
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    """An archive over the index under test (folder blobs, memory cache)."""
-    with archive_for(f"{request.param}-memory-folder", tmp_path) as store:
-        yield store
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """The index under test, with folder blobs and a memory cache."""
+    with stores_for(f"{request.param}-memory-folder", tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def archive(stores: Stores) -> Archive:
+    return Archive(stores)
 
 
 def _ingest(archive: Archive, ds: Dataset) -> Any:
@@ -427,7 +434,9 @@ def _query(level: Level, *, fuzzy: bool = False, **keys: str) -> Query:
     return Query(level, conditions, fuzzy=fuzzy)
 
 
-def test_index_add_identical_duplicate_and_conflicting_instances(archive: Archive) -> None:
+def test_index_add_identical_duplicate_and_conflicting_instances(
+    archive: Archive, stores: Stores
+) -> None:
     ds = make_instance()
     assert _ingest(archive, ds).outcome is AddOutcome.STORED
     assert _ingest(archive, ds).outcome is AddOutcome.ALREADY_PRESENT
@@ -440,19 +449,19 @@ def test_index_add_identical_duplicate_and_conflicting_instances(archive: Archiv
     elsewhere = make_instance(series_uid=ds.SeriesInstanceUID)
     with pytest.raises(IdentityMismatch):
         _ingest(archive, elsewhere)
-    assert archive.index.find_instance(archive.tenant, elsewhere.SOPInstanceUID) is None
+    assert stores.index.find_instance(archive.tenant, elsewhere.SOPInstanceUID) is None
     row = _study_row(archive, ds.StudyInstanceUID)
     assert row.computed[0x00201208] == 1
     # The direct index contract gives the same answers as the archive on top of it.
-    stored = archive.index.find_instance(archive.tenant, ds.SOPInstanceUID)
+    stored = stores.index.find_instance(archive.tenant, ds.SOPInstanceUID)
     assert stored is not None
     assert stored.study_uid == ds.StudyInstanceUID
     assert stored.sha256
-    assert archive.index.find_instance("elsewhere", ds.SOPInstanceUID) is None
+    assert stores.index.find_instance("elsewhere", ds.SOPInstanceUID) is None
 
 
-def test_index_versions_change_on_every_add_and_remove(archive: Archive) -> None:
-    index, tenant = archive.index, archive.tenant
+def test_index_versions_change_on_every_add_and_remove(archive: Archive, stores: Stores) -> None:
+    index, tenant = stores.index, View(archive.tenant)
     study, series = generate_uid(), generate_uid()
     assert index.version(tenant, study) is None
     first = make_instance(study_uid=study, series_uid=series, instance_number=1)
@@ -475,8 +484,8 @@ def test_index_versions_change_on_every_add_and_remove(archive: Archive) -> None
     assert index.version(tenant, study, series) != v2_series
 
 
-def test_index_remove_cascades_counters_and_empty_parents(archive: Archive) -> None:
-    index, tenant = archive.index, archive.tenant
+def test_index_remove_cascades_counters_and_empty_parents(archive: Archive, stores: Stores) -> None:
+    index, tenant = stores.index, View(archive.tenant)
     study = generate_uid()
     ct, mr = generate_uid(), generate_uid()
     ct_instances = [
@@ -511,7 +520,9 @@ def test_index_remove_cascades_counters_and_empty_parents(archive: Archive) -> N
     assert _study_row(archive, study).computed[0x00201208] == 1
 
 
-def test_index_docs_and_instances_come_in_series_then_instance_order(archive: Archive) -> None:
+def test_index_docs_and_instances_come_in_series_then_instance_order(
+    archive: Archive, stores: Stores
+) -> None:
     study = generate_uid()
     series = [generate_uid() for _ in range(3)]
     plan = [(series[1], 2, 2), (series[0], 1, None), (series[1], 2, 1), (series[2], None, 5)]
@@ -526,11 +537,11 @@ def test_index_docs_and_instances_come_in_series_then_instance_order(archive: Ar
         else:
             ds.InstanceNumber = instance_number
         _ingest(archive, ds)
-    found = archive.index.instances(archive.tenant, study)
+    found = stores.index.instances(View(archive.tenant), study)
     assert [i.series_uid for i in found] == [series[2], series[0], series[1], series[1]]
-    docs = archive.index.instance_docs(archive.tenant, study)
+    docs = stores.index.instance_docs(View(archive.tenant), study)
     assert [d for d in docs] == [
-        archive.index.instance_docs(archive.tenant, study, i.series_uid, i.sop_uid)[0]
+        stores.index.instance_docs(View(archive.tenant), study, i.series_uid, i.sop_uid)[0]
         for i in found
     ]
     matches = archive.query(Query(Level.SERIES, study_uid=study), limit=10)
