@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -106,64 +108,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, *, workers: int = 1) -> int:
-    """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it: the
-    listener starts before HTTP and stops after it, on its own view of the same stores.
+    """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it,
+    both over this process's deployment: the listener starts before HTTP and stops after it.
 
     With ``workers`` > 1, uvicorn runs that many processes on the one port; this process
-    supervises them and keeps the single DIMSE listener. Workers rebuild the same settings
-    from the environment (every resolved value is exported), and share metrics through a
-    folder that lives as long as the server.
-
-    The DIMSE listener records what it serves in the same audit log as HTTP (the clinical
-    index's database), opened and closed with its stores."""
+    supervises them and keeps the single DIMSE listener. Each worker opens its own deployment
+    from the same settings (every resolved value is exported to it), and all of them,
+    this one included, write metrics to one folder that lives as long as the server."""
     import uvicorn
 
-    from radcase_pacs.app import build_archive, build_audit_log, create_app
+    from radcase_pacs.app import create_app
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.dimse.server import DimseServer
-    from radcase_pacs.teaching_layer import build_case_service, with_intake
 
-    dimse = None
-    if settings.dimse_port:
-        dimse_archive = build_archive(settings)
-        cases = build_case_service(settings, dimse_archive)
-        audit = build_audit_log(settings)
-        audit.open()
-        dimse_archive.open()
-        cases.open()
-        dimse = DimseServer(settings, with_intake(dimse_archive, cases), audit=audit)
-        try:
-            dimse.start()
-        except OSError as exc:
-            cases.close()
-            dimse_archive.close()
-            audit.close()
-            print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
-            return 1
-    options = {
+    options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.http_port,
         "log_level": settings.log_level.lower(),
         "proxy_headers": False,
     }
-    try:
+    with contextlib.ExitStack() as stack:
         if workers > 1:
-            with tempfile.TemporaryDirectory(prefix="radcase-metrics-") as metrics_dir:
-                os.environ.update(settings_environment(settings))
-                os.environ[MULTIPROCESS_ENV] = metrics_dir
-                uvicorn.run(
-                    "radcase_pacs.app:app_from_environment",
-                    factory=True,
-                    workers=workers,
-                    **options,
-                )
+            metrics_dir = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="radcase-metrics-")
+            )
+            os.environ.update(settings_environment(settings))
+            os.environ[MULTIPROCESS_ENV] = metrics_dir
+        deployment = stack.enter_context(open_deployment(settings))
+        if settings.dimse_port:
+            dimse = DimseServer(settings, deployment.clinical, audit=deployment.audit)
+            try:
+                dimse.start()
+            except OSError as exc:
+                print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
+                return 1
+            stack.callback(dimse.stop)
+        if workers > 1:
+            uvicorn.run(
+                "radcase_pacs.app:app_from_environment", factory=True, workers=workers, **options
+            )
         else:
-            uvicorn.run(create_app(settings), **options)
-    finally:
-        if dimse is not None:
-            dimse.stop()
-            cases.close()
-            dimse.archive.close()
-            audit.close()
+            uvicorn.run(create_app(deployment), **options)
     return 0
 
 
@@ -178,19 +163,17 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
-    from radcase_pacs.app import build_archive
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.importer import import_paths
 
     missing = [p for p in paths if not p.exists()]
     if missing:
         print(f"radcase-pacs: no such file or folder: {missing[0]}", file=sys.stderr)
         return 2
-    archive = build_archive(settings)
-    archive.open()
-    try:
-        summary = import_paths(archive, paths, progress=progress)
-    finally:
-        archive.close()
+    with open_deployment(settings) as deployment:
+        summary = import_paths(
+            deployment.clinical, paths, progress=progress, audit=deployment.audit
+        )
     summary.report(sys.stdout)
     return 1 if summary.failed else 0
 
@@ -198,31 +181,29 @@ def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from radcase_pacs.app import build_archive
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.migrate import migrate
     from radcase_pacs.settings import file_settings
 
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
     try:
-        source = build_archive(file_settings(args.source))
-        target = build_archive(file_settings(args.target))
+        source_settings = file_settings(args.source)
+        target_settings = file_settings(args.target)
     except (ValidationError, ValueError, OSError) as exc:
         print(f"radcase-pacs: invalid settings: {exc}", file=sys.stderr)
         return 2
-    source.open()
-    target.open()
-    try:
-        with tqdm(unit=" instances", disable=args.no_progress) as bar:
-            report = migrate(
-                source,
-                target,
-                workers=max(1, args.workers),
-                verify_only=args.verify_only,
-                on_instance=lambda: bar.update(),
-            )
-    finally:
-        target.close()
-        source.close()
+    with (
+        open_deployment(source_settings) as source,
+        open_deployment(target_settings) as target,
+        tqdm(unit=" instances", disable=args.no_progress) as bar,
+    ):
+        report = migrate(
+            source.archive,
+            target.archive,
+            workers=max(1, args.workers),
+            verify_only=args.verify_only,
+            on_instance=lambda: bar.update(),
+        )
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1

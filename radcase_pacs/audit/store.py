@@ -40,6 +40,7 @@ class Action(StrEnum):
     DIMSE_FIND = "dimse.find"
     DIMSE_MOVE = "dimse.move"
     DIMSE_GET = "dimse.get"
+    IMPORT_STORE = "import.store"
     AUTH_LOGIN = "auth.login"
     AUTH_LOGIN_FAILED = "auth.login_failed"
     AUTH_LOGOUT = "auth.logout"
@@ -54,6 +55,7 @@ class Action(StrEnum):
 class Channel(StrEnum):
     HTTP = "http"
     DIMSE = "dimse"
+    CLI = "cli"
 
 
 def now() -> datetime:

@@ -1,5 +1,6 @@
-"""The auth layer as the app assembles it: the user store in the clinical index database,
-sessions in the clinical cache, the first admin on an empty deployment."""
+"""The auth layer as the deployment assembles it: the user store in the clinical index
+database, sessions and login counters in a cache of their own, the first admin on an empty
+deployment."""
 
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ class AuthLayer:
         return self.settings.tenant if self.settings.auth == "off" else None
 
     def open(self) -> None:
-        """Open the user store (the cache is the clinical archive's, opened with it) and, on
-        a deployment without users, create the first admin."""
+        """Open the user store and the session cache and, on a deployment without users,
+        create the first admin."""
+        self.cache.open()
         self.users.open()
         self.users.ensure_institution(self.settings.tenant)
         if self.open_tenant is None:
@@ -58,6 +60,7 @@ class AuthLayer:
 
     def close(self) -> None:
         self.users.close()
+        self.cache.close()
 
     def create_first_admin(self) -> None:
         """The password comes from ``admin_password`` (RADCASE_ADMIN_PASSWORD) or is

@@ -28,7 +28,6 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 import radcase_pacs.audit.store as audit_store
-from radcase_pacs.app import create_app
 from radcase_pacs.audit.api import audit_router
 from radcase_pacs.audit.middleware import AuditMiddleware
 from radcase_pacs.audit.store import AuditEntry, AuditLog
@@ -38,7 +37,9 @@ from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.database.base import Database
 from storage.errors import BackendFailure, NotFound
+from storage.stores import Stores
 from storage.urls import open_database
+from tests.apps import served
 from tests.conftest import free_port, make_instance, multipart_body, stow, to_bytes
 
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
@@ -291,7 +292,9 @@ def stored_study(archive: Archive) -> Dataset:
     return ds
 
 
-def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archive: Archive) -> None:
+def test_every_clinical_route_kind_gets_one_entry(
+    app_settings: Settings, archive: Archive, stores: Stores
+) -> None:
     ds = stored_study(archive)
     study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
     s, se, i = "/dicomweb/studies/{study}", "/series/{series}", "/instances/{instance}"
@@ -353,8 +356,8 @@ def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archiv
         ("PUT", f"/dicomweb/studies/{study}", "clinical.other", s, study),
         ("DELETE", f"/dicomweb/studies/{other}", "clinical.delete", s, other),
     ]
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
         log: AuditLog = app.state.audit
         for count, (method, url, action, route, study_uid) in enumerate(cases, start=1):
             client.request(method, url)
@@ -390,10 +393,10 @@ def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archiv
 
 
 def test_the_teaching_root_the_api_and_health_are_not_clinical(
-    app_settings: Settings, archive: Archive
+    app_settings: Settings, stores: Stores
 ) -> None:
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
         assert client.get("/teaching/dicomweb/studies").status_code == 200
         assert client.get("/teaching/dicomweb/studies/1.2.3/metadata").status_code == 404
         assert client.get("/api/cases").status_code == 200
@@ -403,11 +406,11 @@ def test_the_teaching_root_the_api_and_health_are_not_clinical(
 
 
 def test_a_failing_audit_log_refuses_clinical_requests_and_stores_nothing(
-    app_settings: Settings, archive: Archive, monkeypatch: pytest.MonkeyPatch
+    app_settings: Settings, archive: Archive, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = stored_study(archive)
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
 
         def fail(entry: AuditEntry) -> None:
             raise BackendFailure("audit database down")
@@ -425,12 +428,12 @@ def test_a_failing_audit_log_refuses_clinical_requests_and_stores_nothing(
 
 
 def test_a_closed_postgres_audit_log_refuses_clinical_requests(
-    tmp_path: Path, postgres_url: str, archive: Archive
+    tmp_path: Path, postgres_url: str, archive: Archive, stores: Stores
 ) -> None:
     ds = stored_study(archive)
     settings = Settings(data_dir=tmp_path / "data", index_url=postgres_url)
-    app = create_app(settings, archive)
-    with TestClient(app) as client:
+    with served(settings, stores=stores) as client:
+        app: Any = client.app
         url = f"/dicomweb/studies/{ds.StudyInstanceUID}/metadata"
         assert client.get(url).status_code == 200
         assert app.state.audit.search(None, limit=1)[0] == 1  # kept in PostgreSQL
