@@ -20,6 +20,7 @@ from datetime import datetime
 
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
+from radcase_pacs.auth.users import UserStore
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
@@ -80,6 +81,16 @@ def teaching_stores(settings: Settings) -> Stores:
     )
 
 
+def auth_layer(settings: Settings) -> AuthLayer:
+    """Users in the clinical index's database; sessions and login counters in a cache
+    namespace of their own, so that no key the archive makes can meet one of theirs (not
+    opened). ``radcase-pacs user`` reaches the very sessions the server checks through it."""
+    users = UserStore(
+        open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
+    )
+    return AuthLayer(settings, users, open_cache(namespaced_url(settings.cache_url, "auth")))
+
+
 @contextmanager
 def open_deployment(
     settings: Settings,
@@ -108,9 +119,7 @@ def open_deployment(
             stack.callback(measured.close)
         base = Archive(measured, tenant=settings.tenant)
 
-        # Sessions and login counters in a cache namespace of their own: no key the
-        # archive makes can meet one of theirs.
-        auth = AuthLayer.build(settings, open_cache(namespaced_url(settings.cache_url, "auth")))
+        auth = auth_layer(settings)
         auth.open()
         stack.callback(auth.close)
 

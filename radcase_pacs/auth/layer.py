@@ -17,7 +17,6 @@ from radcase_pacs.auth.sessions import LoginThrottle, Sessions
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.settings import Settings
 from storage.cache.base import Cache
-from storage.urls import open_database
 
 FIRST_ADMIN = "admin"
 
@@ -36,13 +35,6 @@ class AuthLayer:
             check_registry=settings.cache_url.startswith("memory:"),
         )
         self.authenticator = Authenticator(self.sessions, users)
-
-    @classmethod
-    def build(cls, settings: Settings, cache: Cache) -> AuthLayer:
-        users = UserStore(
-            open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
-        )
-        return cls(settings, users, cache)
 
     @property
     def open_tenant(self) -> str | None:

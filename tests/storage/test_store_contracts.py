@@ -28,7 +28,7 @@ from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
-from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch
+from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch, NotFound
 from storage.query import Query, condition
 from storage.records import AddOutcome, Match, View
 from storage.stores import Stores
@@ -546,6 +546,43 @@ def test_index_docs_and_instances_come_in_series_then_instance_order(
     ]
     matches = archive.query(Query(Level.SERIES, study_uid=study), limit=10)
     assert [m.series_uid for m in matches] == [series[2], series[0], series[1]]
+
+
+def test_a_restricted_view_sees_its_studies_only_on_every_read(archive: Archive) -> None:
+    """What a learner's view of the teaching collection rests on: outside its studies the
+    archive answers every read as for a study that does not exist, and a set of thousands
+    of studies is still one condition (more UIDs than a statement may carry parameters)."""
+    shown, hidden = make_instance(), make_instance()
+    for ds in (shown, hidden):
+        _ingest(archive, ds)
+    decoys = frozenset(generate_uid() for _ in range(40_000))
+    view = archive.restricted_to(decoys | {shown.StudyInstanceUID})
+    assert (
+        view.restricted_to(frozenset({hidden.StudyInstanceUID})).query(Query(Level.STUDY), limit=10)
+        == []
+    )  # narrowing a view never widens it
+
+    for level in (Level.STUDY, Level.SERIES, Level.INSTANCE):
+        found = view.query(Query(level), limit=10)
+        assert {m.study_uid for m in found} == {shown.StudyInstanceUID}, level
+    assert view.query(Query(Level.SERIES, study_uid=hidden.StudyInstanceUID), limit=10) == []
+    assert view.version(shown.StudyInstanceUID)
+    uids = (hidden.StudyInstanceUID, hidden.SeriesInstanceUID, hidden.SOPInstanceUID)
+    reads = [
+        lambda: view.version(uids[0]),
+        lambda: view.version(uids[0], uids[1]),
+        lambda: view.metadata(uids[0]),
+        lambda: view.metadata(*uids),
+        lambda: view.instances(uids[0]),
+        lambda: view.frames(*uids, [1]),
+        lambda: view.delete(uids[0]),
+    ]
+    for read in reads:
+        with pytest.raises(NotFound):
+            read()
+    assert archive.instances(uids[0])  # the unrestricted view still has it: nothing deleted
+    empty = archive.restricted_to(frozenset())
+    assert empty.query(Query(Level.STUDY), limit=10) == []
 
 
 def test_index_concurrent_adds_into_one_new_study_lose_nothing(archive: Archive) -> None:
