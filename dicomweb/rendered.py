@@ -15,7 +15,6 @@ Representations, by the number of images a target holds:
 
 The default media type is image/jpeg; image/png and image/gif are offered too (Table 8.7.4-1);
 ranges carrying a transfer-syntax are skipped (§8.7.4 forbids it on rendered media types).
-
 """
 
 from __future__ import annotations
