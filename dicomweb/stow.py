@@ -31,7 +31,7 @@ from dicomweb.multipart import (
     TruncatedPart,
     boundary_from_content_type,
 )
-from dicomweb.wado import acceptables, path_uids
+from dicomweb.requests import acceptables, path_uids
 from storage.archive import Archive, IngestResult
 from storage.errors import BackendFailure, InstanceRejected, OutOfResources
 from storage.instance_json import dumps

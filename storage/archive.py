@@ -221,6 +221,7 @@ class Archive:
             frames_syntax=pixel.frames_transfer_syntax if pixel is not None else None,
             frames_problem=pixel.problem if pixel is not None else None,
             bulk=p.bulk_table,
+            decode_problem=p.decode_problem,
         )
 
     def _write_blobs(self, p: Prepared, record: InstanceRecord) -> None:

@@ -49,6 +49,11 @@ class InstanceRecord:
     frames_syntax: str | None
     frames_problem: str | None
     bulk: bytes | None
+    decode_problem: str | None = None
+    """Why the pixel data does not decode although a decoder for its syntax is installed
+    (found at ingest on the first frame, see :func:`storage.transcode.first_frame_problem`);
+    None when it decodes, when nothing needs decoding, or for rows stored before this was
+    recorded (then the syntax alone decides, as it did)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class StoredInstance:
     frames_syntax: str | None
     frames_problem: str | None
     bulk: bytes | None
+    decode_problem: str | None = None
+    """Why the pixel data does not decode although a decoder for its syntax is installed
+    (found at ingest on the first frame, see :func:`storage.transcode.first_frame_problem`);
+    None when it decodes, when nothing needs decoding, or for rows stored before this was
+    recorded (then the syntax alone decides, as it did)."""
 
 
 @dataclass(frozen=True, slots=True)

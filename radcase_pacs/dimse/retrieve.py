@@ -10,6 +10,7 @@ the choice of transfer syntax to the presentation contexts).
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from pynetdicom.presentation import PresentationContext
 from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, query_level
 from storage.archive import Archive
 from storage.attributes import BY_KEYWORD, Level
-from storage.errors import InvalidQuery, NotFound
+from storage.errors import InvalidQuery, NotFound, Unavailable
 from storage.query import Condition, Query, condition
 from storage.records import StoredInstance
-from storage.transcode import can_transcode, to_explicit_little_endian
+from storage.transcode import to_explicit_little_endian, transcode_problem
+
+log = logging.getLogger(__name__)
 
 # pynetdicom reports sub-operation counts as US (PS3.7 Table 9.3-x): at most 65535.
 MAX_SUB_OPERATIONS = 65535
@@ -110,15 +113,24 @@ class Accepted:
 
 def dataset_to_send(archive: Archive, instance: StoredInstance, accepted: Accepted) -> Dataset:
     """The instance in its stored syntax when the receiver takes it (pynetdicom converts
-    between the uncompressed little-endian syntaxes itself), else decompressed."""
+    between the uncompressed little-endian syntaxes itself), else decompressed.
+
+    An instance that cannot be decompressed (no decoder, or pixel data that does not decode:
+    recorded at ingest, or found now) goes as stored: pynetdicom finds no context for it and
+    counts that one C-STORE sub-operation as failed, and the others go on (PS3.4 C.4.2.3.1,
+    C.4.3.3.1: the final status then reports the failures)."""
     data = archive.read(instance)
     stored = UID(instance.transfer_syntax)
     sop_class = instance.sop_class_uid
     uncompressed_ok = accepted.takes_uncompressed(sop_class)
     convertible = stored.is_little_endian and not stored.is_compressed
     as_stored = accepted.takes(sop_class, stored) or (convertible and uncompressed_ok)
-    if not as_stored and uncompressed_ok and can_transcode(stored, str(ExplicitVRLittleEndian)):
-        data = to_explicit_little_endian(data)
+    target = str(ExplicitVRLittleEndian)
+    if not as_stored and uncompressed_ok and transcode_problem(instance, target) is None:
+        try:
+            data = to_explicit_little_endian(data)
+        except Unavailable as exc:
+            log.warning("instance %s goes as stored: %s", instance.sop_uid, exc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(io.BytesIO(data), force=True)

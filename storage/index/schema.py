@@ -86,6 +86,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_study ON instances (study_pk)",
         "CREATE INDEX instances_sop_class ON instances (tenant, sop_class_uid)",
     ],
+    # Whether an instance's pixel data decodes, found at ingest, so that a retrieve asking
+    # for another transfer syntax decides before its status line. Existing rows get NULL:
+    # decided by their transfer syntax alone, as before.
+    [
+        "ALTER TABLE instances ADD COLUMN decode_problem TEXT",
+    ],
 ]
 
 
@@ -180,4 +186,5 @@ POSTGRES_MIGRATIONS: dict[int, list[str]] = {
         END
         $$""",
     ],
+    2: [_collate_c("instances", ("decode_problem",))],
 }

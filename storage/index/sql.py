@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -38,8 +39,10 @@ D = TypeVar("D", bound=Database)
 INSTANCE_COLUMNS = (
     "s.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.transfer_syntax, i.blob_key, "
     "i.blob_size, i.sha256, i.sidecar_key, i.number_of_frames, i.frames, i.frames_source, "
-    "i.frames_syntax, i.frames_problem, i.bulk"
+    "i.frames_syntax, i.frames_problem, i.bulk, i.decode_problem"
 )
+INSTANCE_WIDTH = len(fields(StoredInstance))
+"""How many of a row's leading columns are INSTANCE_COLUMNS."""
 INSTANCE_FROM = (
     "instances i JOIN series se ON se.id = i.series_pk JOIN studies s ON s.id = i.study_pk"
 )
@@ -206,6 +209,7 @@ class SqlIndex(Generic[D]):
             "frames_syntax": record.frames_syntax,
             "frames_problem": record.frames_problem,
             "bulk": record.bulk,
+            "decode_problem": record.decode_problem,
             "doc": record.instance_doc,
             "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -399,16 +403,21 @@ class SqlIndex(Generic[D]):
             ).fetchall()
             if not rows:
                 return Removed((), ())
-            stale = {Stamp(r[0], None, r[19]) for r in rows}
-            stale |= {Stamp(r[0], r[1], r[18]) for r in rows}
-            for chunk in _chunks([r[15] for r in rows], 500):
+            removed = tuple(StoredInstance(*r[:INSTANCE_WIDTH]) for r in rows)
+            # The columns after INSTANCE_COLUMNS, in the order selected above.
+            keys = [r[INSTANCE_WIDTH:] for r in rows]
+            stale = {Stamp(i.study_uid, None, k[4]) for i, k in zip(removed, keys, strict=True)}
+            stale |= {
+                Stamp(i.study_uid, i.series_uid, k[3]) for i, k in zip(removed, keys, strict=True)
+            }
+            for chunk in _chunks([k[0] for k in keys], 500):
                 marks = ", ".join("?" for _ in chunk)
                 cur.execute(f"DELETE FROM instances WHERE id IN ({marks})", chunk)
-            for series_pk in {r[16] for r in rows}:
+            for series_pk in {k[1] for k in keys}:
                 self._recount_series(cur, series_pk)
-            for study_pk in {r[17] for r in rows}:
+            for study_pk in {k[2] for k in keys}:
                 self._recount_study(cur, study_pk)
-        return Removed(tuple(StoredInstance(*r[:15]) for r in rows), tuple(stale))
+        return Removed(removed, tuple(stale))
 
     def _recount_series(self, cur: Cursor, series_pk: int) -> None:
         count = cur.execute(
