@@ -18,6 +18,7 @@ from tqdm import tqdm
 from storage.archive import Archive
 from storage.errors import ArchiveError, InstanceRejected
 from storage.records import AddOutcome
+from storage.statuses import dimse_status
 
 MEDIA_STORAGE_DIRECTORY = b"1.2.840.10008.1.3.10"
 
@@ -81,7 +82,7 @@ def import_paths(archive: Archive, paths: list[Path], *, progress: bool = True) 
             with path.open("rb") as handle:
                 result = archive.ingest(handle)
         except InstanceRejected as exc:
-            summary.failed.append((path, f"{exc.reason} (status 0x{exc.status:04X})"))
+            summary.failed.append((path, f"{exc.reason} (status 0x{dimse_status(exc):04X})"))
             continue
         except (ArchiveError, OSError) as exc:
             summary.failed.append((path, str(exc)))
