@@ -62,7 +62,7 @@ def association(event: evt.Event) -> str:
 
 
 def faults_logged(service: str, handler: Callable[[evt.Event], T]) -> Callable[[evt.Event], T]:
-    """``handler`` (C-ECHO, C-STORE), logging an unexpected exception with the association
+    """``handler`` (C-STORE), logging an unexpected exception with the association
     before pynetdicom answers it."""
 
     def handle(event: evt.Event) -> T:
