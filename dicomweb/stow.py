@@ -35,14 +35,12 @@ from dicomweb.requests import acceptables, path_uids
 from storage.archive import Archive, IngestResult
 from storage.errors import BackendFailure, InstanceRejected, OutOfResources
 from storage.instance_json import dumps
+from storage.statuses import DimseStatus, dimse_status
 
 log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
 
 
 @dataclass
@@ -97,20 +95,20 @@ def _ingest_part(
     try:
         problem = _part_is_dicom(part)
         if problem is not None:
-            outcome.fail(CANNOT_UNDERSTAND, problem)
+            outcome.fail(DimseStatus.CANNOT_UNDERSTAND, problem)
             return
         result = archive.ingest(part.body, expected_study_uid=study_uid)
         url = uri.instance_url(root, result.study_uid, result.series_uid, result.sop_uid)
         outcome.stored.append((result, url))
     except InstanceRejected as exc:
-        outcome.fail(exc.status, exc.reason, exc.sop_class_uid, exc.sop_instance_uid)
+        outcome.fail(dimse_status(exc), exc.reason, exc.sop_class_uid, exc.sop_instance_uid)
     except OutOfResources as exc:
         outcome.backend_failed = True
-        outcome.fail(OUT_OF_RESOURCES, str(exc))
+        outcome.fail(dimse_status(exc), str(exc))
     except BackendFailure as exc:
         log.error("store failed for a STOW-RS part: %s", exc)
         outcome.backend_failed = True
-        outcome.fail(PROCESSING_FAILURE, "the archive could not store this instance")
+        outcome.fail(dimse_status(exc), "the archive could not store this instance")
     finally:
         part.close()
 
@@ -144,7 +142,9 @@ async def store(request: Request) -> Response:
         except MultipartError as exc:
             if not outcome.stored and not outcome.failed:
                 raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
-            outcome.fail(CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}")
+            outcome.fail(
+                DimseStatus.CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}"
+            )
             truncated = None
     except ClientDisconnect:
         log.info("STOW-RS client disconnected after %d bytes", received)
@@ -153,7 +153,7 @@ async def store(request: Request) -> Response:
         reader.close()
     if isinstance(truncated, TruncatedPart):
         outcome.fail(
-            CANNOT_UNDERSTAND,
+            DimseStatus.CANNOT_UNDERSTAND,
             f"the body ended inside a part after "
             f"{truncated.received} bytes; that part was not stored",
         )

@@ -24,6 +24,7 @@ from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from storage.archive import Archive
 from storage.errors import ArchiveError, InstanceRejected
 from storage.records import AddOutcome
+from storage.statuses import dimse_status
 
 MEDIA_STORAGE_DIRECTORY = b"1.2.840.10008.1.3.10"
 
@@ -109,7 +110,7 @@ def import_paths(
             with path.open("rb") as handle:
                 result = archive.ingest(handle)
         except InstanceRejected as exc:
-            summary.failed.append((path, f"{exc.reason} (status 0x{exc.status:04X})"))
+            summary.failed.append((path, f"{exc.reason} (status 0x{dimse_status(exc):04X})"))
             continue
         except (ArchiveError, OSError) as exc:
             summary.failed.append((path, str(exc)))

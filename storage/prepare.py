@@ -23,12 +23,10 @@ from storage.dicomfile import ParsedInstance, UnreadableInstance, read_instance
 from storage.errors import ArchiveError, IdentityMismatch, UnreadableDataset
 from storage.pixels import PixelDescription, can_decode
 from storage.query import is_valid_uid
+from storage.statuses import DimseStatus
 from storage.transcode import first_frame_problem, needs_decoding
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-# PS3.4 Annex B.2.3 warning statuses, reported as STOW-RS WarningReason (PS3.18 §10.5.3).
-COERCION_OF_DATA_ELEMENTS = 0xB000
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xB007
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 
@@ -67,7 +65,7 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
         parsed = _parse(source)
         warnings.append(
             (
-                COERCION_OF_DATA_ELEMENTS,
+                DimseStatus.COERCION_OF_DATA_ELEMENTS,
                 "the data set had no PS3.10 File Meta Information; one was added (data set bytes "
                 "unchanged)",
             )
@@ -85,14 +83,14 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
     if stored_sop and stored_sop != sop_uid:
         warnings.append(
             (
-                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                DimseStatus.DATA_SET_DOES_NOT_MATCH_SOP_CLASS_WARNING,
                 f"MediaStorageSOPInstanceUID {stored_sop} differs from SOPInstanceUID",
             )
         )
     if parsed.pixel is not None and parsed.pixel.problem:
         warnings.append(
             (
-                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                DimseStatus.DATA_SET_DOES_NOT_MATCH_SOP_CLASS_WARNING,
                 f"frames cannot be served: {parsed.pixel.problem}",
             )
         )

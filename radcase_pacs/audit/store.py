@@ -5,9 +5,12 @@ log lives in the clinical index's database (its own table and version table), so
 deployment has nothing more to run or back up, and an installation that can serve clinical
 data can also audit it.
 
-:meth:`AuditLog.record` raises :class:`~storage.errors.BackendFailure` on any failure: the
-callers (the DICOMweb middleware, the DIMSE server, the auth and case code) refuse the
-request then, because serving PHI that the log does not show is worse than not serving it.
+:meth:`AuditLog.record` raises :class:`~storage.errors.BackendFailure` when the database does
+not take the entry (the database layer translates its driver's errors to that): the callers
+(the DICOMweb middleware, the DIMSE server, the auth and case code) refuse the request then,
+because serving PHI that the log does not show is worse than not serving it. Any other
+exception is a fault in our code, not an outage: it propagates with its traceback, and the
+request fails as a fault (500, or the DIMSE service's failure status), still unserved.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from typing import Any
 
 from radcase_pacs.audit.schema import DIALECT_MIGRATIONS, MIGRATIONS, VERSION_TABLE
 from storage.database.tables import Tables
-from storage.errors import BackendFailure
 
 
 class Action(StrEnum):
@@ -187,8 +189,8 @@ class AuditLog(Tables):
     dialect_migrations = DIALECT_MIGRATIONS
 
     def record(self, entry: AuditEntry) -> None:
-        """Append ``entry`` (its ``id`` is ignored); BackendFailure when it is not written,
-        whatever the reason."""
+        """Append ``entry`` (its ``id`` is ignored); BackendFailure when the database does not
+        take it."""
         values = (
             timestamp(entry.at),
             _clipped("tenant", entry.tenant),
@@ -210,12 +212,7 @@ class AuditLog(Tables):
                     values,
                 )
 
-        try:
-            self.db.retrying(insert)
-        except BackendFailure:
-            raise
-        except Exception as exc:  # anything else is still an entry not written
-            raise BackendFailure(f"the audit entry could not be written: {exc}") from exc
+        self.db.retrying(insert)
 
     def search(
         self, tenant: str | None, *, limit: int = 100, offset: int = 0, **filters: Any

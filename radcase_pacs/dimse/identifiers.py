@@ -9,6 +9,9 @@ patient attributes (the archive keeps patients on the study rows).
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +21,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pynetdicom import evt
 
 from storage.archive import Archive
 from storage.attributes import CATALOGUE, Kind, Level, QueryAttribute, visible_at
@@ -34,6 +38,18 @@ class Model(StrEnum):
 class InvalidIdentifier(ValueError):
     """An identifier that does not fit the information model (PS3.4 C.4.1.1.4: 0xA900
     Identifier does not match SOP Class); the message names the attribute."""
+
+
+class UnreadableIdentifier(Exception):
+    """An identifier whose bytes pydicom cannot decode (answered 0xC000: PS3.4 C.4.1.1.4,
+    C.4.2.1.5, C.4.3.1.4 "Unable to process")."""
+
+
+# What pydicom (and pynetdicom's inflating of a deflated identifier) raise on bytes that are
+# not a data set: OSError "No tag to read" for a sequence cut short, EOFError and
+# struct.error for a truncated header, ValueError for a value that cannot be converted,
+# zlib.error for deflated bytes that do not inflate.
+UNDECODABLE = (OSError, EOFError, ValueError, struct.error, zlib.error)
 
 
 QUERY_RETRIEVE_LEVEL = 0x00080052
@@ -79,6 +95,26 @@ class FindRequest:
     level: str
     query: Query
     return_keys: frozenset[int]
+
+
+def decoded_identifier(event: evt.Event) -> Dataset:
+    """The request's identifier with every element decoded now, nested ones included.
+
+    pydicom defers decoding until an element is read; decoding all of it here keeps the
+    peer's undecodable bytes (UnreadableIdentifier) apart from faults of the code that then
+    reads the identifier, which are ours and must not be answered as the peer's.
+    """
+    try:
+        identifier = event.identifier
+        with warnings.catch_warnings():
+            # pydicom warns of values invalid for their VR; matching refuses those itself,
+            # naming the key (0xA900), so they are not unreadable bytes.
+            warnings.simplefilter("ignore")
+            for _ in identifier.iterall():
+                pass
+    except UNDECODABLE as exc:
+        raise UnreadableIdentifier(f"cannot read the identifier: {exc}") from exc
+    return identifier
 
 
 def query_level(identifier: Dataset, model: Model) -> str:

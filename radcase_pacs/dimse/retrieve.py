@@ -45,24 +45,36 @@ _KEYS: dict[str, tuple[str, Level, tuple[str, ...]]] = {
 }
 
 
-def instances_to_retrieve(
-    archive: Archive, identifier: Dataset, model: Model
-) -> list[StoredInstance]:
-    """Every stored instance the identifier designates, in study/series/instance order."""
+@dataclass(frozen=True)
+class RetrieveRequest:
+    """A parsed retrieve identifier: the typed query and the unique key it names."""
+
+    keyword: str
+    query: Query
+
+
+def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
+    """The instances a retrieve identifier designates, as a query; InvalidIdentifier when
+    it does not name them as PS3.4 C.4.2.1.4 / C.4.3.1.3 ask."""
     keyword, storage_level, uppers = _KEYS[query_level(identifier, model)]
     conditions = [_unique_key(identifier, keyword)]
     conditions += [_unique_key(identifier, k) for k in uppers if _text(identifier, k)]
-    query = Query(level=storage_level, conditions=tuple(conditions))
+    return RetrieveRequest(keyword, Query(level=storage_level, conditions=tuple(conditions)))
+
+
+def instances_to_retrieve(archive: Archive, request: RetrieveRequest) -> list[StoredInstance]:
+    """Every stored instance the request designates, in study/series/instance order;
+    InvalidIdentifier when more match than a retrieve can count."""
     found: list[StoredInstance] = []
-    for match in archive.query(query, limit=MAX_SUB_OPERATIONS + 1):
+    for match in archive.query(request.query, limit=MAX_SUB_OPERATIONS + 1):
         try:
             found.extend(archive.instances(match.study_uid, match.series_uid, match.sop_uid))
         except NotFound:
             continue  # deleted since the query: nothing to send
         if len(found) > MAX_SUB_OPERATIONS:
             raise InvalidIdentifier(
-                f"{keyword}: more than {MAX_SUB_OPERATIONS} instances match; retrieve a "
-                "narrower level"
+                f"{request.keyword}: more than {MAX_SUB_OPERATIONS} instances match; retrieve "
+                "a narrower level"
             )
     return found
 

@@ -121,7 +121,7 @@ class CaseService:
         exporter = self.exporter(tenant)
         try:
             made = exporter.export(sources, lambda sop: self.store.teaching_instance(tenant, sop))
-        except ExportFailed as exc:
+        except ExportFailed as exc:  # the study's own content; our faults propagate (500)
             raise InvalidField(("study_instance_uid",), str(exc)) from exc
         mapped = []
         for index, key in enumerate(key_images):
