@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
@@ -37,10 +36,10 @@ from storage.pixels import DecodedFrame, PixelDescription, decode_frame, native_
 from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
 from storage.query import Query
 from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance
+from storage.tenants import is_valid_tenant
 
 log = logging.getLogger(__name__)
 
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
 METADATA_TTL = 24 * 3600.0
 # Frames are cached under the instance's content hash (an instance never changes, so the key
@@ -94,7 +93,7 @@ class Archive:
     _opened: list[bool] = field(default_factory=lambda: [False], repr=False)
 
     def __post_init__(self) -> None:
-        if not TENANT_PATTERN.match(self.tenant):
+        if not is_valid_tenant(self.tenant):
             raise ValueError(f"invalid tenant name {self.tenant!r}")
 
     def open(self) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.database.base import Cursor
+from storage.database.base import Cursor, like_escape
 from storage.database.tables import Tables
 from teaching.cases.models import (
     Case,
@@ -88,11 +88,6 @@ def now() -> datetime:
 def new_case_id() -> str:
     """Random, not sequential: an identifier must not tell anyone how many cases exist."""
     return secrets.token_hex(12)
-
-
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def search_text(content: dict[str, Any]) -> str:
@@ -319,7 +314,7 @@ class CaseStore(Tables):
         clauses, params = ["tenant = ?"], [tenant]
         for term in (where.text or "").casefold().split():
             clauses.append("search_text LIKE ? ESCAPE '\\'")
-            params.append(_like(term))
+            params.append(f"%{like_escape(term)}%")
         if where.status is not None:
             clauses.append("status = ?")
             params.append(where.status.value)
