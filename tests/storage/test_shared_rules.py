@@ -1,5 +1,5 @@
-"""The rules written once in storage and used by every layer: the tenant name, the UID and
-LIKE escaping."""
+"""The rules written once in storage and used by every layer: an element's value as text, the
+tenant name, the UID and LIKE escaping."""
 
 from __future__ import annotations
 
@@ -7,16 +7,49 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.database.base import Database, like_escape
+from storage.dicom_text import UNDECODABLE, attribute_text, element_text, value_text
 from storage.index.sqlite import SqliteIndex
 from storage.query import is_valid_uid
 from storage.tenants import is_valid_tenant
 from storage.urls import open_database
 from tests.backends import postgres_schema
+
+
+def undecodable(keyword_tag: int) -> Dataset:
+    """A data set whose element at ``keyword_tag`` says VR US but holds three bytes."""
+    ds = Dataset()
+    tag = Tag(keyword_tag)
+    ds._dict[tag] = RawDataElement(tag, "US", 3, b"abc", 0, False, True)
+    return ds
+
+
+def test_values_read_as_their_encoded_text() -> None:
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.StudyDescription = "  chest  "
+    ds.AccessionNumber = ""
+    assert attribute_text(ds, "PatientName") == "Doe^Jane"
+    assert attribute_text(ds, "ImageType") == "ORIGINAL\\PRIMARY"
+    assert attribute_text(ds, "StudyDescription") == "chest"
+    assert attribute_text(ds, "AccessionNumber") == ""
+    assert attribute_text(ds, "Modality") == ""
+    assert value_text(b"CT ") == "CT " and value_text(None) == ""
+    assert value_text(("1.2", "1.3")) == "1.2\\1.3"
+    assert element_text(DataElement(0x00100020, "LO", " 12345 ")) == "12345"
+
+
+def test_an_undecodable_value_raises_one_of_the_decoding_errors() -> None:
+    with pytest.raises(UNDECODABLE):
+        attribute_text(undecodable(0x00100020), "PatientID")
 
 
 def test_tenant_names_are_lowercase_words_and_nothing_else() -> None:
