@@ -2,24 +2,25 @@
 and the review log.
 
 One SQL text for SQLite and PostgreSQL (``?`` placeholders, ``RETURNING``); every statement is
-scoped by tenant. Times are stored as fixed-width UTC text, so comparing the text compares the
-times. Answering is one transaction that claims the session item, moves the card and appends
-to the review log: an answer is never half recorded, and never recorded twice.
+scoped by tenant. Times are :mod:`storage.database.timestamps` text, so comparing the text
+compares the times. Answering is one transaction that claims the session item, moves the card
+and appends to the review log: an answer is never half recorded, and never recorded twice.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fsrs import Card, Rating
 
 from storage.database.base import Cursor
+from storage.database.ids import new_id
 from storage.database.tables import Tables
+from storage.database.timestamps import from_text, to_text
 from teaching.learning.models import (
     Assignment,
     AssignmentIn,
@@ -40,20 +41,6 @@ REVIEW_COLUMNS = (
     "id, learner, reviewed_at, case_id, question_id, session_id, kind, correct, rating, "
     "duration_ms, hinted, state_before, state_after"
 )
-
-
-def stamp(at: datetime) -> str:
-    """Fixed-width UTC text: ordering the text orders the times."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_stamp(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def new_id() -> str:
-    """Random, not sequential: an identifier tells nobody how many others exist."""
-    return secrets.token_hex(12)
 
 
 class RaceLost(Exception):
@@ -157,8 +144,8 @@ class LearningStore(Tables):
                     body.key.model_dump_json(),
                     body.feedback,
                     body.hint,
-                    stamp(at),
-                    stamp(at),
+                    to_text(at),
+                    to_text(at),
                 ),
             )
         return question_id
@@ -178,7 +165,7 @@ class LearningStore(Tables):
                     body.feedback,
                     body.hint,
                     body.position,
-                    stamp(at),
+                    to_text(at),
                     tenant,
                     case_id,
                     question_id,
@@ -236,7 +223,7 @@ class LearningStore(Tables):
                 "INSERT INTO programs (tenant, settings, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (tenant) DO UPDATE SET settings = excluded.settings, "
                 "updated_at = excluded.updated_at",
-                (tenant, settings.model_dump_json(), stamp(at)),
+                (tenant, settings.model_dump_json(), to_text(at)),
             )
 
     # -- groups and assignments -----------------------------------------------------------
@@ -247,7 +234,7 @@ class LearningStore(Tables):
             (pk,) = cur.execute(
                 "INSERT INTO learner_groups (tenant, group_id, name, created_by, created_at) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (tenant, group_id, body.name, by, stamp(at)),
+                (tenant, group_id, body.name, by, to_text(at)),
             ).fetchone()
             self._write_members(cur, int(pk), body.members)
         return group_id
@@ -311,7 +298,7 @@ class LearningStore(Tables):
                 name=row[2],
                 members=members[int(row[0])],
                 created_by=row[3],
-                created_at=parse_stamp(row[4]),
+                created_at=from_text(row[4]),
             )
             for row in rows
         ]
@@ -336,9 +323,9 @@ class LearningStore(Tables):
                     int(row[0]),
                     body.title,
                     json.dumps(body.case_ids),
-                    stamp(body.due_at) if body.due_at else None,
+                    to_text(body.due_at) if body.due_at else None,
                     by,
-                    stamp(at),
+                    to_text(at),
                 ),
             )
         return assignment_id
@@ -374,9 +361,9 @@ class LearningStore(Tables):
                 group_id=row[1],
                 title=row[2],
                 case_ids=json.loads(row[3]),
-                due_at=parse_stamp(row[4]) if row[4] else None,
+                due_at=from_text(row[4]) if row[4] else None,
                 created_by=row[5],
-                created_at=parse_stamp(row[6]),
+                created_at=from_text(row[6]),
             )
             for row in rows
         ]
@@ -412,7 +399,7 @@ class LearningStore(Tables):
             row = cur.execute(
                 "SELECT COUNT(*) FROM cards WHERE tenant = ? AND learner = ? "
                 "AND introduced_at >= ?",
-                (tenant, learner, stamp(since)),
+                (tenant, learner, to_text(since)),
             ).fetchone()
         return int(row[0])
 
@@ -423,7 +410,7 @@ class LearningStore(Tables):
             row = cur.execute(
                 "SELECT COUNT(*) FROM reviews WHERE tenant = ? AND learner = ? "
                 "AND reviewed_at >= ? AND state_before IS NOT NULL",
-                (tenant, learner, stamp(since)),
+                (tenant, learner, to_text(since)),
             ).fetchone()
         return int(row[0])
 
@@ -444,7 +431,7 @@ class LearningStore(Tables):
             (pk,) = cur.execute(
                 "INSERT INTO quiz_sessions (tenant, session_id, learner, source, detail, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (tenant, session_id, learner, source, json.dumps(detail), stamp(at)),
+                (tenant, session_id, learner, source, json.dumps(detail), to_text(at)),
             ).fetchone()
             for position, (question_id, case_id) in enumerate(items, start=1):
                 cur.execute(
@@ -477,15 +464,15 @@ class LearningStore(Tables):
             learner=row[2],
             source=row[3],
             detail=json.loads(row[4]),
-            created_at=parse_stamp(row[5]),
+            created_at=from_text(row[5]),
             items=[
                 SessionItem(
                     position=int(i[0]),
                     question_id=i[1],
                     case_id=i[2],
-                    presented_at=parse_stamp(i[3]) if i[3] else None,
+                    presented_at=from_text(i[3]) if i[3] else None,
                     hinted=bool(i[4]),
-                    answered_at=parse_stamp(i[5]) if i[5] else None,
+                    answered_at=from_text(i[5]) if i[5] else None,
                     review_id=None if i[6] is None else int(i[6]),
                     correct=None if i[7] is None else bool(i[7]),
                 )
@@ -499,13 +486,13 @@ class LearningStore(Tables):
             cur.execute(
                 "UPDATE session_items SET presented_at = ? WHERE session_pk = ? AND position = ? "
                 "AND presented_at IS NULL",
-                (stamp(at), session_pk, position),
+                (to_text(at), session_pk, position),
             )
             (shown,) = cur.execute(
                 "SELECT presented_at FROM session_items WHERE session_pk = ? AND position = ?",
                 (session_pk, position),
             ).fetchone()
-        return parse_stamp(shown)
+        return from_text(shown)
 
     def mark_hinted(self, session_pk: int, position: int) -> bool:
         """False when the item was already answered (a hint after the answer changes nothing)."""
@@ -533,7 +520,7 @@ class LearningStore(Tables):
             claimed = cur.execute(
                 "UPDATE session_items SET answered_at = ? WHERE session_pk = ? AND position = ? "
                 "AND answered_at IS NULL RETURNING presented_at, hinted",
-                (stamp(at), session.pk, item.position),
+                (to_text(at), session.pk, item.position),
             ).fetchone()
             if claimed is None:
                 raise AlreadyAnswered
@@ -545,7 +532,7 @@ class LearningStore(Tables):
             before = None if row is None else _card(row)
             outcome = decide(
                 Claim(
-                    presented_at=parse_stamp(claimed[0]) if claimed[0] else None,
+                    presented_at=from_text(claimed[0]) if claimed[0] else None,
                     hinted=bool(claimed[1]),
                     card=before,
                 )
@@ -562,7 +549,7 @@ class LearningStore(Tables):
                     item.case_id,
                     session.session_id,
                     kind,
-                    stamp(at),
+                    to_text(at),
                     int(outcome.correct),
                     outcome.rating,
                     outcome.duration_ms,
@@ -599,15 +586,15 @@ class LearningStore(Tables):
                     item.question_id,
                     item.case_id,
                     card.to_json(),
-                    stamp(card.due),
-                    stamp(at),
+                    to_text(card.due),
+                    to_text(at),
                 ),
             ).fetchone()
         else:
             saved = cur.execute(
                 "UPDATE cards SET card = ?, due = ?, reps = reps + 1 WHERE tenant = ? "
                 "AND learner = ? AND question_id = ? AND reps = ? RETURNING reps",
-                (card.to_json(), stamp(card.due), tenant, learner, item.question_id, before.reps),
+                (card.to_json(), to_text(card.due), tenant, learner, item.question_id, before.reps),
             ).fetchone()
         if saved is None:
             raise RaceLost
@@ -634,7 +621,7 @@ class LearningStore(Tables):
             params += list(learners)
         if since is not None:
             where += " AND reviewed_at >= ?"
-            params.append(stamp(since))
+            params.append(to_text(since))
         if review_id is not None:
             where += " AND id = ?"
             params.append(review_id)
@@ -657,8 +644,8 @@ def _question(row: Sequence[Any]) -> Question:
             "key": json.loads(row[4]),
             "feedback": row[5],
             "hint": row[6],
-            "created_at": parse_stamp(row[7]),
-            "updated_at": parse_stamp(row[8]),
+            "created_at": from_text(row[7]),
+            "updated_at": from_text(row[8]),
         }
     )
 
@@ -669,7 +656,7 @@ def _card(row: Sequence[Any]) -> CardRow:
         case_id=row[1],
         card=Card.from_json(row[2]),
         reps=int(row[3]),
-        introduced_at=parse_stamp(row[4]),
+        introduced_at=from_text(row[4]),
     )
 
 
@@ -677,7 +664,7 @@ def _review(row: Sequence[Any]) -> ReviewEntry:
     return ReviewEntry(
         id=int(row[0]),
         learner=row[1],
-        reviewed_at=parse_stamp(row[2]),
+        reviewed_at=from_text(row[2]),
         case_id=row[3],
         question_id=row[4],
         session_id=row[5],
