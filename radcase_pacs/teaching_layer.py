@@ -18,7 +18,6 @@ from teaching.api import Caller
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore
 from teaching.learning.service import LearningService, utc_now
-from teaching.learning.store import LearningStore
 
 
 def build_teaching_archive(settings: Settings) -> Archive:
@@ -56,9 +55,9 @@ def build_learning_service(
     def unknown_users(tenant: str, names: Sequence[str]) -> list[str]:
         return [name for name in names if users.user(name, tenant) is None]
 
-    return LearningService(
-        store=LearningStore(open_database(settings.resolved_teaching_index_url)),
-        cases=cases,
+    return LearningService.over(
+        open_database(settings.resolved_teaching_index_url),
+        cases,
         clock=clock or utc_now,
         unknown_users=unknown_users if settings.auth == "on" else None,
     )

@@ -6,10 +6,14 @@ answer with its rating, duration and the card's state before and after, so that 
 parameters can later be optimised per learner from it. ``{id}`` and ``{bigint}`` stand for the
 dialect's types. Times are :mod:`storage.database.timestamps` text: due cards, today's counts
 and xAPI's ``since`` compare them as text.
+
+:class:`LearningTables` opens the database and applies these migrations; the stores of
+:mod:`teaching.learning.stores` work over the database it opened.
 """
 
 from __future__ import annotations
 
+from storage.database.tables import Tables
 from storage.database.timestamps import rewrite_older_forms
 
 VERSION_TABLE = "learning_schema_version"
@@ -132,3 +136,10 @@ MIGRATIONS: list[list[str]] = [
     # 2: times written with "Z" before one form was used in every database.
     rewrite_older_forms(TIME_COLUMNS),
 ]
+
+
+class LearningTables(Tables):
+    """The learning tables in the teaching database, migrated under their own version."""
+
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS

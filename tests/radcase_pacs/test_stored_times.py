@@ -24,7 +24,10 @@ from teaching.learning import schema as learning_schema
 from teaching.learning.models import AssignmentIn, GroupIn, ProgramSettings
 from teaching.learning.questions import FreeTextKey, QuestionIn
 from teaching.learning.scheduling import card_state, new_card
-from teaching.learning.store import Claim, LearningStore, Outcome
+from teaching.learning.schema import LearningTables
+from teaching.learning.stores.cohorts import CohortStore
+from teaching.learning.stores.questions import QuestionStore
+from teaching.learning.stores.reviews import Claim, Outcome, ReviewStore
 
 ONE_FORM = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -135,33 +138,40 @@ def test_case_times_are_rewritten_and_cases_still_list_newest_change_first(
 def test_learning_times_are_rewritten_and_todays_counts_still_see_them(
     database: Database,
 ) -> None:
-    store = LearningStore(database)
-    store.open()
+    tables = LearningTables(database)
+    tables.open()
+    questions, cohorts, reviews = (
+        QuestionStore(database),
+        CohortStore(database),
+        ReviewStore(database),
+    )
     key = FreeTextKey(accepted=["pneumothorax"])
-    question_id = store.add_question("default", CASE_ID, QuestionIn(prompt="What?", key=key), AT)
-    store.set_program("default", ProgramSettings(), AT)
-    group_id = store.create_group("default", GroupIn(name="R1", members=["ann"]), "edu", AT)
-    store.add_assignment(
+    question_id = questions.add_question(
+        "default", CASE_ID, QuestionIn(prompt="What?", key=key), AT
+    )
+    questions.set_program("default", ProgramSettings(), AT)
+    group_id = cohorts.create_group("default", GroupIn(name="R1", members=["ann"]), "edu", AT)
+    cohorts.add_assignment(
         "default", group_id, AssignmentIn(title="w1", case_ids=[CASE_ID], due_at=AT), "edu", AT
     )
-    session_id = store.create_session("default", "ann", "due", {}, [(question_id, CASE_ID)], AT)
-    session = store.session("default", "ann", session_id)
+    session_id = reviews.create_session("default", "ann", "due", {}, [(question_id, CASE_ID)], AT)
+    session = reviews.session("default", "ann", session_id)
     assert session is not None
-    store.present(session.pk, 1, AT)
+    reviews.present(session.pk, 1, AT)
 
     def decide(claim: Claim) -> Outcome:
         card = new_card("ann", question_id, AT)
         return Outcome(card, True, 3, 0, {}, None, card_state(card))
 
-    store.record_answer("default", session, session.items[0], "free_text", AT, decide)
+    reviews.record_answer("default", session, session.items[0], "free_text", AT, decide)
 
-    upgrade(store, learning_schema.TIME_COLUMNS, "z")
+    upgrade(tables, learning_schema.TIME_COLUMNS, "z")
 
-    assert store.count_introduced("default", "ann", AT) == 1
-    total, logged = store.reviews("default", since=AT)
+    assert reviews.count_introduced("default", "ann", AT) == 1
+    total, logged = reviews.reviews("default", since=AT)
     assert total == 1 and logged[0].reviewed_at == AT
-    assert store.assignments("default")[0].due_at == AT
-    item = store.session("default", "ann", session_id)
+    assert cohorts.assignments("default")[0].due_at == AT
+    item = reviews.session("default", "ann", session_id)
     assert item is not None and item.items[0].presented_at == AT
 
 
