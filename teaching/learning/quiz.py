@@ -44,8 +44,8 @@ from teaching.learning.stores.cohorts import CohortStore
 from teaching.learning.stores.questions import QuestionStore
 from teaching.learning.stores.reviews import (
     AlreadyAnswered,
+    AnswerOutcome,
     Claim,
-    Outcome,
     QuizSession,
     RaceLost,
     ReviewStore,
@@ -208,7 +208,7 @@ class QuizService:
         for _ in range(RACE_ATTEMPTS):
             at = self.clock()
 
-            def decide(claim: Claim, at: datetime = at) -> Outcome:
+            def decide(claim: Claim, at: datetime = at) -> AnswerOutcome:
                 duration = (
                     None
                     if claim.presented_at is None
@@ -217,7 +217,7 @@ class QuizService:
                 rating = rating_for(correct, claim.hinted, duration, fast_ms)
                 before = claim.card.card if claim.card else new_card(learner, question.id, at)
                 after = scheduling.review(before, rating, at, duration)
-                return Outcome(
+                return AnswerOutcome(
                     card=after,
                     correct=correct,
                     rating=int(rating),

@@ -27,7 +27,7 @@ from teaching.learning.scheduling import card_state, new_card
 from teaching.learning.schema import LearningTables
 from teaching.learning.stores.cohorts import CohortStore
 from teaching.learning.stores.questions import QuestionStore
-from teaching.learning.stores.reviews import Claim, Outcome, ReviewStore
+from teaching.learning.stores.reviews import AnswerOutcome, Claim, ReviewStore
 
 ONE_FORM = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -159,9 +159,9 @@ def test_learning_times_are_rewritten_and_todays_counts_still_see_them(
     assert session is not None
     reviews.present(session.pk, 1, AT)
 
-    def decide(claim: Claim) -> Outcome:
+    def decide(claim: Claim) -> AnswerOutcome:
         card = new_card("ann", question_id, AT)
-        return Outcome(card, True, 3, 0, {}, None, card_state(card))
+        return AnswerOutcome(card, True, 3, 0, {}, None, card_state(card))
 
     reviews.record_answer("default", session, session.items[0], "free_text", AT, decide)
 

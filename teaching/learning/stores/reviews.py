@@ -85,7 +85,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AnswerOutcome:
     """What answering decided: the card after, and the log entry."""
 
     card: Card
@@ -238,8 +238,8 @@ class ReviewStore:
         item: SessionItem,
         kind: str,
         at: datetime,
-        decide: Callable[[Claim], Outcome],
-    ) -> Outcome:
+        decide: Callable[[Claim], AnswerOutcome],
+    ) -> AnswerOutcome:
         """Claim the item, move the learner's card as ``decide`` says and log the review, in
         one transaction. Raises AlreadyAnswered, or RaceLost when another answer moved the
         card between the read and the write (the caller runs it again)."""
