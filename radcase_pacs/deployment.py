@@ -30,7 +30,6 @@ from storage.urls import open_blobs, open_cache, open_database, open_index
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore
 from teaching.learning.service import LearningService, utc_now
-from teaching.learning.store import LearningStore
 
 
 @dataclass(frozen=True)
@@ -133,9 +132,9 @@ def open_deployment(
         cases.open()
         stack.callback(cases.close)
 
-        learning = LearningService(
-            store=LearningStore(open_database(settings.resolved_teaching_index_url)),
-            cases=cases,
+        learning = LearningService.over(
+            open_database(settings.resolved_teaching_index_url),
+            cases,
             clock=clock or utc_now,
             unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
         )

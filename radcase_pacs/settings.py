@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +19,9 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
 from storage.namespaces import namespaced_url
+from storage.tenants import is_valid_tenant
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Settings(BaseSettings):
@@ -180,7 +179,7 @@ def parse_ae_tenants(text: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         title, sep, tenant = (p.strip() for p in item.partition("="))
-        if not sep or not title or len(title) > 16 or not TENANT.match(tenant):
+        if not sep or not title or len(title) > 16 or not is_valid_tenant(tenant):
             raise ValueError(f"dimse_ae_tenants: {item!r} is not AET=tenant")
         mapping[title] = tenant
     return mapping

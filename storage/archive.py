@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
@@ -35,10 +34,10 @@ from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
 from storage.query import Query, is_valid_uid
 from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance, View
 from storage.stores import Stores
+from storage.tenants import is_valid_tenant
 
 log = logging.getLogger(__name__)
 
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
 METADATA_TTL = 24 * 3600.0
 # Frames are cached under the instance's content hash (an instance never changes, so the key
@@ -111,7 +110,7 @@ class Archive:
         by the index to every read: searches, metadata, instances, frames, deletes).
         ``observers`` are called with every ingest outcome; a failing observer is logged,
         never the sender's problem: the instance is stored either way."""
-        if not TENANT_PATTERN.match(tenant):
+        if not is_valid_tenant(tenant):
             raise ValueError(f"invalid tenant name {tenant!r}")
         self._stores = stores
         self.tenant = tenant

@@ -14,11 +14,11 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
-from pydicom.multival import MultiValue
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, JPEGBaseline8Bit, JPEGExtended12Bit
 
 from storage import instance_json, normalize
 from storage.attributes import in_series_doc, in_study_doc
+from storage.dicom_text import attribute_text
 from storage.dicomfile import ParsedInstance, UnreadableInstance, read_instance
 from storage.errors import ArchiveError, IdentityMismatch, UnreadableDataset
 from storage.pixels import PixelDescription, can_decode
@@ -210,9 +210,9 @@ def _with_file_meta(source: BinaryIO, parsed: ParsedInstance) -> BinaryIO:
     what WADO-RS returns is a proper PS3.10 file; the data set bytes are kept as they are."""
     ds = parsed.dataset
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = str(ds.get("SOPClassUID", "") or "")
-    meta.MediaStorageSOPInstanceUID = str(ds.get("SOPInstanceUID", "") or "")
-    meta.TransferSyntaxUID = parsed.transfer_syntax
+    meta.MediaStorageSOPClassUID = UID(str(ds.get("SOPClassUID", "") or ""))
+    meta.MediaStorageSOPInstanceUID = UID(str(ds.get("SOPInstanceUID", "") or ""))
+    meta.TransferSyntaxUID = UID(parsed.transfer_syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     out = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115
     out.write(b"\x00" * 128 + b"DICM")
@@ -224,16 +224,8 @@ def _with_file_meta(source: BinaryIO, parsed: ParsedInstance) -> BinaryIO:
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
-    """An attribute's value as index text: multiple values joined by backslash, stripped,
-    None when absent or empty."""
-    value = ds.get(keyword)
-    if value is None:
-        return None
-    if isinstance(value, MultiValue | list | tuple):
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return text.strip() or None
+    """An attribute's value as index text; None (NULL in the index) when absent or empty."""
+    return attribute_text(ds, keyword) or None
 
 
 def _number(ds: Dataset, keyword: str) -> int | None:

@@ -19,12 +19,13 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from radcase_pacs.audit.schema import DIALECT_MIGRATIONS, MIGRATIONS, VERSION_TABLE
 from storage.database.tables import Tables
+from storage.database.timestamps import from_text, to_text, utc_now
 
 
 class Action(StrEnum):
@@ -60,18 +61,6 @@ class Channel(StrEnum):
     CLI = "cli"
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds, always the same width, so text order is time order;
-    a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 @dataclass(frozen=True)
 class AuditEntry:
     """One audited event.
@@ -91,7 +80,7 @@ class AuditEntry:
     detail: str = ""
     source: str = ""
     role: str | None = None
-    at: datetime = field(default_factory=now)
+    at: datetime = field(default_factory=utc_now)
     id: int | None = None
 
 
@@ -140,7 +129,7 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     (id_, at, tenant, actor, role, action, channel, route, study_uid, detail, source) = row
     return AuditEntry(
         id=int(id_),
-        at=datetime.fromisoformat(at),
+        at=from_text(at),
         tenant=tenant,
         actor=actor,
         role=role,
@@ -176,10 +165,10 @@ class AuditFilter:
                 params.append(value)
         if self.since is not None:
             clauses.append("at >= ?")
-            params.append(timestamp(self.since))
+            params.append(to_text(self.since))
         if self.until is not None:
             clauses.append("at < ?")
-            params.append(timestamp(self.until))
+            params.append(to_text(self.until))
         return clauses, params
 
 
@@ -192,7 +181,7 @@ class AuditLog(Tables):
         """Append ``entry`` (its ``id`` is ignored); BackendFailure when the database does not
         take it."""
         values = (
-            timestamp(entry.at),
+            to_text(entry.at),
             _clipped("tenant", entry.tenant),
             _clipped("actor", entry.actor),
             _clipped("role", entry.role),
@@ -256,7 +245,7 @@ class AuditLog(Tables):
             yield _csv_line(
                 (
                     entry.id,
-                    timestamp(entry.at),
+                    to_text(entry.at),
                     entry.tenant,
                     entry.actor,
                     entry.role or "",

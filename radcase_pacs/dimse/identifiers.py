@@ -25,6 +25,7 @@ from pynetdicom import evt
 
 from storage.archive import Archive
 from storage.attributes import CATALOGUE, Kind, Level, QueryAttribute, visible_at
+from storage.dicom_text import element_text
 from storage.errors import InvalidQuery
 from storage.query import Condition, Query, condition
 from storage.results import computed_json, dictionary_vr, match_attributes
@@ -146,7 +147,7 @@ def parse_find(identifier: Dataset, model: Model) -> FindRequest:
             conditions.extend(_sequence_conditions(element, level, storage_level))
             continue
         attribute = _BY_TAG.get(tag)
-        text = _text(element)
+        text = element_text(element)
         if attribute is None or not attribute.matchable or text == "":
             continue  # a return key, or matching we do not offer (PS3.4 C.2.2.1.2)
         _check_level(attribute, level, storage_level)
@@ -167,7 +168,7 @@ def _sequence_conditions(element: DataElement, level: str, storage_level: Level)
     found = []
     for inner in items[0]:
         attribute = known.get(int(inner.tag))
-        text = _text(inner)
+        text = element_text(inner)
         if attribute is not None and text:
             _check_level(attribute, level, storage_level)
             found.append(_condition(attribute, text))
@@ -195,19 +196,6 @@ def _condition(attribute: QueryAttribute, text: str) -> Condition:
         return condition(attribute, text)
     except InvalidQuery as exc:
         raise InvalidIdentifier(str(exc)) from exc
-
-
-def _text(element: DataElement) -> str:
-    """A key's value as the text QIDO-RS would carry: values joined by backslash as in the
-    encoded form (PS3.5 §6.4), person names in their DICOM string form."""
-    value = element.value
-    if value is None or value == "":
-        return ""
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value)
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return str(value).strip()
 
 
 # -- results ------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext
 
 from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, query_level
 from storage.archive import Archive
 from storage.attributes import BY_KEYWORD, Level
+from storage.dicom_text import attribute_text
 from storage.errors import InvalidQuery, NotFound, Unavailable
 from storage.query import Condition, Query, condition
 from storage.records import StoredInstance
@@ -58,7 +58,7 @@ def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
     it does not name them as PS3.4 C.4.2.1.4 / C.4.3.1.3 ask."""
     keyword, storage_level, uppers = _KEYS[query_level(identifier, model)]
     conditions = [_unique_key(identifier, keyword)]
-    conditions += [_unique_key(identifier, k) for k in uppers if _text(identifier, k)]
+    conditions += [_unique_key(identifier, k) for k in uppers if attribute_text(identifier, k)]
     return RetrieveRequest(keyword, Query(level=storage_level, conditions=tuple(conditions)))
 
 
@@ -79,15 +79,8 @@ def instances_to_retrieve(archive: Archive, request: RetrieveRequest) -> list[St
     return found
 
 
-def _text(identifier: Dataset, keyword: str) -> str:
-    value = identifier.get(keyword)
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value).strip()
-    return str(value or "").strip()
-
-
 def _unique_key(identifier: Dataset, keyword: str) -> Condition:
-    text = _text(identifier, keyword)
+    text = attribute_text(identifier, keyword)
     if not text:
         raise InvalidIdentifier(f"{keyword}: the unique key of the retrieve level is missing")
     if "*" in text or "?" in text:

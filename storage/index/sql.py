@@ -10,11 +10,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from storage.attributes import Level
 from storage.database.base import Cursor, Database
+from storage.database.timestamps import now_text
 from storage.errors import DuplicateConflict, IdentityMismatch
 from storage.index.matching import ALIASES, PatternSyntax, compile_condition
 from storage.index.schema import MIGRATIONS
@@ -211,7 +211,7 @@ class SqlIndex(Generic[D]):
             "bulk": record.bulk,
             "decode_problem": record.decode_problem,
             "doc": record.instance_doc,
-            "stored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "stored_at": now_text(),
         }
         self._insert(cur, "instances", values)
 

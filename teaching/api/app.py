@@ -102,7 +102,7 @@ def create_api(
         """The case, its questions, and the teaching copies no other case uses; learners'
         review logs keep their records of it."""
         service.delete(caller.tenant, case_id)
-        learning.forget_case(caller.tenant, case_id)
+        learning.authoring.forget_case(caller.tenant, case_id)
         return Response(status_code=204)
 
     api.include_router(learning_router(learning, identify))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage.archive import Archive, IngestOutcome, IngestResult
+from storage.database.ids import new_id
+from storage.database.timestamps import utc_now
 from storage.errors import NotFound
 from storage.records import AddOutcome, StoredInstance
 from teaching.cases.codes import KEY_OBJECT_SELECTION_CLASS
@@ -29,7 +31,7 @@ from teaching.cases.models import (
     PixelReview,
     PixelReviewIn,
 )
-from teaching.cases.store import CaseFilter, CaseStore, NewCase, new_case_id, now
+from teaching.cases.store import CaseFilter, CaseStore, NewCase
 from teaching.deid import DeidOptions, Region, blank_regions
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ class CaseService:
                 key.model_copy(update={"sop_instance_uid": made.sop_uids[key.sop_instance_uid]})
             )
         content["key_images"] = [k.model_dump(mode="json") for k in mapped]
-        case_id = new_case_id()
+        case_id = new_id()
         self.store.insert_case(
             NewCase(
                 tenant=tenant,
@@ -146,7 +148,7 @@ class CaseService:
                 origin=origin,
                 source_study_uid=sources[0].study_uid if sources else "",
                 teaching_study_uid=made.teaching_study_uid,
-                created_at=now(),
+                created_at=utc_now(),
             ),
             made.instances,
             made.uid_pairs,
@@ -264,7 +266,7 @@ class CaseService:
                 "or blank the text before publishing",
                 pending,
             )
-        self.store.publish(tenant, case_id, now())
+        self.store.publish(tenant, case_id, utc_now())
         return self.get(tenant, case_id)
 
     def delete(self, tenant: str, case_id: str) -> None:

@@ -8,14 +8,14 @@ without its instances and its UID pairs.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from storage.database.base import Cursor
+from storage.database.base import Cursor, like_escape
 from storage.database.tables import Tables
+from storage.database.timestamps import from_text, now_text, to_text
 from teaching.cases.models import (
     Case,
     CaseStatus,
@@ -81,20 +81,6 @@ class CaseFilter:
     author: str | None = None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_case_id() -> str:
-    """Random, not sequential: an identifier must not tell anyone how many cases exist."""
-    return secrets.token_hex(12)
-
-
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_text(content: dict[str, Any]) -> str:
     """Every searchable word of a case, case-folded, in one column."""
     tags = Tags.model_validate(content.get("tags") or {})
@@ -136,7 +122,7 @@ class CaseStore(Tables):
         content = case.content
         with self.db.transaction() as cur:
             self._record_uids(cur, case.tenant, uid_pairs)
-            stamp = case.created_at.isoformat()
+            stamp = to_text(case.created_at)
             cur.execute(
                 "INSERT INTO cases (tenant, case_id, title, history, findings, diagnosis, "
                 "differential, discussion, key_images, tags, status, author, note, origin, "
@@ -215,7 +201,7 @@ class CaseStore(Tables):
         return None if row is None else int(row[0])
 
     def _touch(self, cur: Cursor, pk: int) -> None:
-        cur.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (now().isoformat(), pk))
+        cur.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (now_text(), pk))
 
     def _write_tags(self, cur: Cursor, pk: int, tags: Tags) -> None:
         cur.execute("DELETE FROM case_tags WHERE case_pk = ?", (pk,))
@@ -272,7 +258,7 @@ class CaseStore(Tables):
                     _dump(merged["tags"]),
                     CaseStatus(status).value,
                     search_text(merged),
-                    now().isoformat(),
+                    now_text(),
                     pk,
                 ),
             )
@@ -285,7 +271,7 @@ class CaseStore(Tables):
             cur.execute(
                 "UPDATE cases SET status = ?, published_at = ?, updated_at = ? "
                 "WHERE tenant = ? AND case_id = ?",
-                (CaseStatus.PUBLISHED.value, at.isoformat(), at.isoformat(), tenant, case_id),
+                (CaseStatus.PUBLISHED.value, to_text(at), to_text(at), tenant, case_id),
             )
 
     def delete(self, tenant: str, case_id: str) -> list[TeachingInstance] | None:
@@ -319,7 +305,7 @@ class CaseStore(Tables):
         clauses, params = ["tenant = ?"], [tenant]
         for term in (where.text or "").casefold().split():
             clauses.append("search_text LIKE ? ESCAPE '\\'")
-            params.append(_like(term))
+            params.append(f"%{like_escape(term)}%")
         if where.status is not None:
             clauses.append("status = ?")
             params.append(where.status.value)
@@ -362,7 +348,7 @@ class CaseStore(Tables):
                 author=row[3],
                 tags=Tags.model_validate_json(row[4]),
                 teaching_study_instance_uid=row[5],
-                updated_at=datetime.fromisoformat(row[6]),
+                updated_at=from_text(row[6]),
                 pending_reviews=int(row[7]),
             )
             for row in rows
@@ -468,9 +454,9 @@ def _case(row: Sequence[Any], instances: list[TeachingInstance]) -> Case:
         note=row[12],
         origin=row[13],
         teaching_study_instance_uid=row[14],
-        created_at=datetime.fromisoformat(row[15]),
-        updated_at=datetime.fromisoformat(row[16]),
-        published_at=datetime.fromisoformat(row[17]) if row[17] else None,
+        created_at=from_text(row[15]),
+        updated_at=from_text(row[16]),
+        published_at=from_text(row[17]) if row[17] else None,
         instances=[
             InstanceState(
                 series_instance_uid=i.series_uid,
