@@ -7,6 +7,7 @@ implementation.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from storage.query import Query
@@ -71,3 +72,8 @@ class Index(Protocol):
     def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
         """Up to ``limit`` instances of a tenant with SOP Instance UIDs after ``after``, in
         that order (what a migration or an audit walks through)."""
+
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that an instance row of any tenant names as its blob or its bulk
+        sidecar: what the orphan sweep must keep. Asked in batches, so a store of a million
+        blobs costs thousands of queries, not a million."""

@@ -92,6 +92,12 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE instances ADD COLUMN decode_problem TEXT",
     ],
+    # The orphan sweep asks which listed blob keys any row names (Index.referenced_keys).
+    [
+        "CREATE INDEX instances_blob_key ON instances (blob_key)",
+        "CREATE INDEX instances_sidecar_key ON instances (sidecar_key) "
+        "WHERE sidecar_key IS NOT NULL",
+    ],
 ]
 
 
