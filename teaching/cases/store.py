@@ -8,7 +8,7 @@ without its instances and its UID pairs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ INSTANCE_COLUMNS = (
     "t.sop_uid, t.study_uid, t.series_uid, t.sop_class_uid, t.burned_in, t.reasons, t.review, "
     "t.pending_key"
 )
+KEYS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,26 @@ class CaseStore(Tables):
                 "WHERE tenant = ? AND sop_uid = ?",
                 (review.value, tenant, sop_uid),
             )
+
+    def held_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that name the held-back copy of an instance some case still
+        holds: what the orphan sweep must keep in the teaching blob store. A copy whose case
+        was deleted, or whose case was never recorded (a crash between the copy and the
+        case), is named by no row and goes."""
+        found: set[str] = set()
+        wanted = list(keys)
+        with self.db.read() as cur:
+            for start in range(0, len(wanted), KEYS_PER_QUERY):
+                chunk = wanted[start : start + KEYS_PER_QUERY]
+                marks = ", ".join("?" for _ in chunk)
+                rows = cur.execute(
+                    "SELECT DISTINCT t.pending_key FROM teaching_instances t "
+                    "JOIN case_instances c ON c.tenant = t.tenant AND c.sop_uid = t.sop_uid "
+                    f"WHERE t.pending_key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                found.update(str(row[0]) for row in rows)
+        return found
 
     # -- the UID map ----------------------------------------------------------------------
 
