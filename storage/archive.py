@@ -3,7 +3,9 @@ cache, the same code on the embedded default and in production.
 
 Write order (DESIGN "Data flow"): the blob first, then the index rows in one transaction,
 then cache invalidation. An index row therefore never points at a missing blob; a crash
-between the two leaves an orphan blob that nothing references and nothing ever serves.
+between the two leaves an orphan blob that nothing references and nothing ever serves, until
+the orphan sweep (:mod:`storage.sweep`, ``radcase-pacs sweep`` and the periodic run of
+``serve``) removes it once older than its grace period.
 
 Reads never parse DICOM: metadata is assembled from the per-instance JSON stored at ingest
 and cached as bytes under a version key; frames and bulk data are ranged reads located by the
@@ -230,8 +232,8 @@ class Archive:
             self._stores.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
 
     def _discard_unreferenced(self, record: InstanceRecord) -> None:
-        """Remove the blobs just written when the index did not take them (best effort: the
-        sweep catches what a crash leaves)."""
+        """Remove the blobs just written when the index did not take them (best effort: what
+        this misses, or a crash leaves, the orphan sweep of :mod:`storage.sweep` removes)."""
         try:
             current = self._stores.index.find_instance(self.tenant, record.sop_uid)
             if current is None or current.blob_key != record.blob_key:
