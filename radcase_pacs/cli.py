@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, user.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="store DICOM files from files and folders")
     load.add_argument("paths", nargs="+", type=Path)
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep = commands.add_parser(
+        "sweep",
+        help="remove blobs no index row references (crash leftovers) older than a grace period",
+    )
+    sweep.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="keep what is younger (default sweep_grace_seconds; below the longest ingest, "
+        "only while nothing is being stored)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="report, remove nothing")
     user_commands.add_parser(commands)
     return parser
 
@@ -101,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, workers=args.workers)
         if args.command == "user":
             return user_commands.run(settings, args)
+        if args.command == "sweep":
+            from radcase_pacs.sweeping import run_sweep
+
+            return run_sweep(settings, grace_seconds=args.grace, dry_run=args.dry_run)
         return _import(settings, args.paths, progress=not args.no_progress)
     except UnsupportedUrl as exc:
         print(f"radcase-pacs: {exc}", file=sys.stderr)
@@ -120,6 +136,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     from radcase_pacs.app import create_app
     from radcase_pacs.deployment import open_deployment
     from radcase_pacs.dimse.server import DimseServer
+    from radcase_pacs.sweep_runner import periodic_sweep
 
     options: dict[str, Any] = {
         "host": settings.host,
@@ -135,6 +152,9 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
             os.environ.update(settings_environment(settings))
             os.environ[MULTIPROCESS_ENV] = metrics_dir
         deployment = stack.enter_context(open_deployment(settings))
+        sweeper = periodic_sweep(deployment)
+        sweeper.start()
+        stack.callback(sweeper.stop)
         if settings.dimse_port:
             dimse = DimseServer(settings, deployment.clinical, audit=deployment.audit)
             try:

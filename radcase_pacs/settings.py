@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     dimse_timeout: float = Field(60.0, gt=0)
     dimse_network_timeout: float = Field(60.0, gt=0)
     dimse_connect_timeout: float = Field(10.0, gt=0)
+    sweep_grace_seconds: float = Field(
+        3600.0,
+        ge=60,
+        description="Age below which an unreferenced blob is never swept: it may be mid-ingest",
+    )
+    sweep_interval_seconds: float = Field(
+        21600.0, ge=0, description="Seconds between orphan sweeps of `serve`; 0 turns them off"
+    )
 
     @field_validator("ae_title")
     @classmethod
