@@ -374,7 +374,10 @@ def cstore_client(server: ServerProcess, stop: threading.Event, acked: Acknowled
     try:
         while not stop.is_set() and assoc.is_established:
             ds = make_instance(study_uid=study, rows=16, columns=16)
-            answer = assoc.send_c_store(ds)
+            try:
+                answer = assoc.send_c_store(ds)
+            except RuntimeError:  # the association ended (the server died) just before
+                return
             if assoc.is_established and getattr(answer, "Status", None) == 0x0000:
                 with acked.lock:
                     acked.cstore[str(ds.SOPInstanceUID)] = ds
