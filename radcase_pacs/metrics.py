@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from prometheus_client import (
@@ -33,7 +34,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage.archive import Archive, IngestOutcome
-from storage.blobs.base import CHUNK_SIZE, BlobStore
+from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite
 from storage.cache.base import Cache
 from storage.errors import InstanceRejected
 from storage.index.base import Index
@@ -240,6 +241,10 @@ class TimedIndex:
     def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
         return self._inner.stored_instances(tenant, after, limit)
 
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        with self._timed("referenced_keys"):
+            return self._inner.referenced_keys(keys)
+
 
 class TimedBlobStore:
     """A :class:`~storage.blobs.base.BlobStore` that times each operation of the one it
@@ -288,6 +293,20 @@ class TimedBlobStore:
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         return self._inner.keys(prefix)
+
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        return self._inner.entries(prefix)
+
+    def delete_if_older(self, key: str, cutoff: datetime) -> bool:
+        with self._timed("delete_if_older"):
+            return self._inner.delete_if_older(key, cutoff)
+
+    def partial_writes(self, prefix: str = "") -> Iterator[PartialWrite]:
+        return self._inner.partial_writes(prefix)
+
+    def discard_partial(self, write: PartialWrite) -> None:
+        with self._timed("discard_partial"):
+            self._inner.discard_partial(write)
 
 
 class CountedCache:

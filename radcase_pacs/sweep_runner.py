@@ -1,5 +1,6 @@
 """The periodic orphan sweep of ``radcase-pacs serve``: a daemon thread that sweeps the
-deployment every ``sweep_interval_seconds`` (0: never), started and stopped with the server.
+server's own deployment (its archives and case store) every ``sweep_interval_seconds``
+(0: never), started and stopped with the server.
 
 The first sweep comes a short while after start (at most ten minutes), not a whole interval
 later, so that servers restarted more often than the interval still sweep. Every server
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from radcase_pacs.settings import Settings
+from radcase_pacs.deployment import Deployment
 from radcase_pacs.sweeping import sweep_deployment
 from storage.sweep import SweepReport
 
@@ -70,11 +71,13 @@ class PeriodicSweep:
             log.info("orphan sweep: %s", report.summary())
 
 
-def periodic_sweep(settings: Settings) -> PeriodicSweep:
-    """The sweeper of a server with these settings (not started)."""
+def periodic_sweep(deployment: Deployment) -> PeriodicSweep:
+    """The sweeper of a server's deployment (not started), on its settings' interval and
+    grace period."""
+    settings = deployment.settings
     grace = timedelta(seconds=settings.sweep_grace_seconds)
 
     def sweep(stop: Callable[[], bool]) -> list[SweepReport] | None:
-        return sweep_deployment(settings, grace=grace, stop=stop)
+        return sweep_deployment(deployment, grace=grace, stop=stop)
 
     return PeriodicSweep(sweep, settings.sweep_interval_seconds)

@@ -1,115 +1,85 @@
 """The orphan sweep of a whole deployment (``radcase-pacs sweep`` and the periodic run of
-``serve``): :func:`storage.sweep.sweep_store` over the clinical and the teaching blob stores.
+``serve``): :meth:`storage.archive.Archive.sweep` over the clinical and the teaching blob
+stores.
 
 A key is kept when anything in the deployment names it: a row of the clinical index, a row
-of the teaching index, or a case still holding an instance's held-back copy (a de-identified
-copy flagged for burned-in text, waiting in the teaching blob store for an educator's
-review; see :mod:`teaching.cases.export`). Every store is checked against all three, so a
-deployment that points both collections at one store loses nothing either. Held-back copies
-of deleted cases, and those whose case was never recorded (a crash while the case was being
-made), are orphans like any other.
+of the teaching index, or a case still holding an instance's held copy (a de-identified copy
+flagged for burned-in text, waiting in the teaching blob store for an educator's review;
+see :mod:`teaching.cases.export`). Every store is checked against all three, so a deployment
+that points both collections at one store loses nothing either. Held copies of deleted
+cases, and those whose case was never recorded (a crash while the case was being made), are
+orphans like any other.
 
 One process sweeps at a time across a scale-out: the sweep holds a lock of the clinical
-index's database (:func:`storage.database.locks.exclusive`); a process finding it held skips
-its turn.
+index's database, where the audit log lives (:func:`storage.database.locks.exclusive`); a
+process finding it held skips its turn.
 """
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Callable, Collection, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
+from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.settings import Settings
-from storage.blobs.base import BlobStore
+from storage.archive import HELD_PREFIX
 from storage.database.locks import exclusive
 from storage.errors import ArchiveError
-from storage.sweep import References, SweepReport, is_archive_key, sweep_store
-from storage.urls import mask_password, open_blobs, open_database, open_index
-from teaching.cases.export import PENDING_PREFIX
+from storage.sweep import References, SweepReport
+from storage.urls import mask_password
 from teaching.cases.store import CaseStore
 
 LOCK = "orphan-sweep"
-# teaching.cases.export.pending_key: _pending/TENANT/SOP.dcm
-PENDING_KEY = re.compile(rf"^{PENDING_PREFIX}/[a-z0-9][a-z0-9_-]{{0,62}}/[^/]+\.dcm$")
-
-
-def is_swept_key(key: str) -> bool:
-    """The keys this program writes into a blob store: the archive's and held-back copies'."""
-    return is_archive_key(key) or PENDING_KEY.match(key) is not None
 
 
 def sweep_deployment(
-    settings: Settings,
+    deployment: Deployment,
     *,
     grace: timedelta,
     dry_run: bool = False,
     stop: Callable[[], bool] = lambda: False,
 ) -> list[SweepReport] | None:
     """Sweep every blob store of the deployment; None when another process is sweeping."""
-    lock_database = open_database(settings.resolved_index_url)
-    lock_database.open()
-    try:
-        with exclusive(lock_database, LOCK) as held:
-            if not held:
-                return None
-            with _opened(settings) as (stores, references):
-                return [
-                    sweep_store(
-                        blobs,
-                        references,
-                        grace=grace,
-                        owned=is_swept_key,
-                        dry_run=dry_run,
-                        label=label,
-                        stop=stop,
-                    )
-                    for label, blobs in stores
-                ]
-    finally:
-        lock_database.close()
+    settings = deployment.settings
+    clinical, teaching = deployment.archive, deployment.teaching
+    held = _held_copies(deployment.cases.store)
+    with exclusive(deployment.audit.db, LOCK) as mine:
+        if not mine:
+            return None
+        shared = settings.resolved_blob_url == settings.resolved_teaching_blob_url
+        reports = [
+            clinical.sweep(
+                grace=grace,
+                also_referenced=[teaching.referenced_keys, held],
+                dry_run=dry_run,
+                stop=stop,
+                label=_label("blobs" if shared else "clinical blobs", settings.resolved_blob_url),
+            )
+        ]
+        if not shared:
+            reports.append(
+                teaching.sweep(
+                    grace=grace,
+                    also_referenced=[clinical.referenced_keys, held],
+                    dry_run=dry_run,
+                    stop=stop,
+                    label=_label("teaching blobs", settings.resolved_teaching_blob_url),
+                )
+            )
+        return reports
 
 
-@contextmanager
-def _opened(
-    settings: Settings,
-) -> Iterator[tuple[list[tuple[str, BlobStore]], list[References]]]:
-    """The deployment's blob stores (each once, labelled) and everything that references
-    keys in them, opened for the sweep and closed after it."""
-    with ExitStack() as stack:
-        references: list[References] = []
-        for url in dict.fromkeys(
-            (settings.resolved_index_url, settings.resolved_teaching_index_url)
-        ):
-            index = open_index(url)
-            index.open()
-            stack.callback(index.close)
-            references.append(index.referenced_keys)
-        cases = CaseStore(open_database(settings.resolved_teaching_index_url))
-        cases.open()
-        stack.callback(cases.close)
-        references.append(_held_copies(cases))
-        stores: list[tuple[str, BlobStore]] = []
-        named = {
-            settings.resolved_blob_url: "clinical blobs",
-            settings.resolved_teaching_blob_url: "teaching blobs",
-        }
-        if len(named) == 1:
-            named = {settings.resolved_blob_url: "blobs"}
-        for url, label in named.items():
-            blobs = open_blobs(url, s3_endpoint_url=settings.s3_endpoint_url)
-            blobs.open()
-            stack.callback(blobs.close)
-            stores.append((f"{label} ({mask_password(url)})", blobs))
-        yield stores, references
+def _label(name: str, url: str) -> str:
+    return f"{name} ({mask_password(url)})"
 
 
 def _held_copies(cases: CaseStore) -> References:
+    """The held copies some case holds, asked only about keys of a held copy's shape."""
+
     def held(keys: Collection[str]) -> set[str]:
-        pending = [key for key in keys if PENDING_KEY.match(key)]
-        return cases.held_keys(pending) if pending else set()
+        candidates = [key for key in keys if key.startswith(f"{HELD_PREFIX}/")]
+        return cases.held_keys(candidates) if candidates else set()
 
     return held
 
@@ -122,7 +92,10 @@ def run_sweep(settings: Settings, *, grace_seconds: float | None, dry_run: bool)
         print("radcase-pacs: --grace cannot be negative", file=sys.stderr)
         return 2
     try:
-        reports = sweep_deployment(settings, grace=timedelta(seconds=seconds), dry_run=dry_run)
+        with open_deployment(settings) as deployment:
+            reports = sweep_deployment(
+                deployment, grace=timedelta(seconds=seconds), dry_run=dry_run
+            )
     except ArchiveError as exc:
         print(f"radcase-pacs: the sweep failed: {exc}", file=sys.stderr)
         return 1

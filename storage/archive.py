@@ -18,8 +18,10 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
@@ -36,7 +38,8 @@ from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
 from storage.query import Query, is_valid_uid
 from storage.records import AddOutcome, InstanceRecord, Match, Stamp, StoredInstance, View
 from storage.stores import Stores
-from storage.tenants import is_valid_tenant
+from storage.sweep import References, SweepReport, sweep_store
+from storage.tenants import TENANT_PATTERN, is_valid_tenant
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,19 @@ IngestObserver = Callable[["Archive", IngestOutcome], None]
 HELD_PREFIX = "_pending"
 """Held copies live outside every indexed key (those start with a tenant name, which never
 starts with an underscore)."""
+# The keys the archive writes (what its orphan sweep may remove, and nothing else):
+# TENANT/STUDY/SERIES/SOP.SHA256[:16].dcm (see Archive._record), its bulk sidecar with
+# ".bulk" appended, and held copies, HELD_PREFIX/TENANT/SOP.dcm (see Archive.hold).
+_TENANT = TENANT_PATTERN.pattern.removeprefix("^").removesuffix("$")
+ARCHIVE_KEY = re.compile(
+    rf"{_TENANT}/[^/]+/[^/]+/[^/]+\.[0-9a-f]{{16}}\.dcm(?:\.bulk)?"
+    rf"|{HELD_PREFIX}/{_TENANT}/[^/]+\.dcm"
+)
+
+
+def is_archive_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a blob an archive writes."""
+    return ARCHIVE_KEY.fullmatch(key) is not None
 
 
 class Archive:
@@ -537,6 +553,35 @@ class Archive:
         if not key.startswith(folder) or "/" in key[len(folder) :]:
             raise ValueError(f"{key!r} is not a held copy of {self.tenant}")
         return key
+
+    # -- the orphan sweep -----------------------------------------------------------------
+
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that an index row of any tenant names as its blob or sidecar."""
+        return self._stores.index.referenced_keys(keys)
+
+    def sweep(
+        self,
+        *,
+        grace: timedelta,
+        also_referenced: Iterable[References] = (),
+        dry_run: bool = False,
+        stop: Callable[[], bool] = lambda: False,
+        label: str = "blobs",
+    ) -> SweepReport:
+        """The orphan sweep (:mod:`storage.sweep`) of the blob store under this archive, every
+        tenant's keys: a blob of an archive key's shape is kept while this archive's index or
+        one of ``also_referenced`` names it (another archive sharing the store; whoever keeps
+        held copies), and removed once unreferenced and older than ``grace``."""
+        return sweep_store(
+            self._stores.blobs,
+            [self.referenced_keys, *also_referenced],
+            grace=grace,
+            owned=is_archive_key,
+            dry_run=dry_run,
+            stop=stop,
+            label=label,
+        )
 
 
 def _describe(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:

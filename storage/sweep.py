@@ -15,8 +15,8 @@ blobs are never touched. The grace period must outlast the longest ingest, from 
 byte written to the commit (the default hour leaves a 2 GiB instance 0.6 MB/s of upload).
 
 Nothing but what this program writes is touched: a sweep removes only keys its caller
-claims (``owned``: the archive's own key shape, say), so a store shared with anything else
-loses nothing of it.
+claims (``owned``: the archive's key shapes, :func:`storage.archive.is_archive_key`), so a
+store shared with anything else loses nothing of it.
 
 The work goes in pages of listed keys, one batched reference check per page: memory stays
 bounded whatever the size of the store. The report says what was removed (count and bytes,
@@ -26,7 +26,6 @@ each key at debug level) and what was kept because it was too young.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,20 +37,10 @@ from storage.blobs.base import BlobEntry, BlobStore
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-# The keys Archive._record gives blobs: TENANT/STUDY/SERIES/SOP.SHA256[:16].dcm, and the bulk
-# sidecar beside it with ".bulk" appended.
-ARCHIVE_KEY = re.compile(
-    r"^[a-z0-9][a-z0-9_-]{0,62}/[^/]+/[^/]+/[^/]+\.[0-9a-f]{16}\.dcm(\.bulk)?$"
-)
 T = TypeVar("T")
 
 References = Callable[[Collection[str]], set[str]]
 """Given listed keys, those that something still references (they are kept)."""
-
-
-def is_archive_key(key: str) -> bool:
-    """Whether ``key`` has the shape of a blob the archive writes."""
-    return ARCHIVE_KEY.match(key) is not None
 
 
 @dataclass
@@ -96,7 +85,7 @@ def sweep_store(
     references: Iterable[References],
     *,
     grace: timedelta,
-    owned: Callable[[str], bool] = is_archive_key,
+    owned: Callable[[str], bool],
     dry_run: bool = False,
     label: str = "blobs",
     now: datetime | None = None,

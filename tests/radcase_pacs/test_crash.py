@@ -31,9 +31,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from radcase_pacs.app import build_archive
+from radcase_pacs.deployment import open_deployment
 from radcase_pacs.settings import Settings, load_settings
-from radcase_pacs.sweeping import is_swept_key
+from storage.archive import is_archive_key
 from storage.blobs.base import BlobStore
 from storage.index.base import Index
 from storage.urls import open_blobs, open_index
@@ -67,18 +67,17 @@ def ingest_until_crash() -> None:
 
         return call
 
-    place = os.environ.get("RADCASE_TEST_CRASH_IN", "commit")
-    if place == "commit":  # the blob is written, the index transaction never happens
-        from storage.index.sql import SqlIndex
+    with open_deployment(load_settings(None)) as deployment:
+        place = os.environ.get("RADCASE_TEST_CRASH_IN", "commit")
+        if place == "commit":  # the blob is written, the index transaction never happens
+            from storage.index.sql import SqlIndex
 
-        SqlIndex.add_instance = dying(SqlIndex.add_instance)  # type: ignore[method-assign]
-    else:  # the temporary file is written, the rename into place never happens
-        os.replace = dying(os.replace)
-    archive = build_archive(load_settings(None))
-    archive.open()
-    for name in sys.argv[1:]:
-        with open(name, "rb") as source:
-            archive.ingest(source)
+            SqlIndex.add_instance = dying(SqlIndex.add_instance)  # type: ignore[method-assign]
+        else:  # the temporary file is written, the rename into place never happens
+            os.replace = dying(os.replace)
+        for name in sys.argv[1:]:
+            with open(name, "rb") as source:
+                deployment.clinical.ingest(source)
     os._exit(0)
 
 
@@ -122,7 +121,7 @@ class Stores:
     blobs: BlobStore
 
     def listed(self) -> set[str]:
-        return {e.key for e in self.blobs.entries() if is_swept_key(e.key)}
+        return {e.key for e in self.blobs.entries() if is_archive_key(e.key)}
 
     def orphans(self) -> set[str]:
         listed = self.listed()
@@ -156,16 +155,13 @@ def clinical_stores(settings: Settings) -> Iterator[Stores]:
 
 def stored_bytes(settings: Settings, sop_uids: dict[str, Dataset]) -> dict[str, bytes]:
     """Each instance's bytes as the archive reads them back."""
-    archive = build_archive(settings)
-    archive.open()
-    try:
+    with open_deployment(settings) as deployment:
+        archive = deployment.archive
         found = {}
         for sop, ds in sop_uids.items():
             (instance,) = archive.instances(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
             found[sop] = archive.read(instance)
         return found
-    finally:
-        archive.close()
 
 
 # == crash injection =========================================================================

@@ -20,19 +20,17 @@ import pytest
 from pydantic import ValidationError
 from pydicom.uid import generate_uid
 
-from radcase_pacs.app import build_archive
 from radcase_pacs.cli import main
+from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.settings import Settings, load_settings, read_toml
 from radcase_pacs.sweep_runner import PeriodicSweep, periodic_sweep
-from radcase_pacs.sweeping import LOCK, is_swept_key, sweep_deployment
-from radcase_pacs.teaching_layer import build_case_service
+from radcase_pacs.sweeping import LOCK, sweep_deployment
+from storage.archive import HELD_PREFIX
 from storage.blobs.base import BlobStore
 from storage.database.locks import exclusive
 from storage.sweep import SweepReport
 from storage.urls import open_blobs, open_database
-from teaching.cases.export import pending_key
 from teaching.cases.models import CaseCreate, CaseStatus, PixelReview, PixelReviewIn
-from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore, NewCase, TeachingInstance, now
 from tests.backends import MOTO, free_port
 from tests.conftest import make_instance, to_bytes
@@ -77,14 +75,14 @@ def blob_stores(settings: Settings) -> Iterator[tuple[BlobStore, BlobStore]]:
 
 
 @pytest.fixture
-def service(settings: Settings) -> Iterator[CaseService]:
-    clinical = build_archive(settings)
-    cases = build_case_service(settings, clinical)
-    clinical.open()
-    cases.open()
-    yield cases
-    cases.close()
-    clinical.close()
+def deployment(settings: Settings) -> Iterator[Deployment]:
+    with open_deployment(settings) as opened:
+        yield opened
+
+
+def held_key(tenant: str, sop_uid: str) -> str:
+    """Where the archive holds a copy (storage.archive.Archive.hold)."""
+    return f"{HELD_PREFIX}/{tenant}/{sop_uid}.dcm"
 
 
 def flagged_study(count: int = 1, *, plain: int = 0) -> tuple[str, list[bytes]]:
@@ -113,13 +111,14 @@ def by_label(reports: list[SweepReport] | None) -> dict[str, SweepReport]:
 
 
 def test_the_sweep_keeps_held_back_copies_of_live_cases_and_removes_every_orphan(
-    settings: Settings, service: CaseService, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    service = deployment.cases
     live_study, live = flagged_study(1, plain=1)
     deleted_study, deleted = flagged_study(1)
     crashed_study, crashed = flagged_study(1)
     for data in [*live, *deleted, *crashed]:
-        service.clinical.ingest(io.BytesIO(data))
+        deployment.clinical.ingest(io.BytesIO(data))
     live_case = service.create(
         TENANT, CaseCreate(study_instance_uid=live_study, title="Live"), "educator"
     )
@@ -144,16 +143,16 @@ def test_the_sweep_keeps_held_back_copies_of_live_cases_and_removes_every_orphan
         held = {k for k in teaching_before if k.startswith("_pending/")}
         assert len(held) == 3
         (live_copy,) = [i for i in live_case.instances if i.review is PixelReview.PENDING]
-        kept_copy = pending_key(TENANT, live_copy.sop_instance_uid)
+        kept_copy = held_key(TENANT, live_copy.sop_instance_uid)
         assert kept_copy in held
 
-        young = by_label(sweep_deployment(settings, grace=HOUR))
+        young = by_label(sweep_deployment(deployment, grace=HOUR))
         assert set(clinical.keys()) == clinical_before
         assert set(teaching.keys()) == teaching_before
         assert young["clinical blobs"].too_young == 1
         assert young["teaching blobs"].too_young == 3  # two copies and the orphan
 
-        reports = by_label(sweep_deployment(settings, grace=timedelta(0)))
+        reports = by_label(sweep_deployment(deployment, grace=timedelta(0)))
         assert set(clinical.keys()) == clinical_before - {clinical_orphan}
         assert set(teaching.keys()) == teaching_before - (held - {kept_copy}) - {teaching_orphan}
         assert (reports["clinical blobs"].removed, reports["clinical blobs"].referenced) == (1, 4)
@@ -176,25 +175,20 @@ def test_a_deployment_with_one_blob_store_for_both_collections_loses_nothing(
 ) -> None:
     shared = f"file:///{tmp_path / 'blobs'}"
     settings = Settings(data_dir=tmp_path / "data", blob_url=shared, teaching_blob_url=shared)
-    clinical = build_archive(settings)
-    cases = build_case_service(settings, clinical)
-    clinical.open()
-    cases.open()
-    try:
+    with open_deployment(settings) as deployment:
         study, instances = flagged_study(1, plain=1)
         for data in instances:
-            clinical.ingest(io.BytesIO(data))
-        cases.create(TENANT, CaseCreate(study_instance_uid=study, title="Shared"), "educator")
+            deployment.clinical.ingest(io.BytesIO(data))
+        deployment.cases.create(
+            TENANT, CaseCreate(study_instance_uid=study, title="Shared"), "educator"
+        )
         with blob_stores(settings) as (store, _):
             before = set(store.keys())
             assert len(before) == 4  # two clinical instances, a teaching copy, a held copy
-            (report,) = sweep_deployment(settings, grace=timedelta(0)) or []
+            (report,) = sweep_deployment(deployment, grace=timedelta(0)) or []
             assert report.store.startswith("blobs (")
             assert (report.referenced, report.removed) == (4, 0)
             assert set(store.keys()) == before
-    finally:
-        cases.close()
-        clinical.close()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -209,7 +203,7 @@ def test_held_keys_names_the_copies_cases_hold_asked_in_batches(
     store = CaseStore(open_database(url))
     store.open()
     try:
-        held = [pending_key(TENANT, generate_uid()) for _ in range(3)]
+        held = [held_key(TENANT, generate_uid()) for _ in range(3)]
         for number, key in enumerate(held):
             case = NewCase(
                 tenant=TENANT,
@@ -224,7 +218,7 @@ def test_held_keys_names_the_copies_cases_hold_asked_in_batches(
                 created_at=now(),
             )
             store.insert_case(case, [_held_instance(key)], [])
-        others = [pending_key(TENANT, generate_uid()) for _ in range(1100)]
+        others = [held_key(TENANT, generate_uid()) for _ in range(1100)]
         assert store.held_keys([*others[:600], *held, *others[600:]]) == set(held)
         assert store.delete(TENANT, "case-1") is not None
         assert store.held_keys(held) == {held[0], held[2]}
@@ -246,14 +240,6 @@ def _held_instance(key: str) -> TeachingInstance:
     )
 
 
-def test_only_keys_this_program_writes_are_swept() -> None:
-    assert is_swept_key(an_orphan_key())
-    assert is_swept_key(f"{an_orphan_key()}.bulk")
-    assert is_swept_key(pending_key("site-2", generate_uid()))
-    for other in ("_pending/x.dcm", "_teaching/default/1/2/3.0123456789abcdef.dcm", "a.txt"):
-        assert not is_swept_key(other)
-
-
 # == radcase-pacs sweep ======================================================================
 
 
@@ -262,10 +248,8 @@ def test_the_sweep_command_reports_removes_and_defers_to_a_running_sweep(
 ) -> None:
     data = tmp_path / "data"
     settings = Settings(data_dir=data)
-    archive = build_archive(settings)
-    archive.open()
-    kept = archive.ingest(io.BytesIO(to_bytes(make_instance())))
-    archive.close()
+    with open_deployment(settings) as deployment:
+        kept = deployment.archive.ingest(io.BytesIO(to_bytes(make_instance())))
     with blob_stores(settings) as (clinical, _):
         orphan = an_orphan_key()
         put(clinical, orphan, b"x" * 2048)
@@ -298,12 +282,10 @@ def test_the_sweep_command_reports_removes_and_defers_to_a_running_sweep(
         assert "removed 1 abandoned partial writes (4 bytes)" in out
         assert not clinical.exists(orphan) and not stale.exists()
         assert len(list(clinical.keys())) == 1
-    archive.open()
-    try:
+    with open_deployment(settings) as deployment:
+        archive = deployment.archive
         (stored,) = archive.instances(kept.study_uid, kept.series_uid, kept.sop_uid)
         assert archive.read(stored)[128:132] == b"DICM"
-    finally:
-        archive.close()
 
 
 # == settings ================================================================================
@@ -365,7 +347,8 @@ def test_a_periodic_sweep_with_interval_zero_never_runs() -> None:
 
 
 def test_the_first_periodic_sweep_comes_within_ten_minutes_of_start(tmp_path: Path) -> None:
-    sweeper = periodic_sweep(Settings(data_dir=tmp_path))
+    with open_deployment(Settings(data_dir=tmp_path)) as deployment:
+        sweeper = periodic_sweep(deployment)
     assert (sweeper.interval, sweeper.first_delay) == (21600, 600)
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,16 +18,17 @@ from typing import Any
 import pytest
 from pydicom.uid import generate_uid
 
-from storage.archive import Archive, IngestResult
+from storage.archive import Archive, IngestResult, is_archive_key
 from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.database.locks import exclusive
 from storage.errors import BackendFailure
 from storage.index.base import Index
-from storage.sweep import is_archive_key, sweep_store
+from storage.stores import Stores
+from storage.sweep import SweepReport, sweep_store
 from storage.urls import open_database
-from tests.backends import MOTO, make_blobs, make_index, s3_bucket
+from tests.backends import MOTO, make_blobs, make_index, s3_bucket, stores_for
 from tests.conftest import make_instance, to_bytes
 
 HOUR = timedelta(hours=1)
@@ -204,7 +205,7 @@ def test_referenced_keys_names_blobs_and_sidecars_of_every_tenant_in_batches(
     index: Index, tmp_path: Path
 ) -> None:
     blobs = FilesystemBlobStore(tmp_path / "b")
-    archive = Archive(index=index, blobs=blobs, cache=MemoryCache(1024 * 1024))
+    archive = Archive(Stores(index=index, blobs=blobs, cache=MemoryCache(1024 * 1024)))
     archive.open()
     plain = archive.ingest(io.BytesIO(to_bytes(make_instance())))
     bulky = archive.ingest(io.BytesIO(with_bulk_value()))
@@ -229,7 +230,7 @@ def _stored(archive: Archive, result: IngestResult) -> Any:
 
 
 @dataclass(frozen=True)
-class Stores:
+class World:
     """An archive and its index and blob store, held apart from it: the sweep works on the
     stores, the archive only ingests and reads."""
 
@@ -238,36 +239,31 @@ class Stores:
     blobs: BlobStore
 
 
-@contextmanager
-def stores_for(name: str, tmp_path: Path) -> Iterator[Stores]:
-    index_kind, _, blob_kind = name.split("-")
-    with ExitStack() as stack:
-        index = make_index(index_kind, stack, tmp_path)
-        blobs = make_blobs(blob_kind, stack, tmp_path)
-        archive = Archive(index=index, blobs=blobs, cache=MemoryCache(1024 * 1024))
-        archive.open()
-        stack.callback(archive.close)
-        yield Stores(archive, index, blobs)
-
-
 @pytest.fixture(params=COMBINATIONS)
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     with stores_for(request.param, tmp_path) as stores:
-        yield stores
+        yield World(Archive(stores), stores.index, stores.blobs)
 
 
-def test_every_key_the_archive_writes_is_one_the_sweep_may_claim(world: Stores) -> None:
+def _sweep(blobs: BlobStore, references: list[Any], **options: Any) -> SweepReport:
+    return sweep_store(blobs, references, owned=is_archive_key, **options)
+
+
+def test_every_key_the_archive_writes_is_one_the_sweep_may_claim(world: World) -> None:
     world.archive.ingest(io.BytesIO(to_bytes(make_instance())))
     world.archive.with_tenant("site-2").ingest(io.BytesIO(with_bulk_value()))
     keys = list(world.blobs.keys())
     assert len(keys) == 3
     assert all(is_archive_key(key) for key in keys)
-    for foreign in ("notes.txt", "default/x.dcm", "_pending/default/1.dcm", "a/b/c/d/e.dcm"):
-        assert not is_archive_key(foreign)
+    assert is_archive_key(world.archive.hold(generate_uid(), b"held"))
+    foreign = ("notes.txt", "default/x.dcm", "_pending/1.dcm", "a/b/c/d/e.dcm")
+    nested = "_teaching/default/1.2/3.4/5.6.0123456789abcdef.dcm"  # a store inside this one
+    for key in (*foreign, nested):
+        assert not is_archive_key(key)
 
 
 def test_the_sweep_removes_old_orphans_and_keeps_referenced_young_and_foreign_blobs(
-    world: Stores, caplog: pytest.LogCaptureFixture
+    world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     stored = [_stored(world.archive, world.archive.ingest(io.BytesIO(data))) for data in _two()]
     old = [orphan_key(), orphan_key("site-2"), f"{orphan_key()}.bulk"]
@@ -276,7 +272,7 @@ def test_the_sweep_removes_old_orphans_and_keeps_referenced_young_and_foreign_bl
     _put(world.blobs, "operator/notes.txt", b"not ours")
     before = set(world.blobs.keys())
     with caplog.at_level(logging.DEBUG, logger="storage.sweep"):
-        report = sweep_store(world.blobs, [world.index.referenced_keys], grace=HOUR, now=_later())
+        report = _sweep(world.blobs, [world.index.referenced_keys], grace=HOUR, now=_later())
     assert set(world.blobs.keys()) == before - set(old)
     assert (report.listed, report.referenced, report.foreign) == (len(before), 3, 1)
     assert (report.removed, report.removed_bytes, report.too_young) == (3, 36, 0)
@@ -286,20 +282,20 @@ def test_the_sweep_removes_old_orphans_and_keeps_referenced_young_and_foreign_bl
         assert world.blobs.exists(instance.blob_key)
 
 
-def test_an_unreferenced_blob_younger_than_the_grace_period_is_kept(world: Stores) -> None:
+def test_an_unreferenced_blob_younger_than_the_grace_period_is_kept(world: World) -> None:
     """It may belong to an ingest between its blob write and its index commit."""
     young = orphan_key()
     _put(world.blobs, young, b"mid-ingest")
-    report = sweep_store(world.blobs, [world.index.referenced_keys], grace=HOUR)
+    report = _sweep(world.blobs, [world.index.referenced_keys], grace=HOUR)
     assert (report.removed, report.too_young) == (0, 1)
     assert world.blobs.get(young) == b"mid-ingest"
-    report = sweep_store(world.blobs, [world.index.referenced_keys], grace=HOUR, now=_later())
+    report = _sweep(world.blobs, [world.index.referenced_keys], grace=HOUR, now=_later())
     assert (report.removed, report.too_young) == (1, 0)
     assert not world.blobs.exists(young)
 
 
 def test_one_sweep_tells_old_orphans_from_young_ones_by_their_time_of_writing(
-    world: Stores,
+    world: World,
 ) -> None:
     old = orphan_key()
     _put(world.blobs, old, b"old")
@@ -308,16 +304,16 @@ def test_one_sweep_tells_old_orphans_from_young_ones_by_their_time_of_writing(
     time.sleep(1.1)
     young = orphan_key()
     _put(world.blobs, young, b"young")
-    report = sweep_store(world.blobs, [world.index.referenced_keys], grace=timedelta(0), now=now)
+    report = _sweep(world.blobs, [world.index.referenced_keys], grace=timedelta(0), now=now)
     assert (report.removed, report.too_young) == (1, 1)
     assert set(world.blobs.keys()) == {young}
 
 
-def test_a_dry_run_reports_what_would_go_and_removes_nothing(world: Stores) -> None:
+def test_a_dry_run_reports_what_would_go_and_removes_nothing(world: World) -> None:
     for _ in range(3):
         _put(world.blobs, orphan_key(), b"12")
     before = set(world.blobs.keys())
-    report = sweep_store(
+    report = _sweep(
         world.blobs, [world.index.referenced_keys], grace=HOUR, now=_later(), dry_run=True
     )
     assert (report.removed, report.removed_bytes) == (3, 6)
@@ -325,7 +321,7 @@ def test_a_dry_run_reports_what_would_go_and_removes_nothing(world: Stores) -> N
     assert set(world.blobs.keys()) == before
 
 
-def test_the_sweep_works_in_pages_asking_the_index_once_per_page(world: Stores) -> None:
+def test_the_sweep_works_in_pages_asking_the_index_once_per_page(world: World) -> None:
     stored = [_stored(world.archive, world.archive.ingest(io.BytesIO(d))) for d in _two()]
     referenced = [k for s in stored for k in (s.blob_key, s.sidecar_key) if k]
     assert len(referenced) == 3
@@ -338,24 +334,24 @@ def test_the_sweep_works_in_pages_asking_the_index_once_per_page(world: Stores) 
         asked.append(len(keys))
         return world.index.referenced_keys(keys)
 
-    report = sweep_store(world.blobs, [counting], grace=HOUR, now=_later(), page_size=10)
+    report = _sweep(world.blobs, [counting], grace=HOUR, now=_later(), page_size=10)
     assert asked == [10, 10, 6]
     assert report.removed == 23
     assert sorted(world.blobs.keys()) == sorted(referenced)
 
 
-def test_a_key_any_source_references_is_kept(world: Stores) -> None:
+def test_a_key_any_source_references_is_kept(world: World) -> None:
     """The teaching side adds sources: held-back copies named by a case."""
     held, dropped = orphan_key(), orphan_key()
     for key in (held, dropped):
         _put(world.blobs, key, b"copy")
     sources = [world.index.referenced_keys, lambda keys: {held} & set(keys)]
-    report = sweep_store(world.blobs, sources, grace=HOUR, now=_later())
+    report = _sweep(world.blobs, sources, grace=HOUR, now=_later())
     assert (report.removed, report.referenced) == (1, 1)
     assert set(world.blobs.keys()) == {held}
 
 
-def test_a_stopped_sweep_ends_between_pages(world: Stores) -> None:
+def test_a_stopped_sweep_ends_between_pages(world: World) -> None:
     for _ in range(5):
         _put(world.blobs, orphan_key(), b"o")
     pages: list[int] = []
@@ -364,7 +360,7 @@ def test_a_stopped_sweep_ends_between_pages(world: Stores) -> None:
         pages.append(1)
         return len(pages) > 2
 
-    report = sweep_store(
+    report = _sweep(
         world.blobs,
         [world.index.referenced_keys],
         grace=HOUR,
@@ -388,7 +384,7 @@ def test_stale_partial_writes_go_and_fresh_ones_stay(tmp_path: Path) -> None:
         fresh.write_bytes(b"y" * 10)
         two_hours_ago = time.time() - 7200
         os.utime(stale, (two_hours_ago, two_hours_ago))
-        report = sweep_store(store, [opened.index.referenced_keys], grace=HOUR)
+        report = _sweep(store, [opened.index.referenced_keys], grace=HOUR)
         assert (report.partial_removed, report.partial_bytes, report.partial_too_young) == (
             1,
             100,
@@ -398,9 +394,26 @@ def test_stale_partial_writes_go_and_fresh_ones_stay(tmp_path: Path) -> None:
         assert report.listed == 0
 
 
-def test_a_negative_grace_period_is_refused(world: Stores) -> None:
+def test_the_archives_own_sweep_keeps_what_its_index_or_a_holder_names(world: World) -> None:
+    """Held copies are named by no index row: whoever holds them says which to keep."""
+    stored = _stored(world.archive, world.archive.ingest(io.BytesIO(to_bytes(make_instance()))))
+    kept = world.archive.hold(generate_uid(), b"held, still awaited")
+    dropped = world.archive.with_tenant("site-2").hold(generate_uid(), b"held, case deleted")
+    assert is_archive_key(kept) and is_archive_key(dropped)
+    orphan = orphan_key()
+    _put(world.blobs, orphan, b"o")
+    report = world.archive.sweep(
+        grace=timedelta(0), also_referenced=[lambda keys: {kept} & set(keys)], label="clinical"
+    )
+    assert (report.store, report.removed, report.referenced) == ("clinical", 2, 2)
+    assert set(world.blobs.keys()) == {stored.blob_key, kept}
+    assert world.archive.held(kept) == b"held, still awaited"
+    assert world.archive.referenced_keys([stored.blob_key, orphan]) == {stored.blob_key}
+
+
+def test_a_negative_grace_period_is_refused(world: World) -> None:
     with pytest.raises(ValueError, match="negative"):
-        sweep_store(world.blobs, [], grace=timedelta(seconds=-1))
+        _sweep(world.blobs, [], grace=timedelta(seconds=-1))
 
 
 def _two() -> list[bytes]:
