@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from storage.database.locks import exclusive
 from storage.sweep import SweepReport
 from storage.urls import open_blobs, open_database
 from teaching.cases.models import CaseCreate, CaseStatus, PixelReview, PixelReviewIn
-from teaching.cases.store import CaseStore, NewCase, TeachingInstance, now
+from teaching.cases.store import CaseStore, NewCase, TeachingInstance
 from tests.backends import MOTO, free_port
 from tests.conftest import make_instance, to_bytes
 from tests.serving import serve
@@ -215,7 +215,7 @@ def test_held_keys_names_the_copies_cases_hold_asked_in_batches(
                 origin="api",
                 source_study_uid="1.2",
                 teaching_study_uid="2.25.1",
-                created_at=now(),
+                created_at=datetime.now(UTC),
             )
             store.insert_case(case, [_held_instance(key)], [])
         others = [held_key(TENANT, generate_uid()) for _ in range(1100)]
