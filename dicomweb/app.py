@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dicomweb import delete, frames, metadata, qido, rendered, stow, wado, wado_uri
+from dicomweb import delete, frames, metadata, qido, rendered, stow, thumbnail, wado, wado_uri
 from dicomweb.compression import GzipJsonMiddleware
 from dicomweb.context import DicomwebOptions, Service
 from dicomweb.errors import HttpError, archive_error_handler, http_error_handler, request_id
@@ -74,10 +74,10 @@ def routes(*, read_only: bool = False) -> list[Route]:
         Route(SERIES + "/rendered", rendered.collection_rendered, methods=get),
         Route(INSTANCE + "/rendered", rendered.instance_rendered, methods=get),
         Route(INSTANCE + "/frames/{frames}/rendered", rendered.frames_rendered, methods=get),
-        Route(STUDY + "/thumbnail", rendered.collection_thumbnail, methods=get),
-        Route(SERIES + "/thumbnail", rendered.collection_thumbnail, methods=get),
-        Route(INSTANCE + "/thumbnail", rendered.instance_thumbnail, methods=get),
-        Route(INSTANCE + "/frames/{frames}/thumbnail", rendered.frames_thumbnail, methods=get),
+        Route(STUDY + "/thumbnail", thumbnail.collection_thumbnail, methods=get),
+        Route(SERIES + "/thumbnail", thumbnail.collection_thumbnail, methods=get),
+        Route(INSTANCE + "/thumbnail", thumbnail.instance_thumbnail, methods=get),
+        Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail.frames_thumbnail, methods=get),
         Route("/wado", wado_uri.retrieve, methods=get),
     ]
     if read_only:

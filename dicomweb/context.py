@@ -33,10 +33,18 @@ class Service:
     options: DicomwebOptions = field(default_factory=DicomwebOptions)
 
     def archive_for(self, request: Request) -> Archive:
-        """The archive scoped to the request's tenant (set by an auth layer in
-        ``request.state.tenant``; the archive's own tenant otherwise)."""
+        """The archive as this request may see it: scoped to its tenant (set by an auth layer
+        in ``request.state.tenant``; the archive's own tenant otherwise) and, when an access
+        layer set ``request.state.visible_studies``, to those studies alone. Every handler
+        reads through this view, so none of them needs to know why a study is hidden."""
+        archive = self.archive
         tenant = getattr(request.state, "tenant", None)
-        return self.archive.with_tenant(tenant) if tenant else self.archive
+        if tenant:
+            archive = archive.with_tenant(tenant)
+        visible: frozenset[str] | None = getattr(request.state, "visible_studies", None)
+        if visible is not None:
+            archive = archive.restricted_to(visible)
+        return archive
 
     def root(self, request: Request) -> str:
         return uri.service_root(request, self.options.base_url)

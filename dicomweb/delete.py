@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.context import Service
-from dicomweb.wado import path_uids
+from dicomweb.requests import path_uids
 
 
 async def delete(request: Request) -> Response:

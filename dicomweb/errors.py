@@ -1,7 +1,9 @@
 """HTTP errors of the DICOMweb layer and the translation of the archive's error tree.
 
-Every ``storage.errors`` class has exactly one status here (a test checks it), and input can
-only ever produce a 4xx: 5xx means a store failed, and is logged with the request id.
+Every ``storage.errors`` class has exactly one HTTP status, the one of
+:data:`storage.statuses.HTTP_STATUS_BY_ERROR` (shared with the teaching API; a test checks it
+is complete), and input can only ever produce a 4xx: 5xx means a store failed, and is logged
+with the request id.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from storage import errors as storage_errors
+from storage.statuses import http_status
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +55,6 @@ def not_acceptable(reason: str) -> HttpError:
     return HttpError(406, f"Not Acceptable: {reason}")
 
 
-STATUS_BY_ERROR: dict[type[storage_errors.ArchiveError], int] = {
-    storage_errors.NotFound: 404,
-    storage_errors.InvalidQuery: 400,
-    storage_errors.InstanceRejected: 409,
-    storage_errors.UnreadableDataset: 409,
-    storage_errors.IdentityMismatch: 409,
-    storage_errors.DuplicateConflict: 409,
-    storage_errors.Unavailable: 409,
-    storage_errors.BackendFailure: 503,
-    storage_errors.OutOfResources: 507,
-    storage_errors.ArchiveError: 500,
-}
-
-
-def status_for(exc: storage_errors.ArchiveError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
-    return 500
-
-
 def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "-"))
 
@@ -84,7 +66,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 
 async def archive_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, storage_errors.ArchiveError)
-    status = status_for(exc)
+    status = http_status(exc)
     if status >= 500:
         log.error("request %s failed in a store: %s", request_id(request), exc)
         return PlainTextResponse(

@@ -21,9 +21,10 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb import multipart
 from dicomweb.context import Service
 from dicomweb.errors import HttpError, not_acceptable
-from dicomweb.httpcache import entity_tag, is_multipart, representation, revalidate
+from dicomweb.httpcache import IMMUTABLE, entity_tag, is_multipart, representation, revalidate
 from dicomweb.negotiation import Acceptable
 from dicomweb.ranges import with_ranges
+from dicomweb.requests import acceptables, instance_uids
 from dicomweb.syntaxes import (
     DEFAULT_SYNTAX_BY_MEDIA_TYPE,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -31,7 +32,6 @@ from dicomweb.syntaxes import (
     frame_media_type,
     with_syntax,
 )
-from dicomweb.wado import IMMUTABLE, acceptables, path_uids
 from storage.archive import Archive, BulkData, FrameSet
 from storage.errors import Unavailable
 from storage.pixels import can_decode
@@ -146,8 +146,7 @@ def frames_response(
 
 async def retrieve_frames(request: Request) -> Response:
     service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
+    study_uid, series_uid, sop_uid = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     archive = service.archive_for(request)
     instance, frames = await run_in_threadpool(
@@ -202,8 +201,7 @@ def _decompressed(
 async def retrieve_bulk(request: Request) -> Response:
     """A BulkDataURI from our metadata (``.../bulk/{path}``)."""
     service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
+    study_uid, series_uid, sop_uid = instance_uids(request)
     path = request.path_params["path"]
     archive = service.archive_for(request)
     instance = await _instance(archive, study_uid, series_uid, sop_uid)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from dicomweb.context import Service
 from dicomweb.errors import not_acceptable
 from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
-from dicomweb.wado import acceptables, path_uids
+from dicomweb.requests import acceptables, path_uids
 from storage.instance_json import ROOT_MARK
 
 DICOM_JSON = "application/dicom+json"

@@ -1,5 +1,5 @@
-"""Rendered and thumbnail resources (PS3.18 §10.4.1.1.3 Rendered Resources, §10.4.1.1.4
-Thumbnail Resources), over the pipeline of :mod:`dicomweb.rendering`.
+"""Rendered resources (PS3.18 §10.4.1.1.3), over the pipeline of :mod:`dicomweb.rendering`;
+thumbnails (:mod:`dicomweb.thumbnail`) render through the same :class:`InstanceRenderer`.
 
 Representations, by the number of images a target holds:
 
@@ -15,11 +15,6 @@ Representations, by the number of images a target holds:
 
 The default media type is image/jpeg; image/png and image/gif are offered too (Table 8.7.4-1);
 ranges carrying a transfer-syntax are skipped (§8.7.4 forbids it on rendered media types).
-
-Thumbnails (PS3.18 §10.4.1.1.4: "the origin server determines the pixel content") are one
-small image: of an instance, its middle frame; of a frame list, its first frame; of a series
-or study, see :func:`representative`. They are cached as bytes under
-``{tenant}/thumb/{sha256}/...``, content-addressed because a stored instance never changes.
 """
 
 from __future__ import annotations
@@ -37,12 +32,12 @@ from dicomweb import multipart, uri
 from dicomweb.context import Service
 from dicomweb.errors import HttpError, not_acceptable
 from dicomweb.frames import parse_frame_list
-from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
+from dicomweb.httpcache import IMMUTABLE, REVALIDATE, entity_tag, precondition
 from dicomweb.negotiation import Acceptable
 from dicomweb.presentation import presentation
-from dicomweb.render_params import rendered_params, thumbnail_params
+from dicomweb.render_params import rendered_params
 from dicomweb.rendering import GIF, MEDIA_TYPES, RenderParams, encode, render_image
-from dicomweb.wado import IMMUTABLE, acceptables, path_uids
+from dicomweb.requests import acceptables, instance_uids, path_uids
 from storage.archive import Archive
 from storage.errors import ArchiveError, NotFound, Unavailable
 from storage.json_values import Document
@@ -51,7 +46,6 @@ from storage.records import StoredInstance
 
 log = logging.getLogger(__name__)
 
-THUMBNAIL_TTL = 30 * 24 * 3600.0
 MAX_ANIMATED_FRAMES = 1000
 """An animated GIF is built in memory: longer loops are offered as multipart only."""
 
@@ -70,7 +64,7 @@ class RenderedChoice:
         return f"{self.media_type}|{int(self.multipart)}{int(self.animated)}{int(self.first_only)}"
 
 
-def _image_type(acceptable: Acceptable) -> str | None:
+def image_type(acceptable: Acceptable) -> str | None:
     """The first of our rendered media types the range covers (JPEG first: the default)."""
     if acceptable.transfer_syntax is not None:
         return None
@@ -81,7 +75,7 @@ def choose_rendered(accepted: Iterable[Acceptable], count: int, *, scope: str) -
     """The first acceptable way to send ``count`` images of a ``scope`` ("instance",
     "frames" or "many": a study or series); see the module docstring."""
     for acceptable in accepted:
-        media = _image_type(acceptable)
+        media = image_type(acceptable)
         if media is None:
             continue
         if acceptable.multipart or (acceptable.any_container and count > 1):
@@ -100,16 +94,6 @@ def choose_rendered(accepted: Iterable[Acceptable], count: int, *, scope: str) -
         f"{count} rendered image{'s' if count != 1 else ''}: ask for image/jpeg, image/png or "
         'image/gif, or for several images multipart/related; type="image/jpeg" (or png, gif)'
     )
-
-
-def choose_thumbnail(accepted: Iterable[Acceptable]) -> str:
-    """A thumbnail is one image (PS3.18 §10.4.1.1.4): the first acceptable single-part
-    rendered media type."""
-    for acceptable in accepted:
-        media = _image_type(acceptable)
-        if media is not None and not acceptable.multipart:
-            return media
-    raise not_acceptable("a thumbnail is available as image/jpeg, image/png or image/gif")
 
 
 # -- rendering work (runs in the thread pool) ------------------------------------------------
@@ -160,7 +144,7 @@ class InstanceRenderer:
         return encode([img for img, _ in rendered], media_type, params.quality, rendered[0][1])
 
 
-def _document(archive: Archive, instance: StoredInstance) -> Document:
+def instance_document(archive: Archive, instance: StoredInstance) -> Document:
     (document,) = archive.documents(instance.study_uid, instance.series_uid, instance.sop_uid)
     return document
 
@@ -174,7 +158,7 @@ def renderable(instance: StoredInstance) -> StoredInstance:
     return instance
 
 
-def _check_frames(instance: StoredInstance, numbers: list[int]) -> None:
+def check_frames(instance: StoredInstance, numbers: list[int]) -> None:
     count = instance.number_of_frames
     for number in numbers:
         if number > count:
@@ -216,7 +200,7 @@ class Parts:
         for instance, numbers in self.targets:
             try:
                 renderer = InstanceRenderer(
-                    self.archive, instance, _document(self.archive, instance)
+                    self.archive, instance, instance_document(self.archive, instance)
                 )
                 renderer.check(self.params)
             except (ArchiveError, HttpError) as exc:
@@ -269,7 +253,7 @@ async def _single(
     headers: dict[str, str],
 ) -> Response:
     """One body: one image, or an animated GIF of ``numbers``."""
-    document = await run_in_threadpool(_document, archive, instance)
+    document = await run_in_threadpool(instance_document, archive, instance)
     renderer = InstanceRenderer(archive, instance, document)
     body = await run_in_threadpool(renderer.encoded, numbers, params, choice.media_type)
     return Response(body, media_type=choice.media_type, headers=headers)
@@ -306,8 +290,7 @@ async def _render_instance(
 async def instance_rendered(request: Request) -> Response:
     """GET .../instances/{instance}/rendered (PS3.18 §10.4.1.1.3)."""
     service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
+    study_uid, series_uid, sop_uid = instance_uids(request)
     params = rendered_params(request.query_params)
     accepted = acceptables(request)
     archive = service.archive_for(request)
@@ -321,14 +304,13 @@ async def instance_rendered(request: Request) -> Response:
 async def frames_rendered(request: Request) -> Response:
     """GET .../instances/{instance}/frames/{frames}/rendered (PS3.18 §10.4.1.1.3)."""
     service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
+    study_uid, series_uid, sop_uid = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     params = rendered_params(request.query_params)
     accepted = acceptables(request)
     archive = service.archive_for(request)
     (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
-    _check_frames(renderable(instance), numbers)
+    check_frames(renderable(instance), numbers)
     choice = choose_rendered(accepted, len(numbers), scope="frames")
     return await _render_instance(request, archive, instance, numbers, choice, params)
 
@@ -366,95 +348,3 @@ async def collection_rendered(request: Request) -> Response:
         return await _single(archive, instance, numbers, choice, params, headers)
     parts = Parts(archive, targets, params, choice.media_type, service.root(request))
     return await _multipart(parts, headers)
-
-
-# -- thumbnails ------------------------------------------------------------------------------
-
-
-def representative(instances: list[StoredInstance]) -> tuple[StoredInstance, int]:
-    """The instance and frame that stand for a study or series in its thumbnail.
-
-    The series holding the most frames (the first in display order on a tie), then its
-    middle instance by Instance Number, then that instance's middle frame. Why: localizers
-    and scouts are short series that usually come first, so "the first series" often shows a
-    scout; the largest series is the main acquisition, and the middle of a stack or loop
-    shows anatomy where its first and last images often show its edge.
-    """
-    images = [i for i in instances if i.frames is not None and i.number_of_frames > 0]
-    if not images:
-        raise NotFound("no instance with pixel data to make a thumbnail of")
-    series: dict[str, list[StoredInstance]] = {}
-    for instance in images:  # already in display order (series number, instance number)
-        series.setdefault(instance.series_uid, []).append(instance)
-    chosen = max(series.values(), key=lambda group: sum(i.number_of_frames for i in group))
-    instance = chosen[(len(chosen) - 1) // 2]
-    return instance, (instance.number_of_frames + 1) // 2
-
-
-def _thumbnail_bytes(
-    archive: Archive, instance: StoredInstance, number: int, params: RenderParams, media: str
-) -> bytes:
-    """From the cache, or rendered and cached: the key starts with the tenant and holds the
-    instance's SHA-256 (content-addressed: a stored instance never changes) and everything
-    that changes the output."""
-    key = f"{archive.tenant}/thumb/{instance.sha256}/{number}/{media}/{params.key()}"
-    cached = archive.cache.get(key)
-    if cached is not None:
-        return cached
-    renderer = InstanceRenderer(archive, instance, _document(archive, instance))
-    body = renderer.encoded([number], params, media)
-    archive.cache.set(key, body, THUMBNAIL_TTL)
-    return body
-
-
-async def _thumbnail(
-    request: Request,
-    archive: Archive,
-    instance: StoredInstance,
-    number: int,
-    cache_control: str,
-) -> Response:
-    params = thumbnail_params(request.query_params)
-    media = choose_thumbnail(acceptables(request))
-    tag = entity_tag("thumbnail", instance.sha256, str(number), media, params.key())
-    headers = {"ETag": str(tag), "Cache-Control": cache_control, "Vary": "Accept"}
-    cached = precondition(request, tag, headers)
-    if cached is not None:
-        return cached
-    body = await run_in_threadpool(_thumbnail_bytes, archive, instance, number, params, media)
-    return Response(body, media_type=media, headers=headers)
-
-
-async def collection_thumbnail(request: Request) -> Response:
-    """GET /studies/{study}[/series/{series}]/thumbnail (PS3.18 §10.4.1.1.4). The choice
-    of image can change when instances are added, so caches revalidate (no-cache) against an
-    ETag derived from the chosen instance."""
-    service: Service = request.app.state.service
-    study_uid, series_uid, _ = path_uids(request)
-    archive = service.archive_for(request)
-    found = await run_in_threadpool(archive.instances, study_uid, series_uid)
-    instance, number = representative(found)
-    return await _thumbnail(request, archive, instance, number, REVALIDATE)
-
-
-async def instance_thumbnail(request: Request) -> Response:
-    """GET .../instances/{instance}/thumbnail (PS3.18 §10.4.1.1.4): the middle frame."""
-    service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
-    archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
-    number = (renderable(instance).number_of_frames + 1) // 2
-    return await _thumbnail(request, archive, instance, number, IMMUTABLE)
-
-
-async def frames_thumbnail(request: Request) -> Response:
-    """GET .../frames/{frames}/thumbnail (PS3.18 §10.4.1.1.4): the first frame listed."""
-    service: Service = request.app.state.service
-    study_uid, series_uid, sop_uid = path_uids(request)
-    assert series_uid is not None and sop_uid is not None
-    numbers = parse_frame_list(request.path_params["frames"])
-    archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
-    _check_frames(renderable(instance), numbers)
-    return await _thumbnail(request, archive, instance, numbers[0], IMMUTABLE)

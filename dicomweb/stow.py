@@ -36,18 +36,16 @@ from dicomweb.multipart import (
     TruncatedPart,
     boundary_from_content_type,
 )
-from dicomweb.wado import acceptables, path_uids
-from storage.archive import Archive, IngestOutcome, IngestResult
+from dicomweb.requests import acceptables, path_uids
+from storage.archive import Archive, BatchOutcome, IngestResult
 from storage.errors import InstanceRejected, OutOfResources
 from storage.instance_json import dumps
+from storage.statuses import DimseStatus, dimse_status
 
 log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
 BATCH_PARTS = 32
 BATCH_BYTES = 16 * 2**20
 
@@ -134,7 +132,7 @@ class Batch:
                 part.close()
         for entry in entries:
             if isinstance(entry, str):
-                outcome.fail(CANNOT_UNDERSTAND, entry)
+                outcome.fail(DimseStatus.CANNOT_UNDERSTAND, entry)
             else:
                 _record(next(results), outcome, root)
 
@@ -153,19 +151,21 @@ def _bodies(parts: list[Part]) -> Iterator[BinaryIO]:
         part.close()
 
 
-def _record(result: IngestOutcome, outcome: Outcome, root: str) -> None:
+def _record(result: BatchOutcome, outcome: Outcome, root: str) -> None:
     if isinstance(result, IngestResult):
         url = uri.instance_url(root, result.study_uid, result.series_uid, result.sop_uid)
         outcome.stored.append((result, url))
     elif isinstance(result, InstanceRejected):
-        outcome.fail(result.status, result.reason, result.sop_class_uid, result.sop_instance_uid)
+        outcome.fail(
+            dimse_status(result), result.reason, result.sop_class_uid, result.sop_instance_uid
+        )
     elif isinstance(result, OutOfResources):
         outcome.backend_failed = True
-        outcome.fail(OUT_OF_RESOURCES, str(result))
+        outcome.fail(dimse_status(result), str(result))
     else:
         log.error("store failed for a STOW-RS part: %s", result)
         outcome.backend_failed = True
-        outcome.fail(PROCESSING_FAILURE, "the archive could not store this instance")
+        outcome.fail(dimse_status(result), "the archive could not store this instance")
 
 
 async def store(request: Request) -> Response:
@@ -202,7 +202,9 @@ async def store(request: Request) -> Response:
             await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
             if not outcome.stored and not outcome.failed:
                 raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
-            outcome.fail(CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}")
+            outcome.fail(
+                DimseStatus.CANNOT_UNDERSTAND, f"the rest of the body could not be parsed: {exc}"
+            )
             truncated = None
     except ClientDisconnect:
         log.info("STOW-RS client disconnected after %d bytes", received)
@@ -212,7 +214,7 @@ async def store(request: Request) -> Response:
         reader.close()
     if isinstance(truncated, TruncatedPart):
         outcome.fail(
-            CANNOT_UNDERSTAND,
+            DimseStatus.CANNOT_UNDERSTAND,
             f"the body ended inside a part after "
             f"{truncated.received} bytes; that part was not stored",
         )

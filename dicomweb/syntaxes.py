@@ -5,6 +5,7 @@ media type when a request names none (PS3.18 §8.7.3.5.2)."""
 from __future__ import annotations
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+DICOM = "application/dicom"
 OCTET_STREAM = "application/octet-stream"
 
 MEDIA_TYPE_BY_SYNTAX: dict[str, str] = {
@@ -34,7 +35,7 @@ MEDIA_TYPE_BY_SYNTAX: dict[str, str] = {
 }
 
 DEFAULT_SYNTAX_BY_MEDIA_TYPE: dict[str, str] = {
-    "application/dicom": EXPLICIT_VR_LITTLE_ENDIAN,
+    DICOM: EXPLICIT_VR_LITTLE_ENDIAN,
     OCTET_STREAM: EXPLICIT_VR_LITTLE_ENDIAN,
     "image/jpeg": "1.2.840.10008.1.2.4.50",
     "image/jls": "1.2.840.10008.1.2.4.80",

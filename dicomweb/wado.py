@@ -1,15 +1,35 @@
 """WADO-RS retrieval of studies, series and instances as DICOM (PS3.18 §10.4).
 
 Stored bytes stream out untouched when the client accepts the stored transfer syntax
-(``transfer-syntax=*`` or the stored UID); otherwise the instance is transcoded to Explicit
+(``transfer-syntax=*`` or the stored UID); otherwise an instance is transcoded to Explicit
 VR Little Endian, the default syntax of ``application/dicom`` (PS3.18 §8.7.3.5.2), when that
-is what was asked and a decoder exists. Anything else is a 406 that lists what we have.
+is what was asked and it can be decoded.
+
+Everything is decided before the status line, from what ingest recorded
+(:func:`storage.transcode.transcode_problem`): the Selected Transfer Syntax of each part is
+the first acceptable one that instance can be delivered in (PS3.18 §8.7.8.2, which lets it
+differ from part to part). When some instances fit no acceptable syntax, the response holds
+the others, with status 206 (Partial Content) and a ``Warning: 299`` (PS3.18 §8.4) naming
+each one left out and why; when none fits, it is a 406 (Not Acceptable) saying why. Those
+are statuses of the Retrieve Transaction (PS3.18 §10.4.3; PS3.2 Table N.7-92), and earlier
+editions of PS3.18 spelled the rule out (§6.5.2.2, RetrieveSeries): "either a Not Acceptable
+response if no data is returned or a Partial Content response if only some data is
+returned", the body holding "every instance ... that can be converted to one of the
+requested Transfer Syntaxes".
+
+A single instance is transcoded before the status line too, so a pixel stream that fails
+despite the recorded facts still gets a 406 (or the next acceptable syntax), never a cut
+body. In a multipart body each part is transcoded before its headers are written; a part
+that fails there anyway is logged and ends the response without its closing delimiter, which
+every multipart reader reports, rather than a well-formed body that silently lacks it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,116 +37,193 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb import multipart, uri
 from dicomweb.context import Service
-from dicomweb.errors import HttpError, bad_request, check_query_encoding, not_acceptable
-from dicomweb.httpcache import IMMUTABLE as IMMUTABLE  # frames and others import it from here
-from dicomweb.httpcache import REVALIDATE, EntityTag, entity_tag, precondition
-from dicomweb.negotiation import Acceptable, NotAcceptableHeader, accept_from_request, parse_accept
-from dicomweb.syntaxes import DEFAULT_SYNTAX_BY_MEDIA_TYPE, with_syntax
+from dicomweb.errors import not_acceptable, request_id
+from dicomweb.httpcache import IMMUTABLE, REVALIDATE, EntityTag, entity_tag, precondition
+from dicomweb.negotiation import Acceptable
+from dicomweb.requests import acceptables, path_uids
+from dicomweb.syntaxes import DEFAULT_SYNTAX_BY_MEDIA_TYPE, DICOM, with_syntax
 from storage.archive import Archive
-from storage.query import is_valid_uid
+from storage.errors import Unavailable
 from storage.records import StoredInstance
-from storage.transcode import can_transcode, to_explicit_little_endian
+from storage.transcode import to_explicit_little_endian, transcode_problem
 
-DICOM = "application/dicom"
+log = logging.getLogger(__name__)
+
+MAX_WARNINGS = 20
+"""Instances named one by one in Warning fields; clients cap the number of header fields
+(Python's http.client at 100), and the first field already gives the count."""
 
 
 @dataclass(frozen=True)
-class DicomChoice:
-    """How to answer: multipart or one bare part, and the target syntax (None: as stored)."""
+class Candidate:
+    """One acceptable DICOM representation: multipart or one bare part, and the transfer
+    syntax asked for (None: any, so as stored)."""
 
     multipart: bool
-    target: str | None
+    syntax: str | None
 
 
-def path_uids(request: Request) -> tuple[str, str | None, str | None]:
-    """Study, series and instance UIDs from the path, each checked (400 names a bad one)."""
-    params = request.path_params
-    names = (
-        ("study", "StudyInstanceUID"),
-        ("series", "SeriesInstanceUID"),
-        ("instance", "SOPInstanceUID"),
-    )
-    values: list[str | None] = []
-    for key, keyword in names:
-        value = params.get(key)
-        if value is not None and not is_valid_uid(value):
-            raise HttpError(400, f"{keyword} in the path: {value!r} is not a valid UID")
-        values.append(value)
-    assert values[0] is not None
-    return values[0], values[1], values[2]
+@dataclass(frozen=True)
+class Part:
+    """One instance of the answer and its Selected Transfer Syntax (PS3.18 §8.7.8.2)."""
+
+    instance: StoredInstance
+    syntax: str
+    named: bool
+    """The syntax was asked for by UID (not ``*``)."""
+
+    @property
+    def transcoded(self) -> bool:
+        return self.syntax != self.instance.transfer_syntax
 
 
-def acceptables(request: Request) -> list[Acceptable]:
-    check_query_encoding(request)
-    header = accept_from_request(
-        request.headers.get("accept"), request.query_params.getlist("accept")
-    )
-    try:
-        return parse_accept(header)
-    except NotAcceptableHeader as exc:
-        raise bad_request("Accept", str(exc)) from exc
+@dataclass(frozen=True)
+class Plan:
+    """The whole answer, decided before the status line."""
+
+    multipart: bool
+    parts: list[Part]
+    left_out: list[tuple[StoredInstance, str]]
+    """Instances no acceptable syntax fits, each with why."""
 
 
-def choose_dicom(accepted: Iterable[Acceptable], stored: set[str], *, single: bool) -> DicomChoice:
-    """The first acceptable representation we can produce for every instance."""
+def candidates(accepted: Iterable[Acceptable], *, single: bool) -> list[Candidate]:
+    """The acceptable DICOM representations, most preferred first; a bare
+    ``application/dicom`` only for one instance (several never fit one bare body)."""
+    found: list[Candidate] = []
     for acceptable in accepted:
         if not acceptable.matches(DICOM):
             continue
         concrete = acceptable.essence == DICOM
         if concrete and not acceptable.multipart and not single:
-            continue  # several instances never fit one bare application/dicom body
+            continue
         syntax = acceptable.transfer_syntax
         if syntax == "*" or (syntax is None and not concrete):
-            target = None
+            wanted = None
         else:
-            target = syntax or DEFAULT_SYNTAX_BY_MEDIA_TYPE[DICOM]
-        if target is not None and not all(can_transcode(s, target) for s in stored):
-            continue
-        if target is not None and stored == {target}:
-            target = None
-        return DicomChoice(multipart=acceptable.multipart or not concrete, target=target)
-    raise not_acceptable(
-        "the instances are stored as "
-        + ", ".join(sorted(stored))
-        + '; ask for multipart/related; type="application/dicom" with transfer-syntax=* '
-        "or one of those (or 1.2.840.10008.1.2.1 where it can be decoded)"
-    )
+            wanted = syntax or DEFAULT_SYNTAX_BY_MEDIA_TYPE[DICOM]
+        found.append(Candidate(multipart=acceptable.multipart or not concrete, syntax=wanted))
+    return found
 
 
-def _instance_body(
-    archive: Archive, instance: StoredInstance, target: str | None
-) -> Iterator[bytes]:
-    if target is None or target == instance.transfer_syntax:
-        yield from archive.stream(instance)
-    else:
-        yield to_explicit_little_endian(archive.read(instance))
+def _part(instance: StoredInstance, candidate: Candidate) -> Part | str:
+    """The part ``candidate`` makes of ``instance``, or why it cannot."""
+    if candidate.syntax is None:
+        return Part(instance, instance.transfer_syntax, named=False)
+    problem = transcode_problem(instance, candidate.syntax)
+    return problem if problem is not None else Part(instance, candidate.syntax, named=True)
 
 
-def _part_headers(root: str, instance: StoredInstance, target: str | None) -> dict[str, str]:
+def plan_retrieve(
+    accepted: Iterable[Acceptable], found: list[StoredInstance], *, single: bool
+) -> Plan:
+    """Choose the container, then each instance's syntax; 406 when nothing can be sent.
+
+    The container is that of the most preferred representation at least one instance can be
+    sent in; each instance then takes the first representation of that container it fits."""
+    choices = candidates(accepted, single=single)
+    if not choices:
+        raise not_acceptable(
+            'ask for multipart/related; type="application/dicom" (with transfer-syntax=* for '
+            "the stored bytes)" + (", or application/dicom" if single else "")
+        )
+    first = next((c for c in choices if any(isinstance(_part(i, c), Part) for i in found)), None)
+    if first is None:
+        reasons = [(i, _reason(i, choices)) for i in found]
+        raise not_acceptable(
+            "no instance can be sent in an acceptable transfer syntax: "
+            + "; ".join(f"{i.sop_uid} {why}" for i, why in reasons[:MAX_WARNINGS])
+            + "; transfer-syntax=* sends them as stored"
+        )
+    usable = [c for c in choices if c.multipart == first.multipart]
+    parts: list[Part] = []
+    left_out: list[tuple[StoredInstance, str]] = []
+    for instance in found:
+        part = next((p for c in usable if isinstance(p := _part(instance, c), Part)), None)
+        if part is None:
+            left_out.append((instance, _reason(instance, usable)))
+        else:
+            parts.append(part)
+    return Plan(first.multipart, parts, left_out)
+
+
+def _reason(instance: StoredInstance, choices: list[Candidate]) -> str:
+    """Why ``instance`` fits none of ``choices`` (each of which names a syntax)."""
+    reasons = {str(r) for c in choices if isinstance(r := _part(instance, c), str)}
+    return " and ".join(sorted(reasons))
+
+
+def _part_headers(root: str, part: Part) -> dict[str, str]:
+    i = part.instance
     return {
-        "Content-Type": with_syntax(DICOM, target or instance.transfer_syntax),
-        "Content-Location": uri.instance_url(
-            root, instance.study_uid, instance.series_uid, instance.sop_uid
-        ),
+        "Content-Type": with_syntax(DICOM, part.syntax),
+        "Content-Location": uri.instance_url(root, i.study_uid, i.series_uid, i.sop_uid),
     }
 
 
-def _retrieve_tag(
-    version: str | None, found: list[StoredInstance], choice: DicomChoice, root: str
-) -> EntityTag:
+def _retrieve_tag(version: str | None, plan: Plan, root: str) -> EntityTag:
     """The validator of a retrieval (RFC 9110 §8.8.3).
 
     An instance never changes, so its SHA-256 names its bytes; a study or series is a set
     that grows and shrinks, so its version token (replaced on every store and delete) names
-    it. The rest names the representation: target syntax and container, and for multipart
-    the root written into each part's Content-Location. Multipart bodies get a fresh
-    boundary each time, hence a weak tag (see :mod:`dicomweb.httpcache`).
+    it. The rest names the representation: each part's syntax, the container, and for
+    multipart the root written into each part's Content-Location. Multipart bodies get a
+    fresh boundary each time, hence a weak tag (see :mod:`dicomweb.httpcache`).
     """
-    content = found[0].sha256 if version is None else version
-    container = f"multipart:{root}" if choice.multipart else "single"
-    return entity_tag(
-        "retrieve", content, choice.target or "stored", container, weak=choice.multipart
-    )
+    content = plan.parts[0].instance.sha256 if version is None else version
+    selection = hashlib.blake2b(digest_size=16)
+    for part in plan.parts:
+        selection.update(f"{part.instance.sop_uid}={part.syntax};".encode())
+    container = f"multipart:{root}" if plan.multipart else "single"
+    return entity_tag("retrieve", content, selection.hexdigest(), container, weak=plan.multipart)
+
+
+def _warnings(plan: Plan, total: int) -> list[str]:
+    """``Warning: 299`` values for a partial answer (PS3.18 §8.4, RFC 7234 §5.5)."""
+    if not plan.left_out:
+        return []
+    texts = [
+        f"{len(plan.left_out)} of {total} instances are not in this response: no acceptable "
+        "transfer syntax fits them (transfer-syntax=* sends them as stored)"
+    ]
+    texts += [f"{i.sop_uid} {why}" for i, why in plan.left_out[:MAX_WARNINGS]]
+    return [f'299 radcase-pacs "{_quote(text)}"' for text in texts]
+
+
+def _quote(text: str) -> str:
+    """A value safe inside an HTTP quoted-string and latin-1 header encoding."""
+    cleaned = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "?" for c in text)
+    return cleaned[:300]
+
+
+def _transcoded(archive: Archive, instance: StoredInstance) -> bytes:
+    return to_explicit_little_endian(archive.read(instance))
+
+
+def _parts(
+    archive: Archive, plan: Plan, root: str, ready: dict[str, bytes], rid: str
+) -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+    """Each part's headers and body; stored bytes stream, a transcoded body is made before
+    its headers go out (``ready`` holds those already made)."""
+    for part in plan.parts:
+        instance = part.instance
+        if not part.transcoded:
+            yield _part_headers(root, part), archive.stream(instance)
+            continue
+        body = ready.get(instance.sop_uid)
+        if body is None:
+            try:
+                body = _transcoded(archive, instance)
+            except Unavailable as exc:
+                log.error(
+                    "request %s: instance %s did not transcode although ingest found it "
+                    "decodable; the multipart body ends here: %s",
+                    rid,
+                    instance.sop_uid,
+                    exc,
+                )
+                raise
+        yield _part_headers(root, part), [body]
 
 
 async def retrieve(request: Request) -> Response:
@@ -134,43 +231,70 @@ async def retrieve(request: Request) -> Response:
     service: Service = request.app.state.service
     study_uid, series_uid, sop_uid = path_uids(request)
     archive = service.archive_for(request)
+    accepted = acceptables(request)
     version = None
     if sop_uid is None:
         # Read the version before the instance list: a store in between then gives an old
         # tag with a new body (the next request refetches), never a new tag with an old body.
-        version = await run_in_threadpool(
-            archive.index.version, archive.tenant, study_uid, series_uid
-        )
+        # An unknown study or series is a 404 here already.
+        version = await run_in_threadpool(archive.version, study_uid, series_uid)
     found = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
-    choice = choose_dicom(
-        acceptables(request), {i.transfer_syntax for i in found}, single=sop_uid is not None
-    )
+    single = sop_uid is not None
+    plan = plan_retrieve(accepted, found, single=single)
     root = service.root(request)
-    tag = _retrieve_tag(version, found, choice, root)
     headers = {
-        "ETag": str(tag),
-        "Cache-Control": IMMUTABLE if sop_uid else REVALIDATE,
+        "Cache-Control": IMMUTABLE if single else REVALIDATE,
         "Vary": "Accept",
     }
-    not_modified = precondition(request, tag, headers)
-    if not_modified is not None:
-        return not_modified
-    if not choice.multipart:
-        (instance,) = found
-        part = _part_headers(root, instance, choice.target)
-        return StreamingResponse(
-            _instance_body(archive, instance, choice.target),
-            media_type=part["Content-Type"],
+    ready: dict[str, bytes] = {}
+    while True:
+        tag = _retrieve_tag(version, plan, root)
+        headers["ETag"] = str(tag)
+        not_modified = precondition(request, tag, headers)
+        if not_modified is not None:
+            return not_modified
+        transcoded = [p.instance for p in plan.parts if p.transcoded]
+        if not single or not transcoded:
+            break
+        # One instance: transcode it now, so that a failure still chooses the status.
+        (instance,) = transcoded
+        try:
+            ready[instance.sop_uid] = await run_in_threadpool(_transcoded, archive, instance)
+            break
+        except Unavailable as exc:
+            log.warning("instance %s did not transcode: %s", instance.sop_uid, exc)
+            found = [replace(instance, decode_problem=str(exc))]
+            plan = plan_retrieve(accepted, found, single=True)
+    return _response(archive, plan, root, ready, headers, len(found), request_id(request))
+
+
+def _response(
+    archive: Archive,
+    plan: Plan,
+    root: str,
+    ready: dict[str, bytes],
+    headers: dict[str, str],
+    total: int,
+    rid: str,
+) -> Response:
+    status = 206 if plan.left_out else 200
+    parts = _parts(archive, plan, root, ready, rid)
+    if plan.multipart:
+        boundary = multipart.new_boundary()
+        syntaxes = {p.syntax for p in plan.parts}
+        named = len(syntaxes) == 1 and all(p.named for p in plan.parts)
+        params = {"transfer-syntax": syntaxes.pop()} if named else {}
+        response: Response = StreamingResponse(
+            multipart.iter_multipart(boundary, parts),
+            status_code=status,
+            media_type=multipart.content_type(boundary, DICOM, **params),
             headers=headers,
         )
-    boundary = multipart.new_boundary()
-    parts = (
-        (_part_headers(root, i, choice.target), _instance_body(archive, i, choice.target))
-        for i in found
-    )
-    params = {"transfer-syntax": choice.target} if choice.target else {}
-    return StreamingResponse(
-        multipart.iter_multipart(boundary, parts),
-        media_type=multipart.content_type(boundary, DICOM, **params),
-        headers=headers,
-    )
+    else:
+        ((part_headers, body),) = parts
+        response = StreamingResponse(
+            iter(body), media_type=part_headers["Content-Type"], headers=headers
+        )
+    for warning in _warnings(plan, total):
+        response.headers.append("Warning", warning)
+    return response

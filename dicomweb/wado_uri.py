@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb.context import Service
 from dicomweb.errors import bad_request, check_query_encoding, not_acceptable
-from dicomweb.httpcache import entity_tag, precondition
+from dicomweb.httpcache import IMMUTABLE, entity_tag, precondition
 from dicomweb.negotiation import NotAcceptableHeader, parse_accept
 from dicomweb.presentation import Window
 from dicomweb.render_params import (
@@ -49,12 +49,16 @@ from dicomweb.render_params import (
 )
 from dicomweb.rendered import InstanceRenderer, RenderedChoice, renderable
 from dicomweb.rendering import DEFAULT_QUALITY, GIF, JPEG, PNG, FractionRegion, RenderParams
-from dicomweb.wado import DICOM, IMMUTABLE
+from dicomweb.syntaxes import DICOM
 from storage.archive import Archive
 from storage.errors import Unavailable
 from storage.query import is_valid_uid
 from storage.records import StoredInstance
-from storage.transcode import EXPLICIT_VR_LITTLE_ENDIAN, can_transcode, to_explicit_little_endian
+from storage.transcode import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    to_explicit_little_endian,
+    transcode_problem,
+)
 
 URI_MEDIA_TYPES = (DICOM, JPEG, PNG, GIF)
 RENDERING_PARAMETERS = (
@@ -221,12 +225,10 @@ async def _dicom(
 ) -> Response:
     target = _target_syntax(requested)
     stored = instance.transfer_syntax
-    if target != stored and not can_transcode(stored, target):
+    problem = transcode_problem(instance, target)
+    if problem is not None:
         if requested is not None:
-            raise not_acceptable(
-                f"transferSyntax {target}: the instance is stored as {stored} and can be sent "
-                f"as that or, where it can be decoded, {EXPLICIT_VR_LITTLE_ENDIAN}"
-            )
+            raise not_acceptable(f"transferSyntax {target}: the instance is {problem}")
         target = stored
     tag = entity_tag("wado-uri", instance.sha256, "dicom", target)
     headers = {"ETag": str(tag), "Cache-Control": IMMUTABLE, "Vary": "Accept"}

@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, user.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -57,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="store DICOM files from files and folders")
     load.add_argument("paths", nargs="+", type=Path)
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep = commands.add_parser(
+        "sweep",
+        help="remove blobs no index row references (crash leftovers) older than a grace period",
+    )
+    sweep.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="keep what is younger (default sweep_grace_seconds; below the longest ingest, "
+        "only while nothing is being stored)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="report, remove nothing")
     user_commands.add_parser(commands)
     return parser
 
@@ -99,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, workers=args.workers)
         if args.command == "user":
             return user_commands.run(settings, args)
+        if args.command == "sweep":
+            from radcase_pacs.sweeping import run_sweep
+
+            return run_sweep(settings, grace_seconds=args.grace, dry_run=args.dry_run)
         return _import(settings, args.paths, progress=not args.no_progress)
     except UnsupportedUrl as exc:
         print(f"radcase-pacs: {exc}", file=sys.stderr)
@@ -106,64 +124,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, *, workers: int = 1) -> int:
-    """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it: the
-    listener starts before HTTP and stops after it, on its own view of the same stores.
+    """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it,
+    both over this process's deployment: the listener starts before HTTP and stops after it.
 
     With ``workers`` > 1, uvicorn runs that many processes on the one port; this process
-    supervises them and keeps the single DIMSE listener. Workers rebuild the same settings
-    from the environment (every resolved value is exported), and share metrics through a
-    folder that lives as long as the server.
-
-    The DIMSE listener records what it serves in the same audit log as HTTP (the clinical
-    index's database), opened and closed with its stores."""
+    supervises them and keeps the single DIMSE listener. Each worker opens its own deployment
+    from the same settings (every resolved value is exported to it), and all of them,
+    this one included, write metrics to one folder that lives as long as the server."""
     import uvicorn
 
-    from radcase_pacs.app import build_archive, build_audit_log, create_app
+    from radcase_pacs.app import create_app
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.dimse.server import DimseServer
-    from radcase_pacs.teaching_layer import build_case_service, with_intake
+    from radcase_pacs.sweep_runner import periodic_sweep
 
-    dimse = None
-    if settings.dimse_port:
-        dimse_archive = build_archive(settings)
-        cases = build_case_service(settings, dimse_archive)
-        audit = build_audit_log(settings)
-        audit.open()
-        dimse_archive.open()
-        cases.open()
-        dimse = DimseServer(settings, with_intake(dimse_archive, cases), audit=audit)
-        try:
-            dimse.start()
-        except OSError as exc:
-            cases.close()
-            dimse_archive.close()
-            audit.close()
-            print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
-            return 1
-    options = {
+    options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.http_port,
         "log_level": settings.log_level.lower(),
         "proxy_headers": False,
     }
-    try:
+    with contextlib.ExitStack() as stack:
         if workers > 1:
-            with tempfile.TemporaryDirectory(prefix="radcase-metrics-") as metrics_dir:
-                os.environ.update(settings_environment(settings))
-                os.environ[MULTIPROCESS_ENV] = metrics_dir
-                uvicorn.run(
-                    "radcase_pacs.app:app_from_environment",
-                    factory=True,
-                    workers=workers,
-                    **options,
-                )
+            metrics_dir = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="radcase-metrics-")
+            )
+            os.environ.update(settings_environment(settings))
+            os.environ[MULTIPROCESS_ENV] = metrics_dir
+        deployment = stack.enter_context(open_deployment(settings))
+        sweeper = periodic_sweep(deployment)
+        sweeper.start()
+        stack.callback(sweeper.stop)
+        if settings.dimse_port:
+            dimse = DimseServer(settings, deployment.clinical, audit=deployment.audit)
+            try:
+                dimse.start()
+            except OSError as exc:
+                print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
+                return 1
+            stack.callback(dimse.stop)
+        if workers > 1:
+            uvicorn.run(
+                "radcase_pacs.app:app_from_environment", factory=True, workers=workers, **options
+            )
         else:
-            uvicorn.run(create_app(settings), **options)
-    finally:
-        if dimse is not None:
-            dimse.stop()
-            cases.close()
-            dimse.archive.close()
-            audit.close()
+            uvicorn.run(create_app(deployment), **options)
     return 0
 
 
@@ -178,19 +183,17 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
-    from radcase_pacs.app import build_archive
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.importer import import_paths
 
     missing = [p for p in paths if not p.exists()]
     if missing:
         print(f"radcase-pacs: no such file or folder: {missing[0]}", file=sys.stderr)
         return 2
-    archive = build_archive(settings)
-    archive.open()
-    try:
-        summary = import_paths(archive, paths, progress=progress)
-    finally:
-        archive.close()
+    with open_deployment(settings) as deployment:
+        summary = import_paths(
+            deployment.clinical, paths, progress=progress, audit=deployment.audit
+        )
     summary.report(sys.stdout)
     return 1 if summary.failed else 0
 
@@ -198,31 +201,29 @@ def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from radcase_pacs.app import build_archive
+    from radcase_pacs.deployment import open_deployment
     from radcase_pacs.migrate import migrate
     from radcase_pacs.settings import file_settings
 
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
     try:
-        source = build_archive(file_settings(args.source))
-        target = build_archive(file_settings(args.target))
+        source_settings = file_settings(args.source)
+        target_settings = file_settings(args.target)
     except (ValidationError, ValueError, OSError) as exc:
         print(f"radcase-pacs: invalid settings: {exc}", file=sys.stderr)
         return 2
-    source.open()
-    target.open()
-    try:
-        with tqdm(unit=" instances", disable=args.no_progress) as bar:
-            report = migrate(
-                source,
-                target,
-                workers=max(1, args.workers),
-                verify_only=args.verify_only,
-                on_instance=lambda: bar.update(),
-            )
-    finally:
-        target.close()
-        source.close()
+    with (
+        open_deployment(source_settings) as source,
+        open_deployment(target_settings) as target,
+        tqdm(unit=" instances", disable=args.no_progress) as bar,
+    ):
+        report = migrate(
+            source.archive,
+            target.archive,
+            workers=max(1, args.workers),
+            verify_only=args.verify_only,
+            on_instance=lambda: bar.update(),
+        )
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1

@@ -7,17 +7,24 @@ was already there, what was not DICOM, and why each failure failed.
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import pydicom
+from pydicom.errors import InvalidDicomError
 from tqdm import tqdm
 
+from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from storage.archive import Archive
 from storage.errors import ArchiveError, InstanceRejected
 from storage.records import AddOutcome
+from storage.statuses import dimse_status
 
 MEDIA_STORAGE_DIRECTORY = b"1.2.840.10008.1.3.10"
 
@@ -69,19 +76,41 @@ def _not_an_instance(path: Path) -> str | None:
     return "not a DICOM file"
 
 
-def import_paths(archive: Archive, paths: list[Path], *, progress: bool = True) -> ImportSummary:
+def import_paths(
+    archive: Archive, paths: list[Path], *, audit: AuditLog, progress: bool = True
+) -> ImportSummary:
+    """Ingest every file under ``paths`` into ``archive``, each recorded in ``audit`` first,
+    as a C-STORE or a STOW-RS request is: when the log cannot record, the import stops
+    (BackendFailure) before anything unrecorded is stored."""
     summary = ImportSummary()
     files = list(iter_files(paths))
+    actor = _operator()
     for path in tqdm(files, unit="file", disable=not progress or None, dynamic_ncols=True):
         try:
             reason = _not_an_instance(path)
-            if reason is not None:
-                summary.skipped.append((path, reason))
-                continue
+        except OSError as exc:
+            summary.failed.append((path, str(exc)))
+            continue
+        if reason is not None:
+            summary.skipped.append((path, reason))
+            continue
+        audit.record(
+            AuditEntry(
+                tenant=archive.tenant,
+                actor=actor,
+                action=Action.IMPORT_STORE,
+                channel=Channel.CLI,
+                route="radcase-pacs import",
+                study_uid=_study_uid(path),
+                detail=str(path),
+                source=socket.gethostname(),
+            )
+        )
+        try:
             with path.open("rb") as handle:
                 result = archive.ingest(handle)
         except InstanceRejected as exc:
-            summary.failed.append((path, f"{exc.reason} (status 0x{exc.status:04X})"))
+            summary.failed.append((path, f"{exc.reason} (status 0x{dimse_status(exc):04X})"))
             continue
         except (ArchiveError, OSError) as exc:
             summary.failed.append((path, str(exc)))
@@ -91,3 +120,25 @@ def import_paths(archive: Archive, paths: list[Path], *, progress: bool = True) 
         else:
             summary.stored += 1
     return summary
+
+
+def _operator() -> str:
+    """The account running the import (the audit entry's actor)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container), no login record
+        return f"uid {os.getuid()}"
+
+
+def _study_uid(path: Path) -> str | None:
+    """The file's Study Instance UID for its audit entry, from its header alone; None when
+    the header cannot be read (the ingest then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = pydicom.dcmread(
+                path, stop_before_pixels=True, force=True, specific_tags=["StudyInstanceUID"]
+            )
+        return str(header.StudyInstanceUID) if "StudyInstanceUID" in header else None
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return None

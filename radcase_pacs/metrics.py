@@ -3,18 +3,21 @@
 ``/metrics`` answers in the Prometheus text format. Everything is measured at the edges the
 composition root owns: an ASGI middleware times every request under its route template
 (``/dicomweb/studies/{study}/metadata``, never a raw path with UIDs, which would make one
-series per study), and thin wrappers time the index, blob store and cache calls the archive
-makes. With several worker processes (``serve --workers N``) each process writes its values
-to the folder named by ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, whichever
-worker answers the scrape.
+series per study); typed wrappers that implement the store protocols time the index, blob
+store and cache calls the archive makes; and an ingest observer on the archive counts what
+every edge (STOW-RS, C-STORE, import) offered for storage. With several worker processes
+(``serve --workers N``) each process writes its values to the folder named by
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, whichever process answers the
+scrape.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from prometheus_client import (
@@ -30,30 +33,19 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.archive import Archive, IngestOutcome, IngestResult
-from storage.errors import InstanceRejected
+from storage.archive import Archive, IngestOutcome
+from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
+from storage.cache.base import Cache
+from storage.errors import BackendFailure, InstanceRejected
+from storage.index.base import Index
+from storage.query import Query
+from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance, View
+from storage.stores import Stores
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 UNMATCHED = "unmatched"
-
-INDEX_OPERATIONS = frozenset(
-    {
-        "find_instance",
-        "add_instance",
-        "add_instances",
-        "query",
-        "version",
-        "instance_docs",
-        "instances",
-        "remove",
-    }
-)
-BLOB_OPERATIONS = frozenset(
-    {"put", "stage", "publish", "get", "stream", "read_range", "exists", "delete"}
-)
-CACHE_OPERATIONS = frozenset({"get", "set", "delete"})
 
 
 @dataclass(frozen=True)
@@ -106,11 +98,25 @@ class Metrics:
             ),
         )
 
+    def instrument(self, stores: Stores) -> Stores:
+        """The same stores, each operation timed and cache lookups counted (they share the
+        inner stores' connections: opening either opens both)."""
+        return Stores(
+            index=TimedIndex(stores.index, self.store_latency),
+            blobs=TimedBlobStore(stores.blobs, self.store_latency),
+            cache=CountedCache(stores.cache, self.store_latency, self.cache),
+        )
+
+    def count_ingest(self, archive: Archive, outcome: IngestOutcome) -> None:
+        """An ingest observer: one count per instance offered, whichever edge offered it."""
+        label = "rejected" if isinstance(outcome, InstanceRejected) else str(outcome.outcome)
+        self.ingests.labels(label).inc()
+
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
         if os.environ.get(MULTIPROCESS_ENV):
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 
@@ -161,98 +167,216 @@ def _route_template(scope: Scope, outer_root: str) -> str:
     return f"{prefix}{path}" or "/"
 
 
-class _Timed:
-    """Delegates to a store, timing the named operations (streams until exhausted)."""
+class TimedIndex:
+    """An :class:`~storage.index.base.Index` that times each operation of the one it wraps."""
 
-    def __init__(
-        self, target: Any, store: str, operations: frozenset[str], histogram: Histogram
-    ) -> None:
-        self._target = target
-        self._store = store
-        self._operations = operations
+    def __init__(self, inner: Index, histogram: Histogram) -> None:
+        self._inner = inner
         self._histogram = histogram
 
     def __repr__(self) -> str:
-        return repr(self._target)
+        return repr(self._inner)
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
-        if name not in self._operations:
-            return attribute
-        observe = self._histogram.labels(self._store, name).observe
-        if name == "stream":
-            return lambda *a, **k: _timed_iterator(attribute(*a, **k), observe)
+    def _timed(self, operation: str) -> _Timer:
+        return _Timer(self._histogram.labels("index", operation).observe)
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return attribute(*args, **kwargs)
-            finally:
-                observe(time.perf_counter() - started)
+    def open(self) -> None:
+        self._inner.open()
 
-        return timed
+    def close(self) -> None:
+        self._inner.close()
+
+    def ping(self) -> None:
+        self._inner.ping()
+
+    def find_instance(self, tenant: str, sop_uid: str) -> StoredInstance | None:
+        with self._timed("find_instance"):
+            return self._inner.find_instance(tenant, sop_uid)
+
+    def add_instance(self, record: InstanceRecord) -> AddResult:
+        with self._timed("add_instance"):
+            return self._inner.add_instance(record)
+
+    def add_instances(
+        self, records: Sequence[InstanceRecord]
+    ) -> list[AddResult | InstanceRejected]:
+        with self._timed("add_instances"):
+            return self._inner.add_instances(records)
+
+    def query(self, view: View, query: Query, limit: int) -> list[Match]:
+        with self._timed("query"):
+            return self._inner.query(view, query, limit)
+
+    def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
+        with self._timed("version"):
+            return self._inner.version(view, study_uid, series_uid)
+
+    def instance_docs(
+        self,
+        view: View,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[bytes]:
+        with self._timed("instance_docs"):
+            return self._inner.instance_docs(view, study_uid, series_uid, sop_uid)
+
+    def instances(
+        self,
+        view: View,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> list[StoredInstance]:
+        with self._timed("instances"):
+            return self._inner.instances(view, study_uid, series_uid, sop_uid)
+
+    def remove(
+        self,
+        view: View,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> Removed:
+        with self._timed("remove"):
+            return self._inner.remove(view, study_uid, series_uid, sop_uid)
+
+    def tenants(self) -> list[str]:
+        return self._inner.tenants()
+
+    def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
+        return self._inner.stored_instances(tenant, after, limit)
+
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        with self._timed("referenced_keys"):
+            return self._inner.referenced_keys(keys)
 
 
-def _timed_iterator(chunks: Any, observe: Callable[[float], None]) -> Any:
-    started = time.perf_counter()
-    try:
-        yield from chunks
-    finally:
-        observe(time.perf_counter() - started)
+class TimedBlobStore:
+    """A :class:`~storage.blobs.base.BlobStore` that times each operation of the one it
+    wraps (a stream until it is exhausted)."""
+
+    def __init__(self, inner: BlobStore, histogram: Histogram) -> None:
+        self._inner = inner
+        self._histogram = histogram
+        self.local = inner.local
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def _timed(self, operation: str) -> _Timer:
+        return _Timer(self._histogram.labels("blobs", operation).observe)
+
+    def open(self) -> None:
+        self._inner.open()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def put(self, key: str, source: BinaryIO, size: int) -> None:
+        with self._timed("put"):
+            self._inner.put(key, source, size)
+
+    def stage(self, key: str, source: BinaryIO, size: int) -> Staged:
+        with self._timed("stage"):
+            return self._inner.stage(key, source, size)
+
+    def publish(self, staged: Sequence[Staged]) -> list[BackendFailure | None]:
+        with self._timed("publish"):
+            return self._inner.publish(staged)
+
+    def discard(self, staged: Sequence[Staged]) -> None:
+        self._inner.discard(staged)
+
+    def get(self, key: str) -> bytes:
+        with self._timed("get"):
+            return self._inner.get(key)
+
+    def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        with self._timed("stream"):
+            yield from self._inner.stream(key, chunk_size)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with self._timed("read_range"):
+            return self._inner.read_range(key, offset, length)
+
+    def exists(self, key: str) -> bool:
+        with self._timed("exists"):
+            return self._inner.exists(key)
+
+    def delete(self, key: str) -> None:
+        with self._timed("delete"):
+            self._inner.delete(key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return self._inner.keys(prefix)
+
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        return self._inner.entries(prefix)
+
+    def delete_if_older(self, key: str, cutoff: datetime) -> bool:
+        with self._timed("delete_if_older"):
+            return self._inner.delete_if_older(key, cutoff)
+
+    def partial_writes(self, prefix: str = "") -> Iterator[PartialWrite]:
+        return self._inner.partial_writes(prefix)
+
+    def discard_partial(self, write: PartialWrite) -> None:
+        with self._timed("discard_partial"):
+            self._inner.discard_partial(write)
 
 
-class _CountedCache(_Timed):
-    """A timed cache that also counts hits and misses of ``get``."""
+class CountedCache:
+    """A :class:`~storage.cache.base.Cache` that times each operation of the one it wraps
+    and counts the hits and misses of ``get``."""
 
-    def __init__(self, target: Any, metrics: Metrics) -> None:
-        super().__init__(target, "cache", CACHE_OPERATIONS, metrics.store_latency)
-        self._counter = metrics.cache
+    def __init__(self, inner: Cache, histogram: Histogram, lookups: Counter) -> None:
+        self._inner = inner
+        self._histogram = histogram
+        self._lookups = lookups
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def _timed(self, operation: str) -> _Timer:
+        return _Timer(self._histogram.labels("cache", operation).observe)
+
+    def open(self) -> None:
+        self._inner.open()
+
+    def close(self) -> None:
+        self._inner.close()
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self.__getattr__("get")(key)
-        self._counter.labels("miss" if value is None else "hit").inc()
+        with self._timed("get"):
+            value = self._inner.get(key)
+        self._lookups.labels("miss" if value is None else "hit").inc()
         return value
 
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        with self._timed("set"):
+            self._inner.set(key, value, ttl)
 
-@dataclass
-class MeasuredArchive(Archive):
-    """An archive that counts ingest outcomes; its stores are wrapped by :func:`measured`."""
+    def delete(self, *keys: str) -> None:
+        with self._timed("delete"):
+            self._inner.delete(*keys)
 
-    metrics: Metrics | None = None
-
-    def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
-        try:
-            result = super().ingest(source, expected_study_uid=expected_study_uid)
-        except InstanceRejected:
-            self._count("rejected")
-            raise
-        self._count(str(result.outcome))
-        return result
-
-    def ingest_many(
-        self, sources: Iterable[BinaryIO], *, expected_study_uid: str | None = None
-    ) -> list[IngestOutcome]:
-        outcomes = super().ingest_many(sources, expected_study_uid=expected_study_uid)
-        for outcome in outcomes:
-            if isinstance(outcome, IngestResult):
-                self._count(str(outcome.outcome))
-            elif isinstance(outcome, InstanceRejected):
-                self._count("rejected")
-        return outcomes
-
-    def _count(self, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.ingests.labels(outcome).inc()
+    def incr(self, key: str, ttl: float) -> int:
+        with self._timed("incr"):
+            return self._inner.incr(key, ttl)
 
 
-def measured(archive: Archive, metrics: Metrics) -> MeasuredArchive:
-    """The same archive with every store call timed, cache hits counted, ingests counted."""
-    return MeasuredArchive(
-        index=_Timed(archive.index, "index", INDEX_OPERATIONS, metrics.store_latency),  # type: ignore[arg-type]
-        blobs=_Timed(archive.blobs, "blobs", BLOB_OPERATIONS, metrics.store_latency),  # type: ignore[arg-type]
-        cache=_CountedCache(archive.cache, metrics),  # type: ignore[arg-type]
-        tenant=archive.tenant,
-        after_ingest=archive.after_ingest,
-        _opened=archive._opened,  # one set of stores: opening either opens both
-        metrics=metrics,
-    )
+class _Timer:
+    """Observes the seconds spent inside a ``with`` block, whether it returns or raises."""
+
+    __slots__ = ("_observe", "_started")
+
+    def __init__(self, observe: Callable[[float], None]) -> None:
+        self._observe = observe
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._observe(time.perf_counter() - self._started)

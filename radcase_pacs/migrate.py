@@ -66,11 +66,11 @@ class MigrationReport:
         yield "verification: OK" if self.ok else "verification: FAILED"
 
 
-def source_instances(archive: Archive, tenant: str) -> Iterator[StoredInstance]:
-    """Every instance of a tenant, in SOP Instance UID order, a page at a time."""
+def source_instances(archive: Archive) -> Iterator[StoredInstance]:
+    """Every instance of the archive's tenant, in SOP Instance UID order, a page at a time."""
     after = ""
     while True:
-        page = archive.index.stored_instances(tenant, after, PAGE)
+        page = archive.walk(after, PAGE)
         yield from page
         if len(page) < PAGE:
             return
@@ -86,14 +86,14 @@ def migrate(
     on_instance: Callable[[], None] | None = None,
 ) -> MigrationReport:
     report = MigrationReport()
-    for tenant in source.index.tenants():
+    for tenant in source.tenants():
         tenant_report = TenantReport(tenant)
         report.tenants.append(tenant_report)
         src, dst = source.with_tenant(tenant), target.with_tenant(tenant)
         if not verify_only:
             copy = partial(_copy, src, dst, on_instance=on_instance)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for outcome in pool.map(copy, source_instances(source, tenant)):
+                for outcome in pool.map(copy, source_instances(src)):
                     _tally(tenant_report, outcome)
         _verify(src, dst, tenant_report)
     return report
@@ -108,7 +108,7 @@ def _copy(
 ) -> str:
     """'copied', 'present', or a problem description."""
     try:
-        existing = dst.index.find_instance(dst.tenant, instance.sop_uid)
+        existing = dst.stored(instance.sop_uid)
         if existing is not None:
             if existing.sha256 == instance.sha256:
                 return "present"
@@ -139,9 +139,9 @@ def _tally(report: TenantReport, outcome: str) -> None:
 
 def _verify(src: Archive, dst: Archive, report: TenantReport) -> None:
     """Counts, and per instance the SHA-256 of the bytes the target actually holds."""
-    for instance in source_instances(src, src.tenant):
+    for instance in source_instances(src):
         report.source += 1
-        copy = dst.index.find_instance(dst.tenant, instance.sop_uid)
+        copy = dst.stored(instance.sop_uid)
         if copy is None:
             report.problems.append(f"{instance.sop_uid}: missing in the target")
             continue

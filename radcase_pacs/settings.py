@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +19,10 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
 from storage.namespaces import namespaced_url
+from storage.tenants import is_valid_tenant
 from storage.urls import with_durability
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class Settings(BaseSettings):
@@ -94,6 +93,14 @@ class Settings(BaseSettings):
     dimse_timeout: float = Field(60.0, gt=0)
     dimse_network_timeout: float = Field(60.0, gt=0)
     dimse_connect_timeout: float = Field(10.0, gt=0)
+    sweep_grace_seconds: float = Field(
+        3600.0,
+        ge=60,
+        description="Age below which an unreferenced blob is never swept: it may be mid-ingest",
+    )
+    sweep_interval_seconds: float = Field(
+        21600.0, ge=0, description="Seconds between orphan sweeps of `serve`; 0 turns them off"
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -191,7 +198,7 @@ def parse_ae_tenants(text: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         title, sep, tenant = (p.strip() for p in item.partition("="))
-        if not sep or not title or len(title) > 16 or not TENANT.match(tenant):
+        if not sep or not title or len(title) > 16 or not is_valid_tenant(tenant):
             raise ValueError(f"dimse_ae_tenants: {item!r} is not AET=tenant")
         mapping[title] = tenant
     return mapping

@@ -3,7 +3,9 @@ cache, the same code on the embedded default and in production.
 
 Write order (DESIGN "Data flow"): the blob first, then the index rows in one transaction,
 then cache invalidation. An index row therefore never points at a missing blob; a crash
-between the two leaves an orphan blob that nothing references and nothing ever serves.
+between the two leaves an orphan blob that nothing references and nothing ever serves, until
+the orphan sweep (:mod:`storage.sweep`, ``radcase-pacs sweep`` and the periodic run of
+``serve``) removes it once older than its grace period.
 
 Reads never parse DICOM: metadata is assembled from the per-instance JSON stored at ingest
 and cached as bytes under a version key; frames and bulk data are ranged reads located by the
@@ -17,14 +19,14 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from itertools import islice
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
-from storage.blobs.base import BlobStore, Staged
-from storage.cache.base import Cache
+from storage.blobs.base import Staged
 from storage.errors import (
     ArchiveError,
     BackendFailure,
@@ -33,16 +35,25 @@ from storage.errors import (
     Unavailable,
 )
 from storage.frames import FrameTable
-from storage.index.base import Index
 from storage.instance_json import ROOT_MARK
 from storage.pixels import DecodedFrame, PixelDescription, decode_frame, native_bytes
 from storage.prepare import EXPLICIT_VR_LITTLE_ENDIAN, Prepared, prepare
-from storage.query import Query
-from storage.records import AddOutcome, AddResult, InstanceRecord, Match, Stamp, StoredInstance
+from storage.query import Query, is_valid_uid
+from storage.records import (
+    AddOutcome,
+    AddResult,
+    InstanceRecord,
+    Match,
+    Stamp,
+    StoredInstance,
+    View,
+)
+from storage.stores import Stores
+from storage.sweep import References, SweepReport, sweep_store
+from storage.tenants import TENANT_PATTERN, is_valid_tenant
 
 log = logging.getLogger(__name__)
 
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PIXEL_DATA_PATHS = ("7FE00010", "7FE00008", "7FE00009")
 METADATA_TTL = 24 * 3600.0
 # Frames are cached under the instance's content hash (an instance never changes, so the key
@@ -65,20 +76,6 @@ class IngestResult:
     """(PS3.4 warning status, text) for each thing coerced or found wrong but kept."""
 
 
-IngestOutcome = IngestResult | InstanceRejected | BackendFailure
-"""What became of one instance of :meth:`Archive.ingest_many`."""
-
-
-@dataclass(frozen=True)
-class _Staging:
-    """An instance whose blobs are staged, waiting for the batch's syncs and commit."""
-
-    record: InstanceRecord
-    result: IngestResult
-    """What to answer once it is committed as STORED."""
-    staged: tuple[Staged, ...]
-
-
 @dataclass(frozen=True)
 class FrameSet:
     """Requested frames, in request order, in their own transfer syntax."""
@@ -97,74 +94,151 @@ class BulkData:
     frames: FrameSet | None = None
 
 
-@dataclass
-class Archive:
-    index: Index
-    blobs: BlobStore
-    cache: Cache
-    tenant: str = "default"
-    after_ingest: tuple[Callable[[Archive, IngestResult], None], ...] = ()
-    """Called with the tenant's archive and the result of each newly stored instance (what
-    arrived, not what was already there). A failing observer is logged, never the sender's
-    problem: the instance is stored either way."""
-    _opened: list[bool] = field(default_factory=lambda: [False], repr=False)
+IngestOutcome = IngestResult | InstanceRejected
+"""What became of one instance offered for storage: stored (or already there), or refused."""
 
-    def __post_init__(self) -> None:
-        if not TENANT_PATTERN.match(self.tenant):
-            raise ValueError(f"invalid tenant name {self.tenant!r}")
+IngestObserver = Callable[["Archive", IngestOutcome], None]
+"""Told of every ingest outcome, with the archive view that ingested it."""
+
+BatchOutcome = IngestResult | InstanceRejected | BackendFailure
+"""What became of one instance of :meth:`Archive.ingest_many`: what :meth:`Archive.ingest`
+would have returned, or the refusal or backend failure it would have raised."""
+
+
+@dataclass(frozen=True)
+class _Staging:
+    """An instance whose blobs are staged, waiting for the batch's syncs and commit."""
+
+    record: InstanceRecord
+    result: IngestResult
+    """What to answer once it is committed as STORED."""
+    staged: tuple[Staged, ...]
+
+
+HELD_PREFIX = "_pending"
+"""Held copies live outside every indexed key (those start with a tenant name, which never
+starts with an underscore)."""
+# The keys the archive writes (what its orphan sweep may remove, and nothing else):
+# TENANT/STUDY/SERIES/SOP.SHA256[:16].dcm (see Archive._record), its bulk sidecar with
+# ".bulk" appended, and held copies, HELD_PREFIX/TENANT/SOP.dcm (see Archive.hold).
+_TENANT = TENANT_PATTERN.pattern.removeprefix("^").removesuffix("$")
+ARCHIVE_KEY = re.compile(
+    rf"{_TENANT}/[^/]+/[^/]+/[^/]+\.[0-9a-f]{{16}}\.dcm(?:\.bulk)?"
+    rf"|{HELD_PREFIX}/{_TENANT}/[^/]+\.dcm"
+)
+
+
+def is_archive_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a blob an archive writes."""
+    return ARCHIVE_KEY.fullmatch(key) is not None
+
+
+class Archive:
+    """A view of one set of :class:`~storage.stores.Stores`: the tenant (institution) it acts
+    for, the studies it may see, and the observers told of each ingest. Views are cheap and
+    immutable; ``with_tenant``, ``restricted_to`` and ``observed_by`` make new ones over the
+    same stores. The stores are private: every caller goes through the methods below, so the
+    archive owns every key, the write order and the invalidation."""
+
+    __slots__ = ("_stores", "observers", "tenant", "visible_studies")
+
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        tenant: str = "default",
+        visible_studies: frozenset[str] | None = None,
+        observers: tuple[IngestObserver, ...] = (),
+    ) -> None:
+        """``visible_studies``: None for every study of the tenant, else only those (applied
+        by the index to every read: searches, metadata, instances, frames, deletes).
+        ``observers`` are called with every ingest outcome; a failing observer is logged,
+        never the sender's problem: the instance is stored either way."""
+        if not is_valid_tenant(tenant):
+            raise ValueError(f"invalid tenant name {tenant!r}")
+        self._stores = stores
+        self.tenant = tenant
+        self.visible_studies = visible_studies
+        self.observers = observers
+
+    def __repr__(self) -> str:
+        seen = "" if self.visible_studies is None else f", {len(self.visible_studies)} studies"
+        return f"Archive({self._stores!r}, tenant={self.tenant!r}{seen})"
+
+    def _view(self, **changes: Any) -> Archive:
+        values = {
+            "tenant": self.tenant,
+            "visible_studies": self.visible_studies,
+            "observers": self.observers,
+            **changes,
+        }
+        return Archive(self._stores, **values)
 
     def open(self) -> None:
-        """Open the stores (migrating the index) once; tenant views share them."""
-        if not self._opened[0]:
-            self.blobs.open()
-            self.index.open()
-            self.cache.open()
-            self._opened[0] = True
+        """Open the shared stores (migrating the index); idempotent, views share them."""
+        self._stores.open()
 
     def close(self) -> None:
-        if self._opened[0]:
-            self.cache.close()
-            self.index.close()
-            self.blobs.close()
-            self._opened[0] = False
+        self._stores.close()
 
     def with_tenant(self, tenant: str) -> Archive:
         """A view of the same stores scoped to another tenant (institution)."""
-        return replace(self, tenant=tenant)
+        return self._view(tenant=tenant)
+
+    def restricted_to(self, studies: frozenset[str]) -> Archive:
+        """A view that sees only ``studies`` (within what this view already sees)."""
+        if self.visible_studies is not None:
+            studies = studies & self.visible_studies
+        return self._view(visible_studies=frozenset(studies))
+
+    def observed_by(self, *observers: IngestObserver) -> Archive:
+        """A view whose ingests are also reported to ``observers``."""
+        return self._view(observers=(*self.observers, *observers))
+
+    @property
+    def _scope(self) -> View:
+        return View(self.tenant, self.visible_studies)
 
     def ping(self) -> None:
-        self.index.ping()
+        self._stores.index.ping()
 
     # -- ingest ---------------------------------------------------------------------------
 
     def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
         """Store one instance from a seekable file; raises InstanceRejected with a PS3.4
-        status when it cannot be stored, leaving nothing behind. When it returns, the
-        instance is durable (blob synced, index committed): the caller may acknowledge it.
+        status when it cannot be stored, leaving nothing behind. Observers hear of both.
+        When it returns, the instance is durable (blob synced, index committed): the caller
+        may acknowledge it.
 
         C-STORE acknowledges each instance with its own response (PS3.4 §B.2.2), so each one
         pays its own syncs here; a request that acknowledges many at once uses
         :meth:`ingest_many`."""
+        try:
+            result = self._ingest(source, expected_study_uid)
+        except InstanceRejected as exc:
+            self._notify(exc)
+            raise
+        self._notify(result)
+        return result
+
+    def _ingest(self, source: BinaryIO, expected_study_uid: str | None) -> IngestResult:
         prepared = prepare(source, expected_study_uid=expected_study_uid)
-        existing = self.index.find_instance(self.tenant, prepared.sop_uid)
+        existing = self._stores.index.find_instance(self.tenant, prepared.sop_uid)
         if existing is not None and existing.sha256 == prepared.sha256:
             return self._result(prepared, AddOutcome.ALREADY_PRESENT)
         record = self._record(prepared)
         self._write_blobs(prepared, record)
         try:
-            added = self.index.add_instance(record)
+            added = self._stores.index.add_instance(record)
         except BaseException:
             self._discard_unreferenced(record)
             raise
         self._invalidate(added.stale)
-        result = self._result(prepared, added.outcome)
-        if added.outcome is AddOutcome.STORED:
-            self._notify(result)
-        return result
+        return self._result(prepared, added.outcome)
 
     def ingest_many(
         self, sources: Iterable[BinaryIO], *, expected_study_uid: str | None = None
-    ) -> list[IngestOutcome]:
+    ) -> list[BatchOutcome]:
         """Store several instances acknowledged together, as STOW-RS acknowledges the parts
         of one request in one response (PS3.18 §10.5.3); for each source, in order, what
         :meth:`ingest` would have returned, or the InstanceRejected or BackendFailure it
@@ -176,9 +250,10 @@ class Archive:
         asked for), then every blob is made durable at once (one sync per file, one per
         folder), then the index rows are committed in one transaction, each under a
         savepoint (a conflict refuses that instance alone), then stale cache entries are
-        dropped and observers told. Nothing is durable, or referenced, before that commit,
-        so the caller acknowledges only after this returns."""
-        outcomes: list[IngestOutcome | None] = []
+        dropped and observers told of each outcome, as :meth:`ingest` tells them. Nothing
+        is durable, or referenced, before that commit, so the caller acknowledges only after
+        this returns."""
+        outcomes: list[BatchOutcome | None] = []
         batch: list[tuple[int, _Staging]] = []
         try:
             for slot, source in enumerate(sources):
@@ -198,37 +273,41 @@ class Archive:
                     outcomes[slot] = outcome
         except BaseException:
             for _, staging in batch:
-                self.blobs.discard(staging.staged)
+                self._stores.blobs.discard(staging.staged)
                 self._discard_unreferenced(staging.record)
             raise
-        return [outcome for outcome in outcomes if outcome is not None]
+        done = [outcome for outcome in outcomes if outcome is not None]
+        for outcome in done:
+            if not isinstance(outcome, BackendFailure):
+                self._notify(outcome)
+        return done
 
     def _stage(self, source: BinaryIO, expected_study_uid: str | None) -> IngestResult | _Staging:
         """Prepare one instance and stage its blobs; an IngestResult when it is already
         stored as it is."""
         prepared = prepare(source, expected_study_uid=expected_study_uid)
-        existing = self.index.find_instance(self.tenant, prepared.sop_uid)
+        existing = self._stores.index.find_instance(self.tenant, prepared.sop_uid)
         if existing is not None and existing.sha256 == prepared.sha256:
             return self._result(prepared, AddOutcome.ALREADY_PRESENT)
         record = self._record(prepared)
+        blobs = self._stores.blobs
         prepared.source.seek(0)
-        staged = [self.blobs.stage(record.blob_key, prepared.source, prepared.size)]
+        staged = [blobs.stage(record.blob_key, prepared.source, prepared.size)]
         if record.sidecar_key is not None:
             sidecar = prepared.sidecar
             try:
-                staged.append(
-                    self.blobs.stage(record.sidecar_key, io.BytesIO(sidecar), len(sidecar))
-                )
+                staged.append(blobs.stage(record.sidecar_key, io.BytesIO(sidecar), len(sidecar)))
             except BaseException:
-                self.blobs.discard(staged)
+                blobs.discard(staged)
                 raise
         return _Staging(record, self._result(prepared, AddOutcome.STORED), tuple(staged))
 
-    def _commit_staged(self, batch: list[_Staging]) -> list[IngestOutcome]:
+    def _commit_staged(self, batch: list[_Staging]) -> list[BatchOutcome]:
         """Publish the staged blobs, commit the index rows of the instances published, then
-        drop stale cache entries and tell the observers; the outcome of each, in order."""
-        failures = iter(self.blobs.publish([blob for staging in batch for blob in staging.staged]))
-        outcomes: list[IngestOutcome] = []
+        drop stale cache entries; the outcome of each, in order."""
+        staged = [blob for staging in batch for blob in staging.staged]
+        failures = iter(self._stores.blobs.publish(staged))
+        outcomes: list[BatchOutcome] = []
         published: list[int] = []
         for n, staging in enumerate(batch):
             failed = [f for f in islice(failures, len(staging.staged)) if f is not None]
@@ -247,9 +326,6 @@ class Archive:
             if not isinstance(outcome, IngestResult):
                 self._discard_unreferenced(staging.record)
         self._invalidate(tuple(stale))
-        for outcome in outcomes:
-            if isinstance(outcome, IngestResult) and outcome.outcome is AddOutcome.STORED:
-                self._notify(outcome)
         return outcomes
 
     def _add_all(
@@ -257,16 +333,16 @@ class Archive:
     ) -> list[AddResult | InstanceRejected] | list[BackendFailure]:
         """The index's answer for each record; a failed transaction fails them all."""
         try:
-            return self.index.add_instances(records)
+            return self._stores.index.add_instances(records)
         except BackendFailure as exc:
             return [exc] * len(records)
 
-    def _notify(self, result: IngestResult) -> None:
-        for observer in self.after_ingest:
+    def _notify(self, outcome: IngestOutcome) -> None:
+        for observer in self.observers:
             try:
-                observer(self, result)
+                observer(self, outcome)
             except Exception:
-                log.exception("after-ingest step failed for instance %s", result.sop_uid)
+                log.exception("after-ingest step %r failed", observer)
 
     def _record(self, p: Prepared) -> InstanceRecord:
         key = f"{self.tenant}/{p.study_uid}/{p.series_uid}/{p.sop_uid}.{p.sha256[:16]}.dcm"
@@ -295,23 +371,24 @@ class Archive:
             frames_syntax=pixel.frames_transfer_syntax if pixel is not None else None,
             frames_problem=pixel.problem if pixel is not None else None,
             bulk=p.bulk_table,
+            decode_problem=p.decode_problem,
         )
 
     def _write_blobs(self, p: Prepared, record: InstanceRecord) -> None:
         p.source.seek(0)
-        self.blobs.put(record.blob_key, p.source, p.size)
+        self._stores.blobs.put(record.blob_key, p.source, p.size)
         if record.sidecar_key is not None:
-            self.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
+            self._stores.blobs.put(record.sidecar_key, io.BytesIO(p.sidecar), len(p.sidecar))
 
     def _discard_unreferenced(self, record: InstanceRecord) -> None:
-        """Remove the blobs just written when the index did not take them (best effort: the
-        sweep catches what a crash leaves)."""
+        """Remove the blobs just written when the index did not take them (best effort: what
+        this misses, or a crash leaves, the orphan sweep of :mod:`storage.sweep` removes)."""
         try:
-            current = self.index.find_instance(self.tenant, record.sop_uid)
+            current = self._stores.index.find_instance(self.tenant, record.sop_uid)
             if current is None or current.blob_key != record.blob_key:
-                self.blobs.delete(record.blob_key)
+                self._stores.blobs.delete(record.blob_key)
                 if record.sidecar_key:
-                    self.blobs.delete(record.sidecar_key)
+                    self._stores.blobs.delete(record.sidecar_key)
         except ArchiveError:
             log.warning("could not discard blob %s after a failed ingest", record.blob_key)
 
@@ -328,9 +405,22 @@ class Archive:
 
     def _invalidate(self, stale: tuple[Stamp, ...]) -> None:
         if stale:
-            self.cache.delete(
+            self._stores.cache.delete(
                 *(self._metadata_key(s.study_uid, s.series_uid, s.version) for s in stale)
             )
+
+    def cached(
+        self, kind: str, parts: tuple[str, ...], build: Callable[[], bytes], ttl: float
+    ) -> bytes:
+        """Bytes derived from stored data (a thumbnail, say), from the cache or built and
+        cached. ``parts`` must name everything the bytes depend on (an instance's SHA-256,
+        a study's version, the rendering parameters); the archive adds the tenant."""
+        key = "/".join((self.tenant, kind, *parts))
+        body = self._stores.cache.get(key)
+        if body is None:
+            body = build()
+            self._stores.cache.set(key, body, ttl)
+        return body
 
     # -- query ----------------------------------------------------------------------------
 
@@ -345,7 +435,7 @@ class Archive:
         having the database skip ``offset`` rows. Without a cursor (a jump, an expired
         entry) the offset is applied as given; both give the same rows in the same order."""
         resumed = self._resumed(query)
-        matches = self.index.query(self.tenant, resumed or query, limit)
+        matches = self._stores.index.query(self._scope, resumed or query, limit)
         if query.level is Level.STUDY and len(matches) >= limit > 1:
             # QIDO shows one row less than it fetched, so the next page may start after
             # either of the last two rows.
@@ -353,21 +443,23 @@ class Archive:
                 position = matches[shown - 1].position
                 if position is not None:
                     key = self._cursor_key(query, query.offset + shown)
-                    self.cache.set(key, str(position).encode(), CURSOR_TTL)
+                    self._stores.cache.set(key, str(position).encode(), CURSOR_TTL)
         return matches
 
     def _resumed(self, query: Query) -> Query | None:
         if query.level is not Level.STUDY or query.offset == 0 or query.after is not None:
             return None
-        cursor = self.cache.get(self._cursor_key(query, query.offset))
+        cursor = self._stores.cache.get(self._cursor_key(query, query.offset))
         if cursor is None:
             return None
         return replace(query, offset=0, after=int(cursor))
 
     def _cursor_key(self, query: Query, offset: int) -> str:
-        """Cursors are per tenant, per search (conditions and scope) and per offset."""
+        """Cursors are per tenant, per search (conditions and scope), per set of visible
+        studies and per offset."""
         search = replace(query, offset=0, limit=None, include=frozenset())
-        digest = hashlib.blake2b(repr(search).encode(), digest_size=16).hexdigest()
+        seen = sorted(self.visible_studies) if self.visible_studies is not None else None
+        digest = hashlib.blake2b(repr((search, seen)).encode(), digest_size=16).hexdigest()
         return f"{self.tenant}/cursor/{digest}/{offset}"
 
     # -- retrieve -------------------------------------------------------------------------
@@ -379,34 +471,45 @@ class Archive:
         :data:`storage.instance_json.ROOT_MARK` where the service root goes, and a version
         token that changes whenever the body does (for ETags)."""
         if sop_uid is not None:
-            docs = self.index.instance_docs(self.tenant, study_uid, series_uid, sop_uid)
+            docs = self._stores.index.instance_docs(self._scope, study_uid, series_uid, sop_uid)
             if not docs:
                 raise NotFound(f"instance {sop_uid} not found")
             return b"[" + docs[0] + b"]", hashlib.blake2b(docs[0], digest_size=8).hexdigest()
-        version = self.index.version(self.tenant, study_uid, series_uid)
-        if version is None:
-            raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
+        version = self.version(study_uid, series_uid)
         key = self._metadata_key(study_uid, series_uid, version)
-        body = self.cache.get(key)
+        body = self._stores.cache.get(key)
         if body is None:
-            docs = self.index.instance_docs(self.tenant, study_uid, series_uid)
+            docs = self._stores.index.instance_docs(self._scope, study_uid, series_uid)
             body = b"[" + b",".join(docs) + b"]"
-            self.cache.set(key, body, METADATA_TTL)
+            self._stores.cache.set(key, body, METADATA_TTL)
         return body, version
 
     def instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[StoredInstance]:
-        found = self.index.instances(self.tenant, study_uid, series_uid, sop_uid)
+        found = self._stores.index.instances(self._scope, study_uid, series_uid, sop_uid)
         if not found:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         return found
 
     def stream(self, instance: StoredInstance) -> Iterator[bytes]:
-        return self.blobs.stream(instance.blob_key)
+        return self._stores.blobs.stream(instance.blob_key)
 
     def read(self, instance: StoredInstance) -> bytes:
-        return self.blobs.get(instance.blob_key)
+        return self._stores.blobs.get(instance.blob_key)
+
+    def stored(self, sop_uid: str) -> StoredInstance | None:
+        """The tenant's instance with this SOP Instance UID, whatever study holds it."""
+        return self._stores.index.find_instance(self.tenant, sop_uid)
+
+    def walk(self, after: str = "", limit: int = 500) -> list[StoredInstance]:
+        """Up to ``limit`` of the tenant's instances with SOP Instance UIDs after ``after``,
+        in that order: keyset pages for a migration or a check that walks everything."""
+        return self._stores.index.stored_instances(self.tenant, after, limit)
+
+    def tenants(self) -> list[str]:
+        """Every tenant that holds at least one study in these stores."""
+        return self._stores.index.tenants()
 
     def frames(
         self,
@@ -431,17 +534,18 @@ class Archive:
                     f"frame{'s' if len(table.frames) != 1 else ''}"
                 )
         key = self._frames_key(instance)
+        local = self._stores.blobs.local
         frames = []
         for number in numbers:
             cache_key = f"{self.tenant}/frame/{instance.sha256}/{number}"
-            frame = None if self.blobs.local else self.cache.get(cache_key)
+            frame = None if local else self._stores.cache.get(cache_key)
             if frame is None:
                 span = table.span(number - 1)
                 frame = table.extract(
-                    number - 1, self.blobs.read_range(key, span.offset, span.length)
+                    number - 1, self._stores.blobs.read_range(key, span.offset, span.length)
                 )
-                if not self.blobs.local and len(frame) <= FRAME_CACHE_LIMIT:
-                    self.cache.set(cache_key, frame, FRAME_TTL)
+                if not local and len(frame) <= FRAME_CACHE_LIMIT:
+                    self._stores.cache.set(cache_key, frame, FRAME_TTL)
             frames.append(frame)
         return FrameSet(
             instance.frames_syntax or EXPLICIT_VR_LITTLE_ENDIAN, table.encapsulated, frames
@@ -476,14 +580,16 @@ class Archive:
         if entry is None or instance.sidecar_key is None:
             raise NotFound(f"instance {sop_uid} has no bulk data at {path}")
         vr, offset, length = entry
-        return BulkData(vr, value=self.blobs.read_range(instance.sidecar_key, offset, length))
+        return BulkData(
+            vr, value=self._stores.blobs.read_range(instance.sidecar_key, offset, length)
+        )
 
     # -- pixels (decoding for rendering and transcoding; never parses the blob) -----------
 
     def version(self, study_uid: str, series_uid: str | None = None) -> str:
         """The version token of a study or series: it changes whenever an instance is added
         or removed, so it keys anything derived from the current set of instances."""
-        version = self.index.version(self.tenant, study_uid, series_uid)
+        version = self._stores.index.version(self._scope, study_uid, series_uid)
         if version is None:
             raise NotFound(f"{_describe(study_uid, series_uid, None)} not found")
         return version
@@ -540,7 +646,7 @@ class Archive:
     ) -> int:
         """Remove index rows first (so nothing points at the blobs), then blobs, then cache
         entries; returns the number of instances removed."""
-        removed = self.index.remove(self.tenant, study_uid, series_uid, sop_uid)
+        removed = self._stores.index.remove(self._scope, study_uid, series_uid, sop_uid)
         if not removed.instances:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         for instance in removed.instances:
@@ -548,11 +654,67 @@ class Archive:
                 if key is None:
                     continue
                 try:
-                    self.blobs.delete(key)
+                    self._stores.blobs.delete(key)
                 except ArchiveError:
                     log.warning("blob %s left for the orphan sweep", key)
         self._invalidate(removed.stale)
         return len(removed.instances)
+
+    # -- held copies ----------------------------------------------------------------------
+
+    def hold(self, sop_uid: str, data: bytes) -> str:
+        """Keep an instance's bytes aside, outside the index (nothing serves them): a teaching
+        copy waiting for an educator's review. Returns the key to read or release it by."""
+        if not is_valid_uid(sop_uid):
+            raise ValueError(f"invalid SOP Instance UID {sop_uid!r}")
+        key = f"{HELD_PREFIX}/{self.tenant}/{sop_uid}.dcm"
+        self._stores.blobs.put(key, io.BytesIO(data), len(data))
+        return key
+
+    def held(self, key: str) -> bytes:
+        """The bytes kept under ``key`` by :meth:`hold` in this tenant."""
+        return self._stores.blobs.get(self._held_key(key))
+
+    def release(self, key: str) -> None:
+        """Drop a held copy (releasing a missing one is not an error)."""
+        self._stores.blobs.delete(self._held_key(key))
+
+    def _held_key(self, key: str) -> str:
+        """A key :meth:`hold` made for this tenant, or ValueError: the archive never hands out
+        another blob by a key a caller names."""
+        folder = f"{HELD_PREFIX}/{self.tenant}/"
+        if not key.startswith(folder) or "/" in key[len(folder) :]:
+            raise ValueError(f"{key!r} is not a held copy of {self.tenant}")
+        return key
+
+    # -- the orphan sweep -----------------------------------------------------------------
+
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that an index row of any tenant names as its blob or sidecar."""
+        return self._stores.index.referenced_keys(keys)
+
+    def sweep(
+        self,
+        *,
+        grace: timedelta,
+        also_referenced: Iterable[References] = (),
+        dry_run: bool = False,
+        stop: Callable[[], bool] = lambda: False,
+        label: str = "blobs",
+    ) -> SweepReport:
+        """The orphan sweep (:mod:`storage.sweep`) of the blob store under this archive, every
+        tenant's keys: a blob of an archive key's shape is kept while this archive's index or
+        one of ``also_referenced`` names it (another archive sharing the store; whoever keeps
+        held copies), and removed once unreferenced and older than ``grace``."""
+        return sweep_store(
+            self._stores.blobs,
+            [self.referenced_keys, *also_referenced],
+            grace=grace,
+            owned=is_archive_key,
+            dry_run=dry_run,
+            stop=stop,
+            label=label,
+        )
 
 
 def _describe(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:
@@ -565,9 +727,9 @@ def _describe(study_uid: str, series_uid: str | None, sop_uid: str | None) -> st
 
 __all__ = [
     "Archive",
+    "BatchOutcome",
     "BulkData",
     "FrameSet",
-    "IngestOutcome",
     "IngestResult",
     "InstanceRejected",
     "Level",

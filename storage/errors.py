@@ -1,20 +1,21 @@
 """The one error tree of the archive core.
 
-Every edge translates these and nothing else: ``dicomweb`` maps them to HTTP status codes,
-the DIMSE SCP to DIMSE statuses. Backend drivers' own exceptions never cross the
-``storage`` boundary; each backend maps them to one of these.
+Every edge translates these and nothing else: ``dicomweb`` and the teaching API to HTTP
+status codes, the DIMSE SCP and STOW-RS to DIMSE statuses, each through the one table per
+edge in :mod:`storage.statuses`. Backend drivers' own exceptions never cross the ``storage``
+boundary; each backend maps them to one of these.
 
     ArchiveError
     ├── NotFound                 unknown study, series, instance, frame or bulk data
     ├── InvalidQuery             a query that cannot be run as given (names the parameter)
     ├── InstanceRejected         one instance refused at ingest, with a PS3.4 failure status
-    │   ├── UnreadableDataset    0xC000 cannot understand
-    │   ├── IdentityMismatch     0xA900 data set does not match (UIDs missing/invalid/mismatch)
-    │   └── DuplicateConflict    0x0111 same SOP Instance UID, different content
+    │   ├── UnreadableDataset    cannot understand
+    │   ├── IdentityMismatch     data set does not match (UIDs missing/invalid/mismatch)
+    │   └── DuplicateConflict    same SOP Instance UID, different content
     ├── Unavailable              a stored resource exists but cannot be produced (e.g. frames of
     │                            a truncated pixel data element)
     └── BackendFailure           a store (index, blobs, cache) failed; not the client's fault
-        └── OutOfResources       a store is full or over a limit (0xA700)
+        └── OutOfResources       a store is full or over a limit
 """
 
 from __future__ import annotations
@@ -40,11 +41,9 @@ class InvalidQuery(ArchiveError):
 class InstanceRejected(ArchiveError):
     """One instance was refused at ingest; the others of the same request go on.
 
-    ``status`` is the PS3.4 Annex B / PS3.18 Table 10.5.3-2 failure reason that both STOW-RS
-    (FailureReason) and C-STORE (Status) report.
+    Its PS3.4 Annex B / PS3.18 Table 10.5.3-2 failure reason, which both STOW-RS
+    (FailureReason) and C-STORE (Status) report, is :func:`storage.statuses.dimse_status`.
     """
-
-    status = 0x0110  # Processing failure
 
     def __init__(self, reason: str, *, sop_class_uid: str = "", sop_instance_uid: str = "") -> None:
         super().__init__(reason)
@@ -56,14 +55,10 @@ class InstanceRejected(ArchiveError):
 class UnreadableDataset(InstanceRejected):
     """The bytes are not a DICOM data set we can parse (PS3.4 B.2.3: 0xC000)."""
 
-    status = 0xC000
-
 
 class IdentityMismatch(InstanceRejected):
     """Missing or invalid identifying UIDs, or a Study UID that differs from the target
     (PS3.18 §10.5.3.1: 0xA900 data set does not match SOP Class)."""
-
-    status = 0xA900
 
 
 class DuplicateConflict(InstanceRejected):
@@ -72,8 +67,6 @@ class DuplicateConflict(InstanceRejected):
     An archive must not silently replace a stored instance: the first copy wins and the
     sender is told, so nothing is lost without a human deciding it.
     """
-
-    status = 0x0111
 
 
 class Unavailable(ArchiveError):

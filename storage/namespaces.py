@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from storage.urls import UnsupportedUrl, mask_password
 
+# Not the tenant rule (storage.tenants): a namespace name is spliced into an unquoted SQL
+# schema name (no "-"), and "_NAME" at a bucket's root must not look like a tenant's key.
 NAME = re.compile(r"^[a-z][a-z0-9]{0,30}$")
 DEFAULT_SCHEMA = "public"
 DEFAULT_REDIS_PREFIX = "radcase:"

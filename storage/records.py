@@ -10,6 +10,16 @@ from storage.attributes import Level
 
 
 @dataclass(frozen=True)
+class View:
+    """What an index read may see: one tenant's studies, and of those only ``studies`` when
+    it is set (a learner's published teaching studies). The index applies it as one SQL
+    condition on every read, so every resource built on those reads obeys it alike."""
+
+    tenant: str
+    studies: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
 class InstanceRecord:
     """Everything the index stores for one instance, computed once at ingest.
 
@@ -39,6 +49,11 @@ class InstanceRecord:
     frames_syntax: str | None
     frames_problem: str | None
     bulk: bytes | None
+    decode_problem: str | None = None
+    """Why the pixel data does not decode although a decoder for its syntax is installed
+    (found at ingest on the first frame, see :func:`storage.transcode.first_frame_problem`);
+    None when it decodes, when nothing needs decoding, or for rows stored before this was
+    recorded (then the syntax alone decides, as it did)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ class StoredInstance:
     frames_syntax: str | None
     frames_problem: str | None
     bulk: bytes | None
+    decode_problem: str | None = None
+    """Why the pixel data does not decode although a decoder for its syntax is installed
+    (found at ingest on the first frame, see :func:`storage.transcode.first_frame_problem`);
+    None when it decodes, when nothing needs decoding, or for rows stored before this was
+    recorded (then the syntax alone decides, as it did)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
 from storage.index.base import Index
 from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
 
 POSTGRES_URL = os.environ.get(
     "RADCASE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -286,19 +287,26 @@ def backend_names() -> list[str]:
 
 
 @contextmanager
-def archive_for(name: str, tmp_path: Path) -> Iterator[Archive]:
-    """An opened archive over the combination ``name``; everything it stored is removed
+def stores_for(name: str, tmp_path: Path) -> Iterator[Stores]:
+    """Opened stores of the combination ``name``; everything they stored is removed
     afterwards (schema dropped, keys deleted, bucket deleted, files left to ``tmp_path``)."""
     index_kind, cache_kind, blob_kind = name.split("-")
     with ExitStack() as stack:
-        archive = Archive(
+        stores = Stores(
             index=make_index(index_kind, stack, tmp_path),
             blobs=make_blobs(blob_kind, stack, tmp_path),
             cache=make_cache(cache_kind, stack),
         )
-        archive.open()
-        stack.callback(archive.close)
-        yield archive
+        stores.open()
+        stack.callback(stores.close)
+        yield stores
+
+
+@contextmanager
+def archive_for(name: str, tmp_path: Path) -> Iterator[Archive]:
+    """An opened archive over the combination ``name`` (see :func:`stores_for`)."""
+    with stores_for(name, tmp_path) as stores:
+        yield Archive(stores)
 
 
 # -- fixtures (import them into a conftest to use them) -----------------------------------

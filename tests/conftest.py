@@ -29,11 +29,13 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from radcase_pacs.app import create_app
+from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
 
 # The protocol and teaching suites exercise what a server answers, not who may ask: they run
 # with authentication off (as a loopback demo would). The auth tests turn it on explicitly.
@@ -92,15 +94,23 @@ CORPUS_UNIQUE = _unique_by_sop(CORPUS)
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
-    store = Archive(
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    """Opened embedded stores (tests/dicomweb runs over every backend combination instead)."""
+    opened = Stores(
         index=SqliteIndex(tmp_path / "index.sqlite3"),
         blobs=FilesystemBlobStore(tmp_path / "blobs"),
         cache=MemoryCache(64 * 1024 * 1024),
     )
-    store.open()
-    yield store
-    store.close()
+    opened.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def archive(stores: Stores) -> Archive:
+    """The default tenant's archive over ``stores`` (no ingest observers: what a test stores
+    through it is not counted or taken in as a KOS; the deployment's archive is)."""
+    return Archive(stores)
 
 
 @pytest.fixture
@@ -169,8 +179,16 @@ class ClinicalRequests:
 
 
 @pytest.fixture
-def client(settings: Settings, archive: Archive) -> Iterator[TestClient]:
-    app = ClinicalRequests(create_app(settings, archive))
+def deployment(settings: Settings, stores: Stores) -> Iterator[Deployment]:
+    """The whole deployment over the test's clinical stores (the same data ``archive``
+    sees), its other stores in the test's folder."""
+    with open_deployment(settings, clinical=stores) as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(deployment: Deployment) -> Iterator[TestClient]:
+    app = ClinicalRequests(create_app(deployment))
     with TestClient(app) as test_client:
         yield test_client
         app.assert_audited()
@@ -183,10 +201,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_server(settings: Settings, archive: Archive) -> Iterator[str]:
+def live_server(deployment: Deployment) -> Iterator[str]:
     """A real uvicorn server on a free loopback port; yields the DICOMweb root URL."""
     port = free_port()
-    app = ClinicalRequests(create_app(settings, archive))
+    app = ClinicalRequests(create_app(deployment))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

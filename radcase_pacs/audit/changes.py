@@ -1,7 +1,8 @@
 """Auditing of changes made through the JSON API: cases, users, API keys, institutions,
 logouts. One entry per changing request, written before the request runs (a change that
-cannot be recorded is not made: 503). Logins are recorded by the login route itself, which
-alone knows whether the attempt succeeded."""
+cannot be recorded because the log's database fails is not made: 503; any other exception is
+a fault of ours and propagates to the server's 500, the change not made either). Logins are
+recorded by the login route itself, which alone knows whether the attempt succeeded."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from radcase_pacs.audit.middleware import http_entry, match_route
 from radcase_pacs.audit.store import AuditEntry, AuditLog
 from radcase_pacs.routes import leaves
+from storage.errors import BackendFailure
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,8 @@ class ChangeAuditMiddleware:
         if entry is not None:
             try:
                 await anyio.to_thread.run_sync(self.log.record, entry)
-            except Exception as exc:
-                logger.error("audit entry not written, %s refused: %s", entry.route, exc)
+            except BackendFailure:
+                logger.exception("audit entry not written, %s refused", entry.route)
                 response = JSONResponse(
                     {"detail": "the audit log is unavailable; nothing was changed"}, 503
                 )

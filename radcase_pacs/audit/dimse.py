@@ -14,10 +14,10 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from radcase_pacs.audit.middleware import single_uid
 from radcase_pacs.audit.store import AuditEntry, Channel
+from storage.dicom_text import value_text
 
 STUDY_INSTANCE_UID = 0x0020000D
 QUERY_RETRIEVE_LEVEL = 0x00080052
@@ -81,13 +81,7 @@ def _name(element: Any) -> str:
 
 
 def _text(element: Any) -> str:
+    """The value as the peer sent it (unstripped); a sequence as its number of items."""
     if element.VR == "SQ":
         return f"<{len(element.value)} item(s)>"
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(str(v) for v in value)
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return str(value)
+    return value_text(element.value)

@@ -2,8 +2,10 @@
 reaches the app.
 
 Before, not after: an entry written once the response is out would let a failure of the log
-go unnoticed until PHI had already left. When the entry cannot be written the request is
-answered 503 and the app never sees it (so a STOW-RS body is not stored either).
+go unnoticed until PHI had already left. When the entry cannot be written (the log's
+database fails: BackendFailure) the request is answered 503 and the app never sees it (so a
+STOW-RS body is not stored either). Any other exception is a fault in our code: it propagates
+to the server's 500, and the app does not run either.
 
 The entry records the request, not its results: a search by patient name is recorded with
 its query string, not with the studies it matched (the same choice as the DICOM Query audit
@@ -26,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from radcase_pacs.auth.principal import principal_of
+from storage.errors import BackendFailure
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +132,8 @@ class AuditMiddleware:
         entry = self.entry(scope)
         try:
             await anyio.to_thread.run_sync(self.log.record, entry)
-        except Exception as exc:
-            logger.error(
-                "audit entry not written, %s (%s) refused: %s", entry.action, entry.route, exc
-            )
+        except BackendFailure:
+            logger.exception("audit entry not written, %s (%s) refused", entry.action, entry.route)
             response = PlainTextResponse(REFUSAL, status_code=503)
             await response(scope, receive, send)
             return

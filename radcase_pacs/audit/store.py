@@ -5,9 +5,12 @@ log lives in the clinical index's database (its own table and version table), so
 deployment has nothing more to run or back up, and an installation that can serve clinical
 data can also audit it.
 
-:meth:`AuditLog.record` raises :class:`~storage.errors.BackendFailure` on any failure: the
-callers (the DICOMweb middleware, the DIMSE server, the auth and case code) refuse the
-request then, because serving PHI that the log does not show is worse than not serving it.
+:meth:`AuditLog.record` raises :class:`~storage.errors.BackendFailure` when the database does
+not take the entry (the database layer translates its driver's errors to that): the callers
+(the DICOMweb middleware, the DIMSE server, the auth and case code) refuse the request then,
+because serving PHI that the log does not show is worse than not serving it. Any other
+exception is a fault in our code, not an outage: it propagates with its traceback, and the
+request fails as a fault (500, or the DIMSE service's failure status), still unserved.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from radcase_pacs.audit.schema import DIALECT_MIGRATIONS, MIGRATIONS, VERSION_TABLE
 from storage.database.tables import Tables
-from storage.errors import BackendFailure
+from storage.database.timestamps import from_text, to_text, utc_now
 
 
 class Action(StrEnum):
@@ -40,6 +43,7 @@ class Action(StrEnum):
     DIMSE_FIND = "dimse.find"
     DIMSE_MOVE = "dimse.move"
     DIMSE_GET = "dimse.get"
+    IMPORT_STORE = "import.store"
     AUTH_LOGIN = "auth.login"
     AUTH_LOGIN_FAILED = "auth.login_failed"
     AUTH_LOGOUT = "auth.logout"
@@ -54,18 +58,7 @@ class Action(StrEnum):
 class Channel(StrEnum):
     HTTP = "http"
     DIMSE = "dimse"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds, always the same width, so text order is time order;
-    a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    CLI = "cli"
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,7 @@ class AuditEntry:
     detail: str = ""
     source: str = ""
     role: str | None = None
-    at: datetime = field(default_factory=now)
+    at: datetime = field(default_factory=utc_now)
     id: int | None = None
 
 
@@ -136,7 +129,7 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     (id_, at, tenant, actor, role, action, channel, route, study_uid, detail, source) = row
     return AuditEntry(
         id=int(id_),
-        at=datetime.fromisoformat(at),
+        at=from_text(at),
         tenant=tenant,
         actor=actor,
         role=role,
@@ -172,10 +165,10 @@ class AuditFilter:
                 params.append(value)
         if self.since is not None:
             clauses.append("at >= ?")
-            params.append(timestamp(self.since))
+            params.append(to_text(self.since))
         if self.until is not None:
             clauses.append("at < ?")
-            params.append(timestamp(self.until))
+            params.append(to_text(self.until))
         return clauses, params
 
 
@@ -185,10 +178,10 @@ class AuditLog(Tables):
     dialect_migrations = DIALECT_MIGRATIONS
 
     def record(self, entry: AuditEntry) -> None:
-        """Append ``entry`` (its ``id`` is ignored); BackendFailure when it is not written,
-        whatever the reason."""
+        """Append ``entry`` (its ``id`` is ignored); BackendFailure when the database does not
+        take it."""
         values = (
-            timestamp(entry.at),
+            to_text(entry.at),
             _clipped("tenant", entry.tenant),
             _clipped("actor", entry.actor),
             _clipped("role", entry.role),
@@ -208,12 +201,7 @@ class AuditLog(Tables):
                     values,
                 )
 
-        try:
-            self.db.retrying(insert)
-        except BackendFailure:
-            raise
-        except Exception as exc:  # anything else is still an entry not written
-            raise BackendFailure(f"the audit entry could not be written: {exc}") from exc
+        self.db.retrying(insert)
 
     def search(
         self, tenant: str | None, *, limit: int = 100, offset: int = 0, **filters: Any
@@ -257,7 +245,7 @@ class AuditLog(Tables):
             yield _csv_line(
                 (
                     entry.id,
-                    timestamp(entry.at),
+                    to_text(entry.at),
                     entry.tenant,
                     entry.actor,
                     entry.role or "",

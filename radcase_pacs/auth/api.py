@@ -18,9 +18,10 @@ from radcase_pacs.auth.passwords import WeakPassword
 from radcase_pacs.auth.principal import Principal, Role, principal_of
 from radcase_pacs.auth.sessions import LoginThrottle, Sessions, Tokens
 from radcase_pacs.auth.users import ApiKey, Taken, User, UserStore
+from storage.tenants import TENANT_PATTERN
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
-TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+TenantName = Annotated[str, StringConstraints(pattern=TENANT_PATTERN.pattern)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 AuditHook = Callable[[str, Principal | None, str, str], None]
 """(action, actor, detail, source address): records a login attempt in the audit log (the

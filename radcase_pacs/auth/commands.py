@@ -17,7 +17,6 @@ from radcase_pacs.auth.passwords import WeakPassword
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.users import Taken
 from radcase_pacs.settings import Settings
-from storage.urls import open_cache
 
 USER_ROLES = [Role.ADMIN.value, Role.EDUCATOR.value, Role.LEARNER.value]
 
@@ -49,9 +48,10 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    cache = open_cache(settings.cache_url)
-    layer = AuthLayer.build(settings, cache)
-    cache.open()
+    from radcase_pacs.deployment import auth_layer
+
+    layer = auth_layer(settings)
+    layer.cache.open()
     layer.users.open()
     try:
         return _run(layer, settings, args)
@@ -60,7 +60,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         layer.close()
-        cache.close()
 
 
 def _run(layer: AuthLayer, settings: Settings, args: argparse.Namespace) -> int:

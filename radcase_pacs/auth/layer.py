@@ -1,5 +1,6 @@
-"""The auth layer as the app assembles it: the user store in the clinical index database,
-sessions in the clinical cache, the first admin on an empty deployment."""
+"""The auth layer as the deployment assembles it: the user store in the clinical index
+database, sessions and login counters in a cache of their own, the first admin on an empty
+deployment."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from radcase_pacs.auth.sessions import LoginThrottle, Sessions
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.settings import Settings
 from storage.cache.base import Cache
-from storage.urls import open_database
 
 FIRST_ADMIN = "admin"
 
@@ -36,21 +36,15 @@ class AuthLayer:
         )
         self.authenticator = Authenticator(self.sessions, users)
 
-    @classmethod
-    def build(cls, settings: Settings, cache: Cache) -> AuthLayer:
-        users = UserStore(
-            open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
-        )
-        return cls(settings, users, cache)
-
     @property
     def open_tenant(self) -> str | None:
         """The institution every request acts for when authentication is off."""
         return self.settings.tenant if self.settings.auth == "off" else None
 
     def open(self) -> None:
-        """Open the user store (the cache is the clinical archive's, opened with it) and, on
-        a deployment without users, create the first admin."""
+        """Open the user store and the session cache and, on a deployment without users,
+        create the first admin."""
+        self.cache.open()
         self.users.open()
         self.users.ensure_institution(self.settings.tenant)
         if self.open_tenant is None:
@@ -58,6 +52,7 @@ class AuthLayer:
 
     def close(self) -> None:
         self.users.close()
+        self.cache.close()
 
     def create_first_admin(self) -> None:
         """The password comes from ``admin_password`` (RADCASE_ADMIN_PASSWORD) or is

@@ -1,10 +1,22 @@
 """The auth tables, kept in the clinical index database (append-only migrations).
 
 Usernames are unique across the deployment (a login names no institution); everything else
-is scoped by tenant. Passwords and API keys are stored as hashes only.
+is scoped by tenant. Passwords and API keys are stored as hashes only. Times are
+:mod:`storage.database.timestamps` text (``expires_at`` is compared as text).
 """
 
 from __future__ import annotations
+
+from storage.database.timestamps import rewrite_older_forms
+
+TIME_COLUMNS = (
+    ("institutions", "created_at"),
+    ("users", "created_at"),
+    ("users", "updated_at"),
+    ("user_sessions", "created_at"),
+    ("user_sessions", "expires_at"),
+    ("api_keys", "created_at"),
+)
 
 VERSION_TABLE = "auth_schema_version"
 
@@ -47,4 +59,6 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX api_keys_tenant ON api_keys (tenant, name)",
     ],
+    # 2: times written before one form was used everywhere (no fraction at whole seconds).
+    rewrite_older_forms(TIME_COLUMNS),
 ]

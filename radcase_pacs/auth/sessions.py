@@ -28,9 +28,9 @@ from radcase_pacs.auth.users import User, UserStore
 from storage.cache.base import Cache
 
 ALGORITHM = "HS256"
-SESSION_KEY = "_auth/session/"
-"""Cache keys of auth start with an underscore: tenant names (the archive's key prefixes)
-never do."""
+SESSION_KEY = "session/"
+"""The session cache is auth's own (a namespace of the deployment's cache), so its keys need
+not keep clear of anyone else's."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class LoginThrottle:
     """Fixed-window counts of failed logins per username and per client address; over the
     limit, logins are refused (429) until the window ends, right password or not."""
 
-    PREFIX = "_auth/login-failures/"
+    PREFIX = "login-failures/"
 
     def __init__(self, cache: Cache, *, max_failures: int = 10, window: float = 900.0) -> None:
         self.cache = cache

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from radcase_pacs.auth.passwords import ROUNDS, dummy_hash, hash_password, verify_password
@@ -19,6 +19,7 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.schema import MIGRATIONS, VERSION_TABLE
 from storage.database.base import Cursor, Database
 from storage.database.tables import Tables
+from storage.database.timestamps import from_text, now_text, to_text
 
 API_KEY_PREFIX = "rk_"
 
@@ -44,10 +45,6 @@ class ApiKey:
 
 class Taken(ValueError):
     """A username or institution name that already exists."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _digest(secret: str) -> str:
@@ -78,7 +75,7 @@ class UserStore(Tables):
         cur.execute(
             "INSERT INTO institutions (tenant, display_name, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (tenant) DO NOTHING",
-            (tenant, display_name or tenant, _now()),
+            (tenant, display_name or tenant, now_text()),
         )
 
     def create_institution(self, tenant: str, display_name: str) -> None:
@@ -103,7 +100,7 @@ class UserStore(Tables):
     def add_user(self, username: str, tenant: str, role: Role, password: str) -> User:
         """Raises Taken when the name exists (in any institution) and WeakPassword."""
         hashed = hash_password(password, self.rounds)
-        stamp = _now()
+        stamp = now_text()
         with self.db.transaction() as cur:
             self._ensure_institution(cur, tenant, "")
             if cur.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
@@ -121,7 +118,7 @@ class UserStore(Tables):
         """Create the first admin unless any user exists; True when this call created it (so
         that of several processes starting together, only one announces a password)."""
         hashed = hash_password(password, self.rounds)
-        stamp = _now()
+        stamp = now_text()
         with self.db.transaction() as cur:
             self._ensure_institution(cur, tenant, "")
             if cur.execute("SELECT 1 FROM users").fetchone():
@@ -185,7 +182,7 @@ class UserStore(Tables):
         if self.user(username, tenant) is None:
             return False
         where = "username = ?" + (" AND tenant = ?" if tenant is not None else "")
-        params = (*values, _now(), username, *(() if tenant is None else (tenant,)))
+        params = (*values, now_text(), username, *(() if tenant is None else (tenant,)))
         with self.db.transaction() as cur:
             cur.execute(f"UPDATE users SET {assignment}, updated_at = ? WHERE {where}", params)
         return True
@@ -194,25 +191,25 @@ class UserStore(Tables):
 
     def register_session(self, sid: str, username: str, expires_at: datetime) -> None:
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM user_sessions WHERE expires_at < ?", (_now(),))
+            cur.execute("DELETE FROM user_sessions WHERE expires_at < ?", (now_text(),))
             cur.execute(
                 "INSERT INTO user_sessions (sid, username, created_at, expires_at) "
                 "VALUES (?, ?, ?, ?)",
-                (sid, username, _now(), expires_at.isoformat()),
+                (sid, username, now_text(), to_text(expires_at)),
             )
 
     def session_ids(self, username: str) -> list[str]:
         with self.db.read() as cur:
             rows = cur.execute(
                 "SELECT sid FROM user_sessions WHERE username = ? AND expires_at >= ?",
-                (username, _now()),
+                (username, now_text()),
             ).fetchall()
         return [str(r[0]) for r in rows]
 
     def session_alive(self, sid: str) -> bool:
         with self.db.read() as cur:
             row = cur.execute(
-                "SELECT 1 FROM user_sessions WHERE sid = ? AND expires_at >= ?", (sid, _now())
+                "SELECT 1 FROM user_sessions WHERE sid = ? AND expires_at >= ?", (sid, now_text())
             ).fetchone()
         return row is not None
 
@@ -227,7 +224,7 @@ class UserStore(Tables):
         """A new key for a system; the returned token is shown once and stored hashed."""
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        stamp = _now()
+        stamp = now_text()
         with self.db.transaction() as cur:
             self._ensure_institution(cur, tenant, "")
             cur.execute(
@@ -235,7 +232,7 @@ class UserStore(Tables):
                 "VALUES (?, ?, ?, ?, 0, ?)",
                 (key_id, tenant, name, _digest(secret), stamp),
             )
-        key = ApiKey(key_id, tenant, name, False, datetime.fromisoformat(stamp))
+        key = ApiKey(key_id, tenant, name, False, from_text(stamp))
         return key, f"{API_KEY_PREFIX}{key_id}_{secret}"
 
     def api_key(self, token: str) -> ApiKey | None:
@@ -253,7 +250,7 @@ class UserStore(Tables):
             return None
         if not hmac.compare_digest(str(row[5]), _digest(secret)):
             return None
-        return ApiKey(row[0], row[1], row[2], False, datetime.fromisoformat(row[4]))
+        return ApiKey(row[0], row[1], row[2], False, from_text(row[4]))
 
     def api_keys(self, tenant: str) -> list[ApiKey]:
         with self.db.read() as cur:
@@ -262,7 +259,7 @@ class UserStore(Tables):
                 "WHERE tenant = ? ORDER BY created_at",
                 (tenant,),
             ).fetchall()
-        return [ApiKey(r[0], r[1], r[2], bool(r[3]), datetime.fromisoformat(r[4])) for r in rows]
+        return [ApiKey(r[0], r[1], r[2], bool(r[3]), from_text(r[4])) for r in rows]
 
     def disable_api_key(self, tenant: str, key_id: str) -> bool:
         with self.db.transaction() as cur:
@@ -281,6 +278,6 @@ def _user(row: Sequence[Any]) -> User:
         tenant=row[1],
         role=Role(row[2]),
         disabled=bool(row[3]),
-        created_at=datetime.fromisoformat(row[4]),
-        updated_at=datetime.fromisoformat(row[5]),
+        created_at=from_text(row[4]),
+        updated_at=from_text(row[5]),
     )

@@ -9,6 +9,9 @@ patient attributes (the archive keeps patients on the study rows).
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,9 +21,11 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pynetdicom import evt
 
 from storage.archive import Archive
 from storage.attributes import CATALOGUE, Kind, Level, QueryAttribute, visible_at
+from storage.dicom_text import element_text
 from storage.errors import InvalidQuery
 from storage.query import Condition, Query, condition
 from storage.results import computed_json, dictionary_vr, match_attributes
@@ -34,6 +39,18 @@ class Model(StrEnum):
 class InvalidIdentifier(ValueError):
     """An identifier that does not fit the information model (PS3.4 C.4.1.1.4: 0xA900
     Identifier does not match SOP Class); the message names the attribute."""
+
+
+class UnreadableIdentifier(Exception):
+    """An identifier whose bytes pydicom cannot decode (answered 0xC000: PS3.4 C.4.1.1.4,
+    C.4.2.1.5, C.4.3.1.4 "Unable to process")."""
+
+
+# What pydicom (and pynetdicom's inflating of a deflated identifier) raise on bytes that are
+# not a data set: OSError "No tag to read" for a sequence cut short, EOFError and
+# struct.error for a truncated header, ValueError for a value that cannot be converted,
+# zlib.error for deflated bytes that do not inflate.
+UNDECODABLE = (OSError, EOFError, ValueError, struct.error, zlib.error)
 
 
 QUERY_RETRIEVE_LEVEL = 0x00080052
@@ -81,6 +98,26 @@ class FindRequest:
     return_keys: frozenset[int]
 
 
+def decoded_identifier(event: evt.Event) -> Dataset:
+    """The request's identifier with every element decoded now, nested ones included.
+
+    pydicom defers decoding until an element is read; decoding all of it here keeps the
+    peer's undecodable bytes (UnreadableIdentifier) apart from faults of the code that then
+    reads the identifier, which are ours and must not be answered as the peer's.
+    """
+    try:
+        identifier = event.identifier
+        with warnings.catch_warnings():
+            # pydicom warns of values invalid for their VR; matching refuses those itself,
+            # naming the key (0xA900), so they are not unreadable bytes.
+            warnings.simplefilter("ignore")
+            for _ in identifier.iterall():
+                pass
+    except UNDECODABLE as exc:
+        raise UnreadableIdentifier(f"cannot read the identifier: {exc}") from exc
+    return identifier
+
+
 def query_level(identifier: Dataset, model: Model) -> str:
     """Query/Retrieve Level (0008,0052), checked against the model (PS3.4 C.6.1.1.1:
     PATIENT exists only in the Patient Root model)."""
@@ -110,7 +147,7 @@ def parse_find(identifier: Dataset, model: Model) -> FindRequest:
             conditions.extend(_sequence_conditions(element, level, storage_level))
             continue
         attribute = _BY_TAG.get(tag)
-        text = _text(element)
+        text = element_text(element)
         if attribute is None or not attribute.matchable or text == "":
             continue  # a return key, or matching we do not offer (PS3.4 C.2.2.1.2)
         _check_level(attribute, level, storage_level)
@@ -131,7 +168,7 @@ def _sequence_conditions(element: DataElement, level: str, storage_level: Level)
     found = []
     for inner in items[0]:
         attribute = known.get(int(inner.tag))
-        text = _text(inner)
+        text = element_text(inner)
         if attribute is not None and text:
             _check_level(attribute, level, storage_level)
             found.append(_condition(attribute, text))
@@ -159,19 +196,6 @@ def _condition(attribute: QueryAttribute, text: str) -> Condition:
         return condition(attribute, text)
     except InvalidQuery as exc:
         raise InvalidIdentifier(str(exc)) from exc
-
-
-def _text(element: DataElement) -> str:
-    """A key's value as the text QIDO-RS would carry: values joined by backslash as in the
-    encoded form (PS3.5 §6.4), person names in their DICOM string form."""
-    value = element.value
-    if value is None or value == "":
-        return ""
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value)
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return str(value).strip()
 
 
 # -- results ------------------------------------------------------------------------------

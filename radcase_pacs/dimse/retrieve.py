@@ -10,23 +10,26 @@ the choice of transfer syntax to the presentation contexts).
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext
 
 from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, query_level
 from storage.archive import Archive
 from storage.attributes import BY_KEYWORD, Level
-from storage.errors import InvalidQuery, NotFound
+from storage.dicom_text import attribute_text
+from storage.errors import InvalidQuery, NotFound, Unavailable
 from storage.query import Condition, Query, condition
 from storage.records import StoredInstance
-from storage.transcode import can_transcode, to_explicit_little_endian
+from storage.transcode import to_explicit_little_endian, transcode_problem
+
+log = logging.getLogger(__name__)
 
 # pynetdicom reports sub-operation counts as US (PS3.7 Table 9.3-x): at most 65535.
 MAX_SUB_OPERATIONS = 65535
@@ -42,37 +45,42 @@ _KEYS: dict[str, tuple[str, Level, tuple[str, ...]]] = {
 }
 
 
-def instances_to_retrieve(
-    archive: Archive, identifier: Dataset, model: Model
-) -> list[StoredInstance]:
-    """Every stored instance the identifier designates, in study/series/instance order."""
+@dataclass(frozen=True)
+class RetrieveRequest:
+    """A parsed retrieve identifier: the typed query and the unique key it names."""
+
+    keyword: str
+    query: Query
+
+
+def parse_retrieve(identifier: Dataset, model: Model) -> RetrieveRequest:
+    """The instances a retrieve identifier designates, as a query; InvalidIdentifier when
+    it does not name them as PS3.4 C.4.2.1.4 / C.4.3.1.3 ask."""
     keyword, storage_level, uppers = _KEYS[query_level(identifier, model)]
     conditions = [_unique_key(identifier, keyword)]
-    conditions += [_unique_key(identifier, k) for k in uppers if _text(identifier, k)]
-    query = Query(level=storage_level, conditions=tuple(conditions))
+    conditions += [_unique_key(identifier, k) for k in uppers if attribute_text(identifier, k)]
+    return RetrieveRequest(keyword, Query(level=storage_level, conditions=tuple(conditions)))
+
+
+def instances_to_retrieve(archive: Archive, request: RetrieveRequest) -> list[StoredInstance]:
+    """Every stored instance the request designates, in study/series/instance order;
+    InvalidIdentifier when more match than a retrieve can count."""
     found: list[StoredInstance] = []
-    for match in archive.query(query, limit=MAX_SUB_OPERATIONS + 1):
+    for match in archive.query(request.query, limit=MAX_SUB_OPERATIONS + 1):
         try:
             found.extend(archive.instances(match.study_uid, match.series_uid, match.sop_uid))
         except NotFound:
             continue  # deleted since the query: nothing to send
         if len(found) > MAX_SUB_OPERATIONS:
             raise InvalidIdentifier(
-                f"{keyword}: more than {MAX_SUB_OPERATIONS} instances match; retrieve a "
-                "narrower level"
+                f"{request.keyword}: more than {MAX_SUB_OPERATIONS} instances match; retrieve "
+                "a narrower level"
             )
     return found
 
 
-def _text(identifier: Dataset, keyword: str) -> str:
-    value = identifier.get(keyword)
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value).strip()
-    return str(value or "").strip()
-
-
 def _unique_key(identifier: Dataset, keyword: str) -> Condition:
-    text = _text(identifier, keyword)
+    text = attribute_text(identifier, keyword)
     if not text:
         raise InvalidIdentifier(f"{keyword}: the unique key of the retrieve level is missing")
     if "*" in text or "?" in text:
@@ -110,15 +118,24 @@ class Accepted:
 
 def dataset_to_send(archive: Archive, instance: StoredInstance, accepted: Accepted) -> Dataset:
     """The instance in its stored syntax when the receiver takes it (pynetdicom converts
-    between the uncompressed little-endian syntaxes itself), else decompressed."""
+    between the uncompressed little-endian syntaxes itself), else decompressed.
+
+    An instance that cannot be decompressed (no decoder, or pixel data that does not decode:
+    recorded at ingest, or found now) goes as stored: pynetdicom finds no context for it and
+    counts that one C-STORE sub-operation as failed, and the others go on (PS3.4 C.4.2.3.1,
+    C.4.3.3.1: the final status then reports the failures)."""
     data = archive.read(instance)
     stored = UID(instance.transfer_syntax)
     sop_class = instance.sop_class_uid
     uncompressed_ok = accepted.takes_uncompressed(sop_class)
     convertible = stored.is_little_endian and not stored.is_compressed
     as_stored = accepted.takes(sop_class, stored) or (convertible and uncompressed_ok)
-    if not as_stored and uncompressed_ok and can_transcode(stored, str(ExplicitVRLittleEndian)):
-        data = to_explicit_little_endian(data)
+    target = str(ExplicitVRLittleEndian)
+    if not as_stored and uncompressed_ok and transcode_problem(instance, target) is None:
+        try:
+            data = to_explicit_little_endian(data)
+        except Unavailable as exc:
+            log.warning("instance %s goes as stored: %s", instance.sop_uid, exc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(io.BytesIO(data), force=True)

@@ -6,6 +6,12 @@ and re-encoded), so an instance stored here is at once visible through QIDO-RS a
 C-FIND shares the query engine of QIDO-RS. One bad data set fails its own C-STORE with a
 status; the association carries on.
 
+Statuses come from one table (:mod:`storage.statuses`, the same codes STOW-RS reports): an
+archive error answers its status there, an identifier that does not fit the model 0xA900, one
+that cannot be decoded 0xC000. Anything else is a fault of ours: it is logged with the
+association and answered by pynetdicom with the service's failure status
+(:mod:`radcase_pacs.dimse.statuses`), never disguised as the peer's mistake.
+
 With an audit log, every C-STORE, C-FIND, C-MOVE and C-GET is recorded (calling AE, the
 association, the study, the keys) before any data is read or stored; a request whose entry
 cannot be written is refused with 0xA700 (PS3.4 B.2.3, C.4: Refused: Out of Resources) and
@@ -18,7 +24,7 @@ import io
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -40,7 +46,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -53,20 +59,37 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from radcase_pacs.audit.dimse import association_entry, identifier_summary, stored_study
 from radcase_pacs.audit.store import Action, AuditLog
-from radcase_pacs.dimse.identifiers import InvalidIdentifier, Model, find, parse_find
+from radcase_pacs.dimse.identifiers import (
+    InvalidIdentifier,
+    Model,
+    UnreadableIdentifier,
+    decoded_identifier,
+    find,
+    parse_find,
+)
 from radcase_pacs.dimse.peers import Peer
 from radcase_pacs.dimse.retrieve import (
     Accepted,
     dataset_to_send,
     instances_to_retrieve,
+    parse_retrieve,
     requested_contexts,
+)
+from radcase_pacs.dimse.statuses import (
+    archive_failure,
+    association,
+    faults_logged,
+    faults_logged_iter,
+    status_dataset,
 )
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
-from storage.errors import ArchiveError, BackendFailure, InstanceRejected
+from storage.errors import ArchiveError, BackendFailure
 from storage.records import StoredInstance
+from storage.statuses import DimseStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Storage SCP transfer syntaxes (PS3.5 §10, Annex A): the uncompressed ones, deflate, and the
 # compressed ones our archive can index frame by frame. Stored as received, never re-encoded.
@@ -106,23 +129,7 @@ GET_MODELS = {
     StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
 }
 
-# DIMSE statuses (PS3.4 B.2.3, C.4.1.1.4, C.4.2.1.5, C.4.3.1.4; PS3.7 Annex C).
-SUCCESS = 0x0000
-PENDING = 0xFF00
-CANCEL = 0xFE00
-OUT_OF_RESOURCES = 0xA700
-DOES_NOT_MATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
 AUDIT_REFUSED = "audit log unavailable: request refused"
-
-
-def status(code: int, comment: str | None = None) -> Dataset:
-    """A status with Error Comment (0000,0902: at most 64 characters, PS3.7 Annex C)."""
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment.encode("ascii", "replace").decode()[:64]
-    return ds
 
 
 class DimseServer:
@@ -156,7 +163,7 @@ class DimseServer:
         # role for itself so that we send storage sub-operations back (PS3.7 D.3.3.4).
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(
-                cx.abstract_syntax, STORAGE_SYNTAXES, scu_role=True, scp_role=True
+                str(cx.abstract_syntax), STORAGE_SYNTAXES, scu_role=True, scp_role=True
             )
         return ae
 
@@ -166,12 +173,12 @@ class DimseServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[evt.EventHandlerType] = [
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_C_FIND, self._on_find),
-            (evt.EVT_C_MOVE, self._on_move),
-            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_STORE, faults_logged("C-STORE", self._on_store)),
+            (evt.EVT_C_FIND, faults_logged_iter("C-FIND", self._on_find)),
+            (evt.EVT_C_MOVE, faults_logged_iter("C-MOVE", self._on_move)),
+            (evt.EVT_C_GET, faults_logged_iter("C-GET", self._on_get)),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_CONN_OPEN, no_delay),
         ]
@@ -202,11 +209,12 @@ class DimseServer:
 
     @staticmethod
     def _on_echo(event: evt.Event) -> int:
-        return SUCCESS
+        return DimseStatus.SUCCESS
 
     def _on_store(self, event: evt.Event) -> Dataset | int:
-        """PS3.4 B.2.3: 0xA700 out of resources, 0xA900 data set does not match, 0xC000
-        cannot understand; warnings (0xB000, 0xB007) when stored with a coercion."""
+        """PS3.4 B.2.3: the status of the archive's refusal (0xA700 out of resources, 0xA900
+        data set does not match, 0xC000 cannot understand, 0x0111 duplicate, 0x0110 a store
+        failed); warnings (0xB000, 0xB007) when stored with a coercion."""
         data: bytes | None = None
         try:
             data = event.encoded_dataset(include_meta=True)
@@ -225,46 +233,45 @@ class DimseServer:
             if refused is not None:
                 return refused
         if data is None:
-            return status(CANNOT_UNDERSTAND, unreadable)
+            return status_dataset(DimseStatus.CANNOT_UNDERSTAND, unreadable)
         try:
             result = self.archive_for(event).ingest(io.BytesIO(data))
-        except InstanceRejected as exc:
-            log.info("C-STORE refused (0x%04X): %s", exc.status, exc.reason)
-            return status(exc.status, exc.reason)
-        except BackendFailure as exc:
-            log.error("C-STORE could not be stored: %s", exc)
-            return status(OUT_OF_RESOURCES, str(exc))
         except ArchiveError as exc:
-            return status(CANNOT_UNDERSTAND, str(exc))
+            refusal = archive_failure(exc)
+            if isinstance(exc, BackendFailure):
+                log.error("C-STORE from %s could not be stored: %s", association(event), exc)
+            else:
+                log.info(
+                    "C-STORE from %s refused (0x%04X): %s", association(event), refusal.Status, exc
+                )
+            return refusal
         if result.warnings:
             code, text = result.warnings[0]
-            return status(code, text)
-        return SUCCESS
+            return status_dataset(code, text)
+        return DimseStatus.SUCCESS
 
     def _on_find(self, event: evt.Event) -> Iterator[tuple[Dataset | int, Dataset | None]]:
+        """PS3.4 C.4.1: one Pending response per match, then Success; 0xA900 for an
+        identifier that does not fit the model, 0xC000 for one that cannot be decoded."""
         refused = self._audit_identifier(event, Action.DIMSE_FIND)
         if refused is not None:
             yield refused, None
             return
-        model = FIND_MODELS[event.request.AffectedSOPClassUID]
+        model = FIND_MODELS[str(event.request.AffectedSOPClassUID)]
+        request = self._identifier(event, lambda identifier: parse_find(identifier, model))
+        if isinstance(request, Dataset):
+            yield request, None
+            return
         try:
-            request = parse_find(event.identifier, model)
             for identifier in find(self.archive_for(event), request, self.settings.ae_title):
                 if event.is_cancelled:
-                    yield CANCEL, None  # PS3.4 C.4.1.2.3: C-CANCEL honoured
+                    yield DimseStatus.CANCEL, None  # PS3.4 C.4.1.2.3: C-CANCEL honoured
                     return
-                yield PENDING, identifier
-        except InvalidIdentifier as exc:
-            yield status(DOES_NOT_MATCH, str(exc)), None
-            return
+                yield DimseStatus.PENDING, identifier
         except ArchiveError as exc:
-            yield _failure(exc), None
+            yield archive_failure(exc), None
             return
-        except Exception as exc:  # an identifier pydicom cannot decode
-            log.warning("C-FIND identifier could not be read: %s", exc)
-            yield status(CANNOT_UNDERSTAND, f"cannot read the identifier: {exc}"), None
-            return
-        yield SUCCESS, None
+        yield DimseStatus.SUCCESS, None
 
     def _on_move(self, event: evt.Event) -> Iterator[Any]:
         """PS3.4 C.4.2: the destination first ((None, None) gives 0xA801 unknown destination),
@@ -327,7 +334,10 @@ class DimseServer:
         self, event: evt.Event, action: Action, *, study_uid: str | None, detail: str
     ) -> Dataset | None:
         """Record the request; None when recorded (or when there is no audit log), else the
-        0xA700 status to refuse it with."""
+        0xA700 status to refuse it with (PS3.4 B.2.3, C.4: Refused: Out of Resources, the
+        refusal of a request not started). Only the log's own failure (BackendFailure) is a
+        refusal; any other exception is a fault, answered by pynetdicom (nothing is served
+        either way)."""
         if self.audit is None:
             return None
         entry = association_entry(
@@ -335,9 +345,14 @@ class DimseServer:
         )
         try:
             self.audit.record(entry)
-        except Exception as exc:
-            log.error("audit entry not written, %s (%s) refused: %s", action, entry.route, exc)
-            return status(OUT_OF_RESOURCES, AUDIT_REFUSED)
+        except BackendFailure:
+            log.exception(
+                "audit entry not written, %s (%s) from %s refused",
+                action,
+                entry.route,
+                association(event),
+            )
+            return status_dataset(DimseStatus.OUT_OF_RESOURCES, AUDIT_REFUSED)
         return None
 
     def _audit_identifier(
@@ -353,20 +368,32 @@ class DimseServer:
         detail = f"{prefix}; {keys}" if prefix else keys
         return self._audit(event, action, study_uid=study_uid, detail=detail)
 
+    def _identifier(self, event: evt.Event, parse: Callable[[Dataset], T]) -> T | Dataset:
+        """The request's identifier parsed, or the failure status to answer with: 0xC000
+        when it cannot be decoded, 0xA900 when it does not fit the information model
+        (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4). Only those two are caught here."""
+        try:
+            return parse(decoded_identifier(event))
+        except UnreadableIdentifier as exc:
+            log.warning("identifier from %s: %s", association(event), exc)
+            return status_dataset(DimseStatus.CANNOT_UNDERSTAND, str(exc))
+        except InvalidIdentifier as exc:
+            return status_dataset(DimseStatus.DOES_NOT_MATCH_SOP_CLASS, str(exc))
+
     def _resolve(
         self, event: evt.Event, models: dict[str, Model]
     ) -> list[StoredInstance] | Dataset:
         """The instances to send, or a failure status to answer with."""
+        model = models[str(event.request.AffectedSOPClassUID)]
+        request = self._identifier(event, lambda identifier: parse_retrieve(identifier, model))
+        if isinstance(request, Dataset):
+            return request
         try:
-            model = models[event.request.AffectedSOPClassUID]
-            return instances_to_retrieve(self.archive_for(event), event.identifier, model)
-        except InvalidIdentifier as exc:
-            return status(DOES_NOT_MATCH, str(exc))
+            return instances_to_retrieve(self.archive_for(event), request)
+        except InvalidIdentifier as exc:  # more matches than a retrieve can count
+            return status_dataset(DimseStatus.DOES_NOT_MATCH_SOP_CLASS, str(exc))
         except ArchiveError as exc:
-            return _failure(exc)
-        except Exception as exc:
-            log.warning("retrieve identifier could not be read: %s", exc)
-            return status(CANNOT_UNDERSTAND, f"cannot read the identifier: {exc}")
+            return archive_failure(exc)
 
     def _sub_operations(
         self, event: evt.Event, found: list[StoredInstance], accepted: Callable[[], Accepted]
@@ -375,15 +402,20 @@ class DimseServer:
         the pending responses with the remaining/completed/failed/warning counts."""
         for instance in found:
             if event.is_cancelled:
-                yield CANCEL, None  # PS3.4 C.4.2.1.4 / C.4.3.1.4: C-CANCEL honoured
+                yield DimseStatus.CANCEL, None  # PS3.4 C.4.2.1.4 / C.4.3.1.4: C-CANCEL honoured
                 return
             try:
                 dataset = dataset_to_send(self.archive_for(event), instance, accepted())
             except ArchiveError as exc:
-                log.error("cannot read %s for a retrieve: %s", instance.sop_uid, exc)
-                yield _failure(exc), None
+                log.error(
+                    "cannot read %s for a retrieve by %s: %s",
+                    instance.sop_uid,
+                    association(event),
+                    exc,
+                )
+                yield archive_failure(exc), None
                 return
-            yield PENDING, dataset
+            yield DimseStatus.PENDING, dataset
 
 
 def no_delay(event: evt.Event) -> None:
@@ -393,8 +425,3 @@ def no_delay(event: evt.Event) -> None:
     sock = event.assoc.dul.socket
     if sock is not None and sock.socket is not None:
         sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _failure(exc: ArchiveError) -> Dataset:
-    code = OUT_OF_RESOURCES if isinstance(exc, BackendFailure) else CANNOT_UNDERSTAND
-    return status(code, str(exc))

@@ -4,22 +4,52 @@ Keys are chosen by the archive (tenant prefix, UIDs, content digest); a store on
 reads, ranges, lists and deletes. Objects are never modified in place, which is what lets
 responses carry ``Cache-Control: immutable`` and frames be served by ranged reads.
 
+Listing with each object's time of writing, conditional deletion and the partial-write
+methods exist for the orphan sweep (:mod:`storage.sweep`): a crash between the blob write
+and the index commit leaves an object nothing references, and a crash in the middle of a
+write leaves the remains of that write; both are removed once older than a grace period.
+
 A put is durable when it returns: the archive acknowledges an instance only once its bytes
 are on stable storage (DESIGN "Data flow"). Writing many objects for one request goes in
 two steps, :meth:`BlobStore.stage` each, then :meth:`BlobStore.publish` them together, so a
 store that pays for durability in syncs (the folder store) pays them once per batch where it
-can instead of once per object.
+can instead of once per object. A staged object not yet published is a partial write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from storage.errors import BackendFailure
 
 CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    """One stored object as listed: what the sweep weighs against its grace period."""
+
+    key: str
+    size: int
+    modified: datetime
+    """When the object was last written (timezone-aware)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartialWrite:
+    """What a write that never completed left behind (a crash in the middle of a put): never
+    visible under a key, never listed by ``entries``, only taking space."""
+
+    name: str
+    """The key it was writing (where the store cannot tell, its own name in the store)."""
+    handle: str
+    """What the store needs to discard it (the file's path, the upload's id)."""
+    size: int
+    started: datetime
+    """When the write last made progress, or began where a store cannot tell."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,4 +105,20 @@ class BlobStore(Protocol):
         """Remove the object; deleting a missing key is not an error."""
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every key under ``prefix`` (for sweeping orphans and migration)."""
+        """Every key under ``prefix`` (migration, tests)."""
+
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        """Every object under ``prefix`` with its size and time of writing, streamed (a
+        listing never holds the whole store in memory). Writes in flight are not listed."""
+
+    def delete_if_older(self, key: str, cutoff: datetime) -> bool:
+        """Remove the object only if it was last written before ``cutoff``; True when it
+        was removed. An object written again since it was listed (the same instance sent
+        again after a crash: same content, same key) is kept."""
+
+    def partial_writes(self, prefix: str = "") -> Iterator[PartialWrite]:
+        """The remains of writes under ``prefix`` that have not completed: in flight or
+        abandoned by a crash (the caller tells them apart by age)."""
+
+    def discard_partial(self, write: PartialWrite) -> None:
+        """Remove the remains of a write (one that ``partial_writes`` listed)."""

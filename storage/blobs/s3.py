@@ -18,6 +18,14 @@
 A missing object is a :class:`BackendFailure` like in the folder store: the index never points
 at a missing blob, so a missing object is a fault, not a 404 for the client.
 
+For the orphan sweep (:mod:`storage.sweep`): an object's time of writing is its
+``LastModified``, which S3 sets when the upload began (for an upload in parts, possibly when
+it was initiated), so a sweep's grace period must outlast the longest upload as well as the
+index commit after it. The remains of uploads in parts that were never completed nor aborted
+(a crash mid-upload) are listed by :meth:`S3BlobStore.partial_writes` and aborted by the
+sweep once no part has arrived for its grace period; a bucket lifecycle rule
+(AbortIncompleteMultipartUpload) does the same on the service's side.
+
 URL: ``s3://bucket/optional/prefix`` (see ``storage.urls``).
 """
 
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -33,22 +40,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.blobs.base import CHUNK_SIZE, Staged
+from storage.blobs.base import CHUNK_SIZE, BlobEntry, PartialWrite, Staged
 from storage.errors import BackendFailure, OutOfResources
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 FULL_CODES = frozenset({"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull"})
-
-
-@dataclass(frozen=True, slots=True)
-class BlobEntry:
-    """One stored object as listed: for sweeping orphans older than a grace period."""
-
-    key: str
-    size: int
-    modified: datetime
 
 
 class S3BlobStore:
@@ -262,7 +260,6 @@ class S3BlobStore:
             yield entry.key
 
     def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
-        """Every object under ``prefix`` with its size and last modification time."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
@@ -272,6 +269,52 @@ class S3BlobStore:
                     )
         except (BotoCoreError, ClientError) as exc:
             raise _failure(exc, prefix or "listing") from exc
+
+    def delete_if_older(self, key: str, cutoff: datetime) -> bool:
+        """The object's time is read again just before it is deleted. S3 has no delete on
+        condition of the time of writing, so the same key written again in the instant
+        between the two requests would still be deleted; the sweep only comes here for keys
+        no index row named a moment before, which such a write would have to be."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) in MISSING_CODES:
+                return False
+            raise _failure(exc, key) from exc
+        if head["LastModified"] >= cutoff:
+            return False
+        self.delete(key)
+        return True
+
+    def partial_writes(self, prefix: str = "") -> Iterator[PartialWrite]:
+        """Uploads in parts begun and neither completed nor aborted; each one's time is that
+        of its latest part (or its initiation, before any part)."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for upload in page.get("Uploads", []):
+                    yield self._partial(upload["Key"], upload["UploadId"], upload["Initiated"])
+        except (BotoCoreError, ClientError) as exc:
+            raise _failure(exc, prefix or "listing uploads") from exc
+
+    def _partial(self, name: str, upload_id: str, initiated: datetime) -> PartialWrite:
+        size, latest = 0, initiated
+        paginator = self.client.get_paginator("list_parts")
+        with contextlib.suppress(ClientError):  # completed or aborted since it was listed
+            for page in paginator.paginate(Bucket=self.bucket, Key=name, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    size += int(part["Size"])
+                    latest = max(latest, part["LastModified"])
+        return PartialWrite(name[len(self.prefix) :], upload_id, size, latest)
+
+    def discard_partial(self, write: PartialWrite) -> None:
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._key(write.name), UploadId=write.handle
+            )
+        except (BotoCoreError, ClientError) as exc:
+            if _code(exc) not in MISSING_CODES | {"NoSuchUpload"}:
+                raise _failure(exc, write.name) from exc
 
 
 def _check_drained(source: BinaryIO, size: int, key: str) -> None:

@@ -36,6 +36,12 @@ def sql_identifier(name: str, what: str) -> str:
     return name
 
 
+def like_escape(text: str) -> str:
+    """``text`` to be matched literally inside a ``LIKE ? ESCAPE '\\'`` pattern: the escape
+    character, ``%`` and ``_`` escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class Database(ABC):
     """One relational database; its methods raise :class:`~storage.errors.BackendFailure`
     (or :class:`~storage.errors.OutOfResources`), never a driver's own exceptions."""

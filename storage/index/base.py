@@ -7,12 +7,12 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from storage.errors import InstanceRejected
 from storage.query import Query
-from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance
+from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance, View
 
 
 class Index(Protocol):
@@ -43,15 +43,16 @@ class Index(Protocol):
         still commit. A later record sees the earlier ones (the same instance twice gives
         STORED then ALREADY_PRESENT)."""
 
-    def query(self, tenant: str, query: Query, limit: int) -> list[Match]:
-        """Rows matching ``query`` at its level, ``limit`` at most, from ``query.offset``."""
+    def query(self, view: View, query: Query, limit: int) -> list[Match]:
+        """Rows matching ``query`` at its level within ``view``, ``limit`` at most, from
+        ``query.offset``."""
 
-    def version(self, tenant: str, study_uid: str, series_uid: str | None = None) -> str | None:
-        """The version token of a study or series, None when it does not exist."""
+    def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
+        """The version token of a study or series, None when it does not exist in ``view``."""
 
     def instance_docs(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -60,7 +61,7 @@ class Index(Protocol):
 
     def instances(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -68,7 +69,7 @@ class Index(Protocol):
 
     def remove(
         self,
-        tenant: str,
+        view: View,
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
@@ -81,3 +82,8 @@ class Index(Protocol):
     def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
         """Up to ``limit`` instances of a tenant with SOP Instance UIDs after ``after``, in
         that order (what a migration or an audit walks through)."""
+
+    def referenced_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that an instance row of any tenant names as its blob or its bulk
+        sidecar: what the orphan sweep must keep. Asked in batches, so a store of a million
+        blobs costs thousands of queries, not a million."""

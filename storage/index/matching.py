@@ -17,11 +17,18 @@ ALIASES = {Level.STUDY: "s", Level.SERIES: "se", Level.INSTANCE: "i"}
 
 
 class PatternSyntax(Protocol):
-    """How a dialect writes a case-sensitive wildcard match of a column (PS3.4 C.2.2.2.4)."""
+    """How a dialect writes a case-sensitive wildcard match of a column (PS3.4 C.2.2.2.4),
+    and membership of a column in a set of values."""
 
     def pattern(self, column: str, parts: list[str | None]) -> tuple[str, list[Any]]:
         """SQL and parameters matching ``parts``: literal text, None for '*' (any run of
         characters) and :data:`ONE` for '?' (exactly one character)."""
+        ...
+
+    def one_of(self, column: str, values: frozenset[str]) -> tuple[str, list[Any]]:
+        """SQL and parameters for ``column`` being one of ``values``: one condition with one
+        parameter whatever the set's size (a learner may see thousands of studies, more
+        than a statement may carry parameters)."""
         ...
 
 

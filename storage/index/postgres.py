@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from storage.database.base import Cursor
+from storage.database.base import Cursor, like_escape
 from storage.database.postgres import PostgresDatabase
 from storage.index.matching import ONE, PatternSyntax
 from storage.index.schema import POSTGRES_MIGRATIONS
@@ -35,13 +35,12 @@ class LikeSyntax:
 
     def pattern(self, column: str, parts: list[str | None]) -> tuple[str, list[Any]]:
         text = "".join(
-            "%" if part is None else "_" if part == ONE else _like_escape(part) for part in parts
+            "%" if part is None else "_" if part == ONE else like_escape(part) for part in parts
         )
         return f"{column} LIKE ? ESCAPE '\\'", [text]
 
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    def one_of(self, column: str, values: frozenset[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [sorted(values)]
 
 
 class PostgresIndex(SqlIndex[PostgresDatabase]):

@@ -86,6 +86,18 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_study ON instances (study_pk)",
         "CREATE INDEX instances_sop_class ON instances (tenant, sop_class_uid)",
     ],
+    # Whether an instance's pixel data decodes, found at ingest, so that a retrieve asking
+    # for another transfer syntax decides before its status line. Existing rows get NULL:
+    # decided by their transfer syntax alone, as before.
+    [
+        "ALTER TABLE instances ADD COLUMN decode_problem TEXT",
+    ],
+    # The orphan sweep asks which listed blob keys any row names (Index.referenced_keys).
+    [
+        "CREATE INDEX instances_blob_key ON instances (blob_key)",
+        "CREATE INDEX instances_sidecar_key ON instances (sidecar_key) "
+        "WHERE sidecar_key IS NOT NULL",
+    ],
 ]
 
 
@@ -180,4 +192,5 @@ POSTGRES_MIGRATIONS: dict[int, list[str]] = {
         END
         $$""",
     ],
+    2: [_collate_c("instances", ("decode_problem",))],
 }

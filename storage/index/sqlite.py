@@ -7,6 +7,7 @@ with ``GLOB``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,9 @@ class GlobSyntax:
             "*" if part is None else "?" if part == ONE else _glob_escape(part) for part in parts
         )
         return f"{column} GLOB ?", [text]
+
+    def one_of(self, column: str, values: frozenset[str]) -> tuple[str, list[Any]]:
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(sorted(values))]
 
 
 def _glob_escape(text: str) -> str:

@@ -1,17 +1,20 @@
 """Routes of the teaching JSON API, validated by pydantic and described at ``/openapi.json``.
 
 Handlers are plain functions (FastAPI runs them on its thread pool): de-identifying a study
-and the stores are blocking work.
+and the stores are blocking work. Every request gets a request id (``X-Request-ID``); errors
+are answered by :mod:`teaching.api.errors`, an unexpected one as 500 naming that id.
 """
 
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from starlette.middleware import Middleware
 
 from teaching.api.caller import Caller
 from teaching.api.errors import HANDLERS
 from teaching.api.learning import learning_router
+from teaching.api.request_id import RequestIdMiddleware
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.cases.models import (
     Case,
@@ -37,7 +40,8 @@ def create_api(
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=HANDLERS,
+        middleware=[Middleware(RequestIdMiddleware)],
     )
     CallerDep = Annotated[Caller, Depends(identify)]
 
@@ -98,7 +102,7 @@ def create_api(
         """The case, its questions, and the teaching copies no other case uses; learners'
         review logs keep their records of it."""
         service.delete(caller.tenant, case_id)
-        learning.forget_case(caller.tenant, case_id)
+        learning.authoring.forget_case(caller.tenant, case_id)
         return Response(status_code=204)
 
     api.include_router(learning_router(learning, identify))

@@ -3,16 +3,27 @@
 Validation failures keep FastAPI's shape (``{"detail": [{"loc": [...], "msg": ..., "type":
 ...}]}``), so a client reads the field that is wrong from ``loc`` whether pydantic or the
 service refused it; other refusals are ``{"detail": "..."}``.
+
+Statuses: the archive's errors answer the one HTTP status each has
+(:data:`storage.statuses.HTTP_STATUS_BY_ERROR`, the table DICOMweb answers from too), so a
+bad query or a full store reads the same on ``/api`` as on ``/dicomweb``. The case service's
+own refusals keep theirs: 422 for a field, 409 for a conflict with the case's state, 404.
+Anything else is a fault of ours: 500, logged with its traceback and the request id, which
+the body names so that a user's report leads to the log line.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from storage.errors import ArchiveError, BackendFailure, NotFound
+from storage.errors import ArchiveError
+from storage.statuses import http_status
+from teaching.api.request_id import request_id
 from teaching.cases.errors import CaseError, Conflict, InvalidField
 from teaching.cases.errors import NotFound as Missing
 
@@ -32,13 +43,26 @@ async def case_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def archive_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, NotFound):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-    if isinstance(exc, BackendFailure):
-        log.error("teaching API: %s", exc)
-        return JSONResponse({"detail": "a store is unavailable; try again"}, status_code=503)
     assert isinstance(exc, ArchiveError)
-    return JSONResponse({"detail": str(exc)}, status_code=409)
+    status = http_status(exc)
+    if status >= 500:
+        log.error("request %s failed in a store: %s", request_id(request), exc)
+        return JSONResponse(
+            {"detail": f"a store is unavailable; try again (request id {request_id(request)})"},
+            status_code=status,
+        )
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
-HANDLERS = {CaseError: case_error, ArchiveError: archive_error}
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request %s failed", request_id(request), exc_info=exc)
+    return JSONResponse(
+        {"detail": f"internal error (request id {request_id(request)})"}, status_code=500
+    )
+
+
+HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
+    CaseError: case_error,
+    ArchiveError: archive_error,
+    Exception: unexpected_error,
+}

@@ -49,6 +49,8 @@ def csv_response(rows: Iterator[str], filename: str) -> StreamingResponse:
 
 
 def learning_router(service: LearningService, identify: Callable[[Request], Caller]) -> APIRouter:
+    authoring, quiz = service.authoring, service.quiz
+    cohorts, reports = service.cohorts, service.reports
     router = APIRouter()
     CallerDep = Annotated[Caller, Depends(identify)]
 
@@ -57,7 +59,7 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     @router.get("/cases/{case_id}/questions", tags=["questions"], response_model=list[Question])
     def list_questions(case_id: str, caller: CallerDep) -> list[Question]:
         """A case's questions with their keys and feedback."""
-        return service.questions(caller.tenant, case_id)
+        return authoring.questions(caller.tenant, case_id)
 
     @router.post(
         "/cases/{case_id}/questions", status_code=201, tags=["questions"], response_model=Question
@@ -65,7 +67,7 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     def add_question(case_id: str, body: QuestionIn, caller: CallerDep) -> Question:
         """Multiple choice, free-text diagnosis or locate-the-finding (a region on an image of
         the case's teaching copy)."""
-        return service.add_question(caller.tenant, case_id, body)
+        return authoring.add_question(caller.tenant, case_id, body)
 
     @router.put(
         "/cases/{case_id}/questions/{question_id}", tags=["questions"], response_model=Question
@@ -74,11 +76,11 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
         case_id: str, question_id: str, body: QuestionIn, caller: CallerDep
     ) -> Question:
         """Replaces the question; learners' cards for it keep their schedule."""
-        return service.replace_question(caller.tenant, case_id, question_id, body)
+        return authoring.replace_question(caller.tenant, case_id, question_id, body)
 
     @router.delete("/cases/{case_id}/questions/{question_id}", status_code=204, tags=["questions"])
     def delete_question(case_id: str, question_id: str, caller: CallerDep) -> Response:
-        service.delete_question(caller.tenant, case_id, question_id)
+        authoring.delete_question(caller.tenant, case_id, question_id)
         return Response(status_code=204)
 
     # -- program settings -------------------------------------------------------------
@@ -86,39 +88,39 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     @router.get("/program", tags=["program"], response_model=ProgramSettings)
     def read_program(caller: CallerDep) -> ProgramSettings:
         """The institution's desired retention, daily limits, fast-answer time and time zone."""
-        return service.program(caller.tenant)
+        return authoring.program(caller.tenant)
 
     @router.put("/program", tags=["program"], response_model=ProgramSettings)
     def write_program(body: ProgramSettings, caller: CallerDep) -> ProgramSettings:
-        return service.set_program(caller.tenant, body)
+        return authoring.set_program(caller.tenant, body)
 
     # -- groups and assignments -------------------------------------------------------
 
     @router.get("/groups", tags=["groups"], response_model=list[Group])
     def list_groups(caller: CallerDep) -> list[Group]:
-        return service.groups(caller.tenant)
+        return cohorts.groups(caller.tenant)
 
     @router.post("/groups", status_code=201, tags=["groups"], response_model=Group)
     def create_group(body: GroupIn, caller: CallerDep) -> Group:
         """A cohort of learners (usernames of the institution)."""
-        return service.create_group(caller.tenant, body, caller.user)
+        return cohorts.create_group(caller.tenant, body, caller.user)
 
     @router.get("/groups/{group_id}", tags=["groups"], response_model=Group)
     def read_group(group_id: str, caller: CallerDep) -> Group:
-        return service.group(caller.tenant, group_id)
+        return cohorts.group(caller.tenant, group_id)
 
     @router.put("/groups/{group_id}", tags=["groups"], response_model=Group)
     def replace_group(group_id: str, body: GroupIn, caller: CallerDep) -> Group:
-        return service.replace_group(caller.tenant, group_id, body)
+        return cohorts.replace_group(caller.tenant, group_id, body)
 
     @router.delete("/groups/{group_id}", status_code=204, tags=["groups"])
     def delete_group(group_id: str, caller: CallerDep) -> Response:
-        service.delete_group(caller.tenant, group_id)
+        cohorts.delete_group(caller.tenant, group_id)
         return Response(status_code=204)
 
     @router.get("/groups/{group_id}/assignments", tags=["groups"], response_model=list[Assignment])
     def group_assignments(group_id: str, caller: CallerDep) -> list[Assignment]:
-        return service.assignments(caller.tenant, group_id=group_id)
+        return cohorts.assignments(caller.tenant, group_id=group_id)
 
     @router.post(
         "/groups/{group_id}/assignments",
@@ -128,27 +130,27 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     )
     def assign(group_id: str, body: AssignmentIn, caller: CallerDep) -> Assignment:
         """A set of cases for the group; members start a quiz session from it."""
-        return service.assign(caller.tenant, group_id, body, caller.user)
+        return cohorts.assign(caller.tenant, group_id, body, caller.user)
 
     @router.delete("/assignments/{assignment_id}", status_code=204, tags=["groups"])
     def delete_assignment(assignment_id: str, caller: CallerDep) -> Response:
-        service.delete_assignment(caller.tenant, assignment_id)
+        cohorts.delete_assignment(caller.tenant, assignment_id)
         return Response(status_code=204)
 
     @router.get("/assignments", tags=["quiz"], response_model=list[Assignment])
     def my_assignments(caller: CallerDep) -> list[Assignment]:
         """The assignments of the groups the caller belongs to."""
-        return service.assignments(caller.tenant, member=caller.user)
+        return cohorts.assignments(caller.tenant, member=caller.user)
 
     @router.get("/groups/{group_id}/progress", tags=["progress"], response_model=CohortProgress)
     def cohort(group_id: str, caller: CallerDep) -> CohortProgress:
         """The group's figures, aggregated and per learner, and its most missed cases."""
-        return service.cohort(caller.tenant, group_id)
+        return cohorts.cohort(caller.tenant, group_id)
 
     @router.get("/groups/{group_id}/progress.csv", tags=["progress"])
     def cohort_csv(group_id: str, caller: CallerDep) -> StreamingResponse:
         """The group members' review logs as CSV."""
-        return csv_response(service.cohort_csv(caller.tenant, group_id), "cohort-reviews.csv")
+        return csv_response(cohorts.cohort_csv(caller.tenant, group_id), "cohort-reviews.csv")
 
     # -- quiz sessions ----------------------------------------------------------------
 
@@ -156,11 +158,11 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     def start_session(body: Annotated[SessionStart, Body()], caller: CallerDep) -> SessionView:
         """From a tag filter, from the caller's due reviews (within the program's daily
         limits) or from an assignment of one of the caller's groups."""
-        return service.start(caller.tenant, caller.user, body)
+        return quiz.start(caller.tenant, caller.user, body)
 
     @router.get("/quiz/sessions/{session_id}", tags=["quiz"], response_model=SessionView)
     def read_session(session_id: HexId, caller: CallerDep) -> SessionView:
-        return service.session(caller.tenant, caller.user, session_id)
+        return quiz.session(caller.tenant, caller.user, session_id)
 
     @router.get(
         "/quiz/sessions/{session_id}/items/{position}", tags=["quiz"], response_model=ItemView
@@ -168,14 +170,14 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     def read_item(session_id: HexId, position: Position, caller: CallerDep) -> ItemView:
         """The case as an unknown and the question; the title and diagnosis come with the
         answer. The first read starts the answer time."""
-        return service.item(caller.tenant, caller.user, session_id, position)
+        return quiz.item(caller.tenant, caller.user, session_id, position)
 
     @router.post(
         "/quiz/sessions/{session_id}/items/{position}/hint", tags=["quiz"], response_model=Hint
     )
     def hint(session_id: HexId, position: Position, caller: CallerDep) -> Hint:
         """The hint; an answer given after it cannot rate Easy."""
-        return service.hint(caller.tenant, caller.user, session_id, position)
+        return quiz.hint(caller.tenant, caller.user, session_id, position)
 
     @router.post(
         "/quiz/sessions/{session_id}/items/{position}/answer",
@@ -190,7 +192,7 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     ) -> AnswerResult:
         """Graded on the server; the FSRS card moves (wrong: Again, right: Good, fast and
         without hint: Easy) and the review is logged."""
-        return service.answer(caller.tenant, caller.user, session_id, position, body)
+        return quiz.answer(caller.tenant, caller.user, session_id, position, body)
 
     # -- progress and learning records --------------------------------------------------
 
@@ -198,7 +200,7 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
     def my_progress(caller: CallerDep) -> LearnerProgress:
         """Accuracy, retention, due counts and streaks, overall and by category, modality
         and level."""
-        return service.progress(caller.tenant, caller.user)
+        return reports.progress(caller.tenant, caller.user)
 
     @router.get("/progress/history", tags=["progress"], response_model=ReviewPage)
     def my_history(
@@ -207,11 +209,11 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> ReviewPage:
         """The caller's review log, oldest first."""
-        return service.history(caller.tenant, caller.user, limit, offset)
+        return reports.history(caller.tenant, caller.user, limit, offset)
 
     @router.get("/progress.csv", tags=["progress"])
     def my_history_csv(caller: CallerDep) -> StreamingResponse:
-        return csv_response(service.history_csv(caller.tenant, [caller.user]), "reviews.csv")
+        return csv_response(reports.history_csv(caller.tenant, [caller.user]), "reviews.csv")
 
     @router.get("/xapi/statements", tags=["progress"])
     def statements(
@@ -238,6 +240,6 @@ def learning_router(service: LearningService, identify: Callable[[Request], Call
         def more(next_offset: int) -> str:
             return str(request.url.include_query_params(offset=next_offset))
 
-        return service.statements(caller.tenant, learners, since, limit, offset, origin, more)
+        return reports.statements(caller.tenant, learners, since, limit, offset, origin, more)
 
     return router

@@ -15,6 +15,9 @@ class CaseError(Exception):
 
 
 class NotFound(CaseError):
+    """No such thing among the teaching use cases' own (the teaching API answers 404). Not
+    :class:`storage.errors.NotFound`, which the archive raises for an unknown UID."""
+
     def __init__(self, what: str) -> None:
         super().__init__(f"no such {what}")
 

@@ -5,21 +5,28 @@ receives de-identified copies. An instance flagged for burned-in text is not put
 teaching collection at all: its copy is held back under a pending key in the teaching blob
 store until an educator confirms the pixels are clean or blanks them (PS3.15 E.3.1 Clean Pixel
 Data is a human decision for such images), so a learner can never see it before that.
+
+Only the instance's own faults are :class:`ExportFailed` (the author's input, answered 422 by
+the API): stored bytes that pydicom cannot read, a copy the teaching collection refuses. An
+exception out of de-identification or encoding is a fault in our code, not in the study: it
+propagates, is logged with its traceback, and answers 500.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from storage.archive import Archive
-from storage.errors import ArchiveError, InstanceRejected
+from storage.errors import InstanceRejected
 from storage.records import StoredInstance
 from teaching.cases.models import PixelReview
 from teaching.cases.store import TeachingInstance
@@ -27,11 +34,15 @@ from teaching.deid import DeidOptions, deidentify, deployment_key, remap_uid
 
 log = logging.getLogger(__name__)
 
-PENDING_PREFIX = "_pending"
+# What pydicom raises on bytes that are not a data set it can read: no preamble and no
+# elements (InvalidDicomError), an element or item cut short (EOFError, OSError "No tag to
+# read", struct.error), a length or value it cannot take (ValueError).
+UNREADABLE = (InvalidDicomError, EOFError, OSError, struct.error, ValueError)
 
 
 class ExportFailed(Exception):
-    """A clinical instance could not be turned into a teaching copy (names the instance)."""
+    """A clinical instance could not be turned into a teaching copy because of its content
+    (names the instance)."""
 
 
 @dataclass
@@ -44,12 +55,6 @@ class Export:
     uid_pairs: set[tuple[str, str]] = field(default_factory=set)
     sop_uids: dict[str, str] = field(default_factory=dict)
     """Clinical SOP Instance UID -> teaching SOP Instance UID of every exported instance."""
-
-
-def pending_key(tenant: str, sop_uid: str) -> str:
-    """Where a flagged copy waits for review; outside every archive key (those start with a
-    tenant name, which never starts with an underscore)."""
-    return f"{PENDING_PREFIX}/{tenant}/{sop_uid}.dcm"
 
 
 def encode(dataset: Dataset) -> bytes:
@@ -102,24 +107,24 @@ class Exporter:
             result.sop_uids[stored.sop_uid] = teaching_sop
         return result
 
-    def _copy(self, stored: StoredInstance) -> tuple[TeachingInstance, set[tuple[str, str]]]:
+    def _source(self, stored: StoredInstance) -> Dataset:
+        """The clinical instance as stored; the archive's errors propagate with their own
+        status, bytes pydicom cannot read are the instance's fault (ExportFailed)."""
+        data = self.clinical.read(stored)
         try:
-            original = read_dataset(self.clinical.read(stored))
-            deid = deidentify(original, secret=self.secret, options=self.options)
-            data = encode(deid.dataset)
-        except ArchiveError:
-            raise
-        except Exception as exc:
-            raise ExportFailed(
-                f"instance {stored.sop_uid} could not be de-identified: {exc}"
-            ) from exc
+            return read_dataset(data)
+        except UNREADABLE as exc:
+            raise ExportFailed(f"instance {stored.sop_uid} could not be read: {exc}") from exc
+
+    def _copy(self, stored: StoredInstance) -> tuple[TeachingInstance, set[tuple[str, str]]]:
+        deid = deidentify(self._source(stored), secret=self.secret, options=self.options)
+        data = encode(deid.dataset)
         copy = deid.dataset
         flagged = deid.burned_in.flagged
         teaching_sop = str(copy.SOPInstanceUID)
         key = None
         if flagged:
-            key = pending_key(self.teaching.tenant, teaching_sop)
-            self.teaching.blobs.put(key, io.BytesIO(data), len(data))
+            key = self.teaching.hold(teaching_sop, data)
         else:
             self.store(data)
         made = TeachingInstance(

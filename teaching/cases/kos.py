@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from storage.dicom_text import attribute_text
 from teaching.cases.codes import (
     KEY_OBJECT_DESCRIPTION,
     KEY_OBJECT_SELECTION_CLASS,
@@ -50,23 +51,22 @@ class TeachingFileRequest:
         return list(dict.fromkeys(r.study_uid for r in self.references))
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    return str(value).strip() if value is not None else ""
-
-
 def _code(item: Dataset) -> tuple[str, str]:
     codes = item.get("ConceptNameCodeSequence") or []
     if not codes:
         return "", ""
     code = codes[0]
-    value = _text(code, "CodeValue") or _text(code, "LongCodeValue") or _text(code, "URNCodeValue")
-    return value, _text(code, "CodingSchemeDesignator")
+    value = (
+        attribute_text(code, "CodeValue")
+        or attribute_text(code, "LongCodeValue")
+        or attribute_text(code, "URNCodeValue")
+    )
+    return value, attribute_text(code, "CodingSchemeDesignator")
 
 
 def teaching_file_request(ds: Dataset) -> TeachingFileRequest | None:
     """The request a KOS carries, or None when the data set is not a teaching-file KOS."""
-    if _text(ds, "SOPClassUID") != KEY_OBJECT_SELECTION_CLASS:
+    if attribute_text(ds, "SOPClassUID") != KEY_OBJECT_SELECTION_CLASS:
         return None
     title = TEACHING_EXPORT_TITLES.get(_code(ds))
     if title is None:
@@ -75,18 +75,18 @@ def teaching_file_request(ds: Dataset) -> TeachingFileRequest | None:
     observers: list[str] = []
     key_images: list[KeyImageReference] = []
     for item in ds.get("ContentSequence") or []:
-        kind = _text(item, "ValueType")
+        kind = attribute_text(item, "ValueType")
         if kind == "TEXT" and _code(item) == KEY_OBJECT_DESCRIPTION:
-            descriptions.append(_text(item, "TextValue"))
+            descriptions.append(attribute_text(item, "TextValue"))
         elif kind == "PNAME" and _code(item) == PERSON_OBSERVER_NAME:
-            observers.append(_text(item, "PersonName"))
+            observers.append(attribute_text(item, "PersonName"))
         elif kind in ("IMAGE", "COMPOSITE"):
             for ref in item.get("ReferencedSOPSequence") or []:
                 key_images.append(
-                    KeyImageReference(_text(ref, "ReferencedSOPInstanceUID"), _frames(ref))
+                    KeyImageReference(attribute_text(ref, "ReferencedSOPInstanceUID"), _frames(ref))
                 )
     return TeachingFileRequest(
-        kos_sop_uid=_text(ds, "SOPInstanceUID"),
+        kos_sop_uid=attribute_text(ds, "SOPInstanceUID"),
         title=title,
         description="\n".join(d for d in descriptions if d),
         observer=next((o for o in observers if o), ""),
@@ -100,11 +100,11 @@ def _evidence(ds: Dataset) -> list[Reference]:
     instance with its study and series."""
     found = []
     for study in ds.get("CurrentRequestedProcedureEvidenceSequence") or []:
-        study_uid = _text(study, "StudyInstanceUID")
+        study_uid = attribute_text(study, "StudyInstanceUID")
         for series in study.get("ReferencedSeriesSequence") or []:
-            series_uid = _text(series, "SeriesInstanceUID")
+            series_uid = attribute_text(series, "SeriesInstanceUID")
             for ref in series.get("ReferencedSOPSequence") or []:
-                sop_uid = _text(ref, "ReferencedSOPInstanceUID")
+                sop_uid = attribute_text(ref, "ReferencedSOPInstanceUID")
                 if study_uid and series_uid and sop_uid:
                     found.append(Reference(study_uid, series_uid, sop_uid))
     return found

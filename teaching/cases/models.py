@@ -8,21 +8,19 @@ a case as read back.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from storage.query import is_valid_uid
 from teaching.cases.codes import CATEGORIES, LEVELS
-
-UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 def _uid(value: str) -> str:
     """PS3.5 §9.1: digits and dots, no leading zeros in a component, at most 64 characters."""
-    if len(value) > 64 or not UID_PATTERN.match(value):
+    if not is_valid_uid(value):
         raise ValueError("not a DICOM UID (PS3.5 §9.1: digits and dots, at most 64 characters)")
     return value
 

@@ -3,12 +3,16 @@
 They live beside the teaching collection's index, never in the clinical one. ``uid_map`` links
 clinical UIDs to teaching UIDs: it is what lets a follow-up series join the teaching study it
 belongs to, and it is the one table here that points back at patients, so nothing but the case
-service reads it. ``{id}``, ``{bigint}`` stand for the dialect's types.
+service reads it. ``{id}``, ``{bigint}`` stand for the dialect's types. Times are
+:mod:`storage.database.timestamps` text (cases are listed by ``updated_at``).
 """
 
 from __future__ import annotations
 
+from storage.database.timestamps import rewrite_older_forms
+
 VERSION_TABLE = "teaching_schema_version"
+TIME_COLUMNS = (("cases", "created_at"), ("cases", "updated_at"), ("cases", "published_at"))
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -75,4 +79,6 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX uid_map_replacement ON uid_map (tenant, replacement)",
     ],
+    # 2: times written before one form was used everywhere (no fraction at whole seconds).
+    rewrite_older_forms(TIME_COLUMNS),
 ]

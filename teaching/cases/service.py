@@ -12,9 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.archive import Archive, IngestResult
+from storage.archive import Archive, IngestOutcome, IngestResult
+from storage.database.ids import new_id
+from storage.database.timestamps import utc_now
 from storage.errors import NotFound
-from storage.records import StoredInstance
+from storage.records import AddOutcome, StoredInstance
 from teaching.cases.codes import KEY_OBJECT_SELECTION_CLASS
 from teaching.cases.errors import CaseNotFound, Conflict, InvalidField
 from teaching.cases.export import Exporter, ExportFailed, encode, read_dataset
@@ -29,7 +31,7 @@ from teaching.cases.models import (
     PixelReview,
     PixelReviewIn,
 )
-from teaching.cases.store import CaseFilter, CaseStore, NewCase, new_case_id, now
+from teaching.cases.store import CaseFilter, CaseStore, NewCase
 from teaching.deid import DeidOptions, Region, blank_regions
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ class CaseService:
         exporter = self.exporter(tenant)
         try:
             made = exporter.export(sources, lambda sop: self.store.teaching_instance(tenant, sop))
-        except ExportFailed as exc:
+        except ExportFailed as exc:  # the study's own content; our faults propagate (500)
             raise InvalidField(("study_instance_uid",), str(exc)) from exc
         mapped = []
         for index, key in enumerate(key_images):
@@ -134,7 +136,7 @@ class CaseService:
                 key.model_copy(update={"sop_instance_uid": made.sop_uids[key.sop_instance_uid]})
             )
         content["key_images"] = [k.model_dump(mode="json") for k in mapped]
-        case_id = new_case_id()
+        case_id = new_id()
         self.store.insert_case(
             NewCase(
                 tenant=tenant,
@@ -146,7 +148,7 @@ class CaseService:
                 origin=origin,
                 source_study_uid=sources[0].study_uid if sources else "",
                 teaching_study_uid=made.teaching_study_uid,
-                created_at=now(),
+                created_at=utc_now(),
             ),
             made.instances,
             made.uid_pairs,
@@ -155,10 +157,14 @@ class CaseService:
 
     # -- KOS "For Teaching File Export" (IHE TCE) ----------------------------------------
 
-    def intake(self, archive: Archive, result: IngestResult) -> None:
-        """Called for every instance newly stored in the clinical archive: a teaching-file
-        KOS becomes a draft case per study it references."""
-        if result.sop_class_uid != KEY_OBJECT_SELECTION_CLASS:
+    def intake(self, archive: Archive, result: IngestOutcome) -> None:
+        """An ingest observer of the clinical archive: a teaching-file KOS newly stored
+        becomes a draft case per study it references (anything else is ignored)."""
+        if (
+            not isinstance(result, IngestResult)
+            or result.outcome is not AddOutcome.STORED
+            or result.sop_class_uid != KEY_OBJECT_SELECTION_CLASS
+        ):
             return
         (stored,) = archive.instances(result.study_uid, result.series_uid, result.sop_uid)
         request = teaching_file_request(read_dataset(archive.read(stored)))
@@ -260,7 +266,7 @@ class CaseService:
                 "or blank the text before publishing",
                 pending,
             )
-        self.store.publish(tenant, case_id, now())
+        self.store.publish(tenant, case_id, utc_now())
         return self.get(tenant, case_id)
 
     def delete(self, tenant: str, case_id: str) -> None:
@@ -271,7 +277,7 @@ class CaseService:
         teaching = self.teaching.with_tenant(tenant)
         for inst in unused:
             if inst.pending_key is not None:
-                teaching.blobs.delete(inst.pending_key)
+                teaching.release(inst.pending_key)
                 continue
             with contextlib.suppress(NotFound):
                 teaching.delete(inst.study_uid, inst.series_uid, inst.sop_uid)
@@ -288,7 +294,7 @@ class CaseService:
         if inst.review is not PixelReview.PENDING or inst.pending_key is None:
             raise Conflict(f"instance {sop_uid} is not awaiting review ({inst.review.value})")
         exporter = self.exporter(tenant)
-        data = exporter.teaching.blobs.get(inst.pending_key)
+        data = exporter.teaching.held(inst.pending_key)
         if body.action == "blank":
             data = self._blanked(data, body)
             decision = PixelReview.BLANKED
@@ -301,7 +307,7 @@ class CaseService:
         except ExportFailed as exc:
             raise Conflict(str(exc)) from exc
         self.store.set_review(tenant, sop_uid, decision)
-        exporter.teaching.blobs.delete(inst.pending_key)
+        exporter.teaching.release(inst.pending_key)
         return self.get(tenant, case_id)
 
     @staticmethod

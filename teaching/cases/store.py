@@ -8,14 +8,14 @@ without its instances and its UID pairs.
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from storage.database.base import Cursor
+from storage.database.base import Cursor, like_escape
 from storage.database.tables import Tables
+from storage.database.timestamps import from_text, now_text, to_text
 from teaching.cases.models import (
     Case,
     CaseStatus,
@@ -38,6 +38,7 @@ INSTANCE_COLUMNS = (
     "t.sop_uid, t.study_uid, t.series_uid, t.sop_class_uid, t.burned_in, t.reasons, t.review, "
     "t.pending_key"
 )
+KEYS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -81,20 +82,6 @@ class CaseFilter:
     author: str | None = None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_case_id() -> str:
-    """Random, not sequential: an identifier must not tell anyone how many cases exist."""
-    return secrets.token_hex(12)
-
-
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_text(content: dict[str, Any]) -> str:
     """Every searchable word of a case, case-folded, in one column."""
     tags = Tags.model_validate(content.get("tags") or {})
@@ -136,7 +123,7 @@ class CaseStore(Tables):
         content = case.content
         with self.db.transaction() as cur:
             self._record_uids(cur, case.tenant, uid_pairs)
-            stamp = case.created_at.isoformat()
+            stamp = to_text(case.created_at)
             cur.execute(
                 "INSERT INTO cases (tenant, case_id, title, history, findings, diagnosis, "
                 "differential, discussion, key_images, tags, status, author, note, origin, "
@@ -215,7 +202,7 @@ class CaseStore(Tables):
         return None if row is None else int(row[0])
 
     def _touch(self, cur: Cursor, pk: int) -> None:
-        cur.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (now().isoformat(), pk))
+        cur.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (now_text(), pk))
 
     def _write_tags(self, cur: Cursor, pk: int, tags: Tags) -> None:
         cur.execute("DELETE FROM case_tags WHERE case_pk = ?", (pk,))
@@ -272,7 +259,7 @@ class CaseStore(Tables):
                     _dump(merged["tags"]),
                     CaseStatus(status).value,
                     search_text(merged),
-                    now().isoformat(),
+                    now_text(),
                     pk,
                 ),
             )
@@ -285,7 +272,7 @@ class CaseStore(Tables):
             cur.execute(
                 "UPDATE cases SET status = ?, published_at = ?, updated_at = ? "
                 "WHERE tenant = ? AND case_id = ?",
-                (CaseStatus.PUBLISHED.value, at.isoformat(), at.isoformat(), tenant, case_id),
+                (CaseStatus.PUBLISHED.value, to_text(at), to_text(at), tenant, case_id),
             )
 
     def delete(self, tenant: str, case_id: str) -> list[TeachingInstance] | None:
@@ -319,7 +306,7 @@ class CaseStore(Tables):
         clauses, params = ["tenant = ?"], [tenant]
         for term in (where.text or "").casefold().split():
             clauses.append("search_text LIKE ? ESCAPE '\\'")
-            params.append(_like(term))
+            params.append(f"%{like_escape(term)}%")
         if where.status is not None:
             clauses.append("status = ?")
             params.append(where.status.value)
@@ -362,7 +349,7 @@ class CaseStore(Tables):
                 author=row[3],
                 tags=Tags.model_validate_json(row[4]),
                 teaching_study_instance_uid=row[5],
-                updated_at=datetime.fromisoformat(row[6]),
+                updated_at=from_text(row[6]),
                 pending_reviews=int(row[7]),
             )
             for row in rows
@@ -407,6 +394,26 @@ class CaseStore(Tables):
                 "WHERE tenant = ? AND sop_uid = ?",
                 (review.value, tenant, sop_uid),
             )
+
+    def held_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that name the held-back copy of an instance some case still
+        holds: what the orphan sweep must keep in the teaching blob store. A copy whose case
+        was deleted, or whose case was never recorded (a crash between the copy and the
+        case), is named by no row and goes."""
+        found: set[str] = set()
+        wanted = list(keys)
+        with self.db.read() as cur:
+            for start in range(0, len(wanted), KEYS_PER_QUERY):
+                chunk = wanted[start : start + KEYS_PER_QUERY]
+                marks = ", ".join("?" for _ in chunk)
+                rows = cur.execute(
+                    "SELECT DISTINCT t.pending_key FROM teaching_instances t "
+                    "JOIN case_instances c ON c.tenant = t.tenant AND c.sop_uid = t.sop_uid "
+                    f"WHERE t.pending_key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                found.update(str(row[0]) for row in rows)
+        return found
 
     # -- the UID map ----------------------------------------------------------------------
 
@@ -468,9 +475,9 @@ def _case(row: Sequence[Any], instances: list[TeachingInstance]) -> Case:
         note=row[12],
         origin=row[13],
         teaching_study_instance_uid=row[14],
-        created_at=datetime.fromisoformat(row[15]),
-        updated_at=datetime.fromisoformat(row[16]),
-        published_at=datetime.fromisoformat(row[17]) if row[17] else None,
+        created_at=from_text(row[15]),
+        updated_at=from_text(row[16]),
+        published_at=from_text(row[17]) if row[17] else None,
         instances=[
             InstanceState(
                 series_instance_uid=i.series_uid,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from storage.dicom_text import attribute_text
 from teaching.deid.uids import normalize_uid
 
 SECONDARY_CAPTURE = {
@@ -66,23 +67,23 @@ class BurnedInAssessment:
     reasons: tuple[str, ...] = ()
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
-    return str(value).strip().upper() if value is not None else ""
+def _upper(ds: Dataset, keyword: str) -> str:
+    """A code string compared case-blind (writers are not all careful about CS case)."""
+    return attribute_text(ds, keyword).upper()
 
 
 def assess_burned_in(ds: Dataset) -> BurnedInAssessment:
     """Flag instances that say, or are of a kind known, to carry identifying text in pixels."""
     reasons: list[str] = []
-    if _text(ds, "BurnedInAnnotation") == "YES":
+    if _upper(ds, "BurnedInAnnotation") == "YES":
         reasons.append("Burned In Annotation (0028,0301) is YES")
-    if _text(ds, "RecognizableVisualFeatures") == "YES":
+    if _upper(ds, "RecognizableVisualFeatures") == "YES":
         reasons.append("Recognizable Visual Features (0028,0302) is YES")
     sop_class = normalize_uid(str(ds.get("SOPClassUID", "")))
     for classes, kind in _KINDS:
         if sop_class in classes:
             reasons.append(f"{classes[sop_class]} is a {kind}, which often carries burned-in text")
-    modality = _text(ds, "Modality")
+    modality = _upper(ds, "Modality")
     if modality in _CAPTURE_MODALITIES:
         reasons.append(f"Modality {modality} ({_CAPTURE_MODALITIES[modality]})")
     return BurnedInAssessment(flagged=bool(reasons), reasons=tuple(reasons))

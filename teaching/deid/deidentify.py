@@ -30,6 +30,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from storage.dicom_text import UNDECODABLE, attribute_text
 from teaching.deid.actions import (
     Action,
     Context,
@@ -80,12 +81,14 @@ def deployment_key(secret: bytes | str) -> bytes:
     return key
 
 
-def _text(ds: Dataset, keyword: str) -> str:
+def _text_or_empty(ds: Dataset, keyword: str) -> str:
+    """The attribute as text, and "" also when pydicom cannot decode its value: such an
+    element is left out of the copy (see ``_Walker``), so the date shift and the file meta
+    fall back as they would for an absent one. Any other error is a fault and goes up."""
     try:
-        value = ds.get(keyword)
-    except Exception:
+        return attribute_text(ds, keyword)
+    except UNDECODABLE:
         return ""
-    return str(value).strip() if value is not None else ""
 
 
 def shift_subject(ds: Dataset) -> tuple[str, str]:
@@ -94,10 +97,10 @@ def shift_subject(ds: Dataset) -> tuple[str, str]:
     Without a Patient ID the priors of the patient cannot be linked anyway; the study's UID at
     least keeps every instance of the study on one shift.
     """
-    patient_id = _text(ds, "PatientID")
+    patient_id = _text_or_empty(ds, "PatientID")
     if patient_id:
-        return patient_id, _text(ds, "IssuerOfPatientID")
-    return "study:" + normalize_uid(_text(ds, "StudyInstanceUID")), ""
+        return patient_id, _text_or_empty(ds, "IssuerOfPatientID")
+    return "study:" + normalize_uid(_text_or_empty(ds, "StudyInstanceUID")), ""
 
 
 def _is_overlay_group(group: int) -> bool:
@@ -167,14 +170,16 @@ def _file_meta(source: Dataset, copy: Dataset, mapper: UidMapper, options: DeidO
     source_meta = getattr(source, "file_meta", None)
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    sop_class = _text(copy, "SOPClassUID")
+    sop_class = _text_or_empty(copy, "SOPClassUID")
     if not sop_class and source_meta is not None:
-        sop_class = mapper.remap(_text(source_meta, "MediaStorageSOPClassUID"))
+        sop_class = mapper.remap(_text_or_empty(source_meta, "MediaStorageSOPClassUID"))
     if sop_class:
         meta.MediaStorageSOPClassUID = UID(sop_class)
-    original_media = _text(source_meta, "MediaStorageSOPInstanceUID") if source_meta else ""
+    original_media = (
+        _text_or_empty(source_meta, "MediaStorageSOPInstanceUID") if source_meta else ""
+    )
     media = original_media if options.retain_uids else mapper.remap(original_media)
-    sop_instance = _text(copy, "SOPInstanceUID") or media
+    sop_instance = _text_or_empty(copy, "SOPInstanceUID") or media
     if sop_instance:
         meta.MediaStorageSOPInstanceUID = UID(sop_instance)
     meta.TransferSyntaxUID = UID(transfer_syntax_of(source))

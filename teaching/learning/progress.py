@@ -30,7 +30,7 @@ from teaching.learning.models import (
     Tally,
 )
 from teaching.learning.scheduling import Scheduling
-from teaching.learning.store import CardRow
+from teaching.learning.stores.reviews import CardRow
 
 MOST_MISSED = 10
 

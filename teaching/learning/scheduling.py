@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fsrs import Card, Rating, Scheduler, State
 
@@ -34,6 +35,13 @@ def rating_for(correct: bool, hinted: bool, duration_ms: int | None, fast_ms: in
     if not hinted and duration_ms is not None and duration_ms <= fast_ms:
         return Rating.Easy
     return Rating.Good
+
+
+def start_of_day(at: datetime, timezone: str) -> datetime:
+    """Midnight of ``at``'s day in the program's time zone, in UTC: where the daily limits of
+    new cards and reviews start counting."""
+    local = at.astimezone(ZoneInfo(timezone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
 def card_number(learner: str, question_id: str) -> int:

@@ -4,12 +4,33 @@ beside the cases they refer to by ``case_id``.
 ``cards`` holds one FSRS card per learner per question; ``reviews`` is the review log, every
 answer with its rating, duration and the card's state before and after, so that FSRS
 parameters can later be optimised per learner from it. ``{id}`` and ``{bigint}`` stand for the
-dialect's types.
+dialect's types. Times are :mod:`storage.database.timestamps` text: due cards, today's counts
+and xAPI's ``since`` compare them as text.
+
+:class:`LearningTables` opens the database and applies these migrations; the stores of
+:mod:`teaching.learning.stores` work over the database it opened.
 """
 
 from __future__ import annotations
 
+from storage.database.tables import Tables
+from storage.database.timestamps import rewrite_older_forms
+
 VERSION_TABLE = "learning_schema_version"
+TIME_COLUMNS = (
+    ("questions", "created_at"),
+    ("questions", "updated_at"),
+    ("programs", "updated_at"),
+    ("learner_groups", "created_at"),
+    ("assignments", "due_at"),
+    ("assignments", "created_at"),
+    ("cards", "due"),
+    ("cards", "introduced_at"),
+    ("reviews", "reviewed_at"),
+    ("quiz_sessions", "created_at"),
+    ("session_items", "presented_at"),
+    ("session_items", "answered_at"),
+)
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -112,4 +133,13 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (session_pk, position)
         )""",
     ],
+    # 2: times written with "Z" before one form was used in every database.
+    rewrite_older_forms(TIME_COLUMNS),
 ]
+
+
+class LearningTables(Tables):
+    """The learning tables in the teaching database, migrated under their own version."""
+
+    version_table = VERSION_TABLE
+    migrations = MIGRATIONS

@@ -25,6 +25,7 @@ from storage.attributes import BY_KEYWORD, Level
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.query import Query, condition
+from storage.stores import Stores
 from storage.urls import open_index
 from tests.backends import postgres_schema
 from tests.conftest import make_instance, to_bytes
@@ -67,9 +68,9 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=200_000)
     args = parser.parse_args()
     with postgres_schema() as url, tempfile.TemporaryDirectory() as folder:
-        archive = Archive(
-            index=open_index(url), blobs=FilesystemBlobStore(Path(folder)), cache=MemoryCache()
-        )
+        cache = MemoryCache()
+        stores = Stores(index=open_index(url), blobs=FilesystemBlobStore(Path(folder)), cache=cache)
+        archive = Archive(stores)
         archive.open()
         archive.ingest(io.BytesIO(to_bytes(make_instance(patient_name="SMITH^JOHN"))))
         fill(url, args.studies)
@@ -82,7 +83,7 @@ def main() -> None:
         for label, conditions in searches.items():
             for offset in (0, 1_000, 10_000, 100_000, args.studies - 10_000):
                 query = Query(level=Level.STUDY, conditions=conditions, offset=offset)
-                archive.cache.delete(archive._cursor_key(query, offset))
+                cache.delete(archive._cursor_key(query, offset))
                 jump = timed(archive, query)
                 if offset:  # the page before leaves the cursor a client's next request finds
                     archive.query(

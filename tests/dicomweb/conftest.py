@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from storage.archive import Archive
-from tests.backends import archive_for, backend_names
+from storage.stores import Stores
+from tests.backends import backend_names, stores_for
 
 
 @pytest.fixture(params=backend_names())
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    with archive_for(request.param, tmp_path) as store:
-        yield store
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    with stores_for(request.param, tmp_path) as opened:
+        yield opened

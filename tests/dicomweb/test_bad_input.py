@@ -21,12 +21,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dicomweb.app import routes
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
-from storage.blobs.filesystem import FilesystemBlobStore
-from storage.cache.memory import MemoryCache
-from storage.index.sqlite import SqliteIndex
+from tests.apps import served
 from tests.conftest import CORPUS_DIR, make_instance, multipart_body, to_bytes
 
 STUDY = "/studies/{study}"
@@ -337,13 +333,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One archive for the whole sweep: a three-frame instance at the KNOWN UIDs and the
     overlay example (its overlay data is a bulk data value)."""
     tmp: Path = tmp_path_factory.mktemp("bad-input")
-    archive = Archive(
-        index=SqliteIndex(tmp / "index.sqlite3"),
-        blobs=FilesystemBlobStore(tmp / "blobs"),
-        cache=MemoryCache(64 * 1024 * 1024),
-    )
-    app = create_app(Settings(data_dir=tmp / "data"), archive)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with served(Settings(data_dir=tmp / "data"), raise_server_exceptions=False) as client:
         ds = make_instance(
             study_uid=KNOWN["study"],
             series_uid=KNOWN["series"],

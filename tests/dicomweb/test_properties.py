@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
+from tests.apps import served
 from tests.conftest import CORPUS_UNIQUE, make_instance, multipart_body, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
 
@@ -50,14 +50,17 @@ IDENTITY = {path: _identity(path) for path in POOL}
 
 
 @contextmanager
-def fresh_client() -> Iterator[tuple[TestClient, Archive]]:
+def fresh_client() -> Iterator[tuple[TestClient, FilesystemBlobStore]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        archive = Archive(
-            SqliteIndex(root / "i.sqlite3"), FilesystemBlobStore(root / "b"), MemoryCache()
-        )
-        with TestClient(create_app(Settings(data_dir=root), archive)) as client:
-            yield client, archive
+        blobs = FilesystemBlobStore(root / "b")
+        stores = Stores(SqliteIndex(root / "i.sqlite3"), blobs, MemoryCache())
+        stores.open()
+        try:
+            with served(Settings(data_dir=root), stores=stores) as client:
+                yield client, blobs
+        finally:
+            stores.close()
 
 
 def _post(client: TestClient, body: bytes, content_type: str) -> int:
@@ -134,7 +137,7 @@ def _complete_parts(body: bytes) -> list[bytes]:
 def test_damaged_bodies_never_5xx_and_never_leave_a_partial_instance(
     body: bytes, content_type: str
 ) -> None:
-    with fresh_client() as (client, archive):
+    with fresh_client() as (client, blobs):
         status = _post(client, body, content_type)
         assert status < 500
         stored = client.get("/dicomweb/instances?limit=100").json()
@@ -146,4 +149,4 @@ def test_damaged_bodies_never_5xx_and_never_leave_a_partial_instance(
             # Stored bytes are a whole part that was closed by a delimiter (or such a part
             # behind File Meta the server added), never the start of an unfinished one.
             assert any(part.body == c or (c and part.body.endswith(c)) for c in complete)
-        assert len(list(archive.blobs.keys())) == len(stored)
+        assert len(list(blobs.keys())) == len(stored)

@@ -28,9 +28,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
+from storage.stores import Stores
+from tests.apps import served
 from tests.conftest import make_instance, stow, to_bytes
 
 JSON = {"Accept": "application/dicom+json"}
@@ -755,10 +755,10 @@ def test_an_offset_past_the_end_returns_no_results(client: TestClient, studies: 
 
 
 @pytest.fixture
-def capped(tmp_path: Path, archive: Archive) -> Iterator[TestClient]:
+def capped(tmp_path: Path, stores: Stores) -> Iterator[TestClient]:
     """The full app with a QIDO page capped at three results."""
     settings = Settings(data_dir=tmp_path / "capped", qido_max_results=3)
-    with TestClient(create_app(settings, archive)) as test_client:
+    with served(settings, stores=stores) as test_client:
         yield test_client
 
 

@@ -7,7 +7,7 @@ import pydicom.filereader
 import pytest
 from starlette.testclient import TestClient
 
-from storage.archive import Archive
+from storage.stores import Stores
 from tests.conftest import CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
 
@@ -38,12 +38,12 @@ def _forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_frames_and_metadata_are_served_without_parsing_dicom(
-    client: TestClient, archive: Archive, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     native = make_instance(frames=3, study_uid="1.2.3.1", series_uid="1.2.3.2")
     compressed = (CORPUS_DIR / "SC_rgb_rle_2frame.dcm").read_bytes()
     assert stow(client, [to_bytes(native), compressed]).status_code == 200
-    archive.cache.close()  # cold: nothing cached
+    stores.cache.close()  # cold: nothing cached
     calls = _forbid_parsing(monkeypatch)
 
     base = f"/dicomweb/studies/1.2.3.1/series/1.2.3.2/instances/{native.SOPInstanceUID}"

@@ -20,9 +20,9 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, generate_uid
 from starlette.testclient import TestClient
 
-from storage.archive import Archive
 from storage.cache.memory import MemoryCache
 from storage.cache.redis import RedisCache
+from storage.stores import Stores
 from tests.conftest import CORPUS, CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
 from tests.dicomweb.render_util import (
@@ -422,10 +422,10 @@ def test_study_and_series_rendered_hold_every_frame_in_display_order(
 # -- thumbnails --------------------------------------------------------------------------------
 
 
-def _cached_thumbnail_keys(archive: Archive) -> list[str]:
+def _cached_thumbnail_keys(stores: Stores, tenant: str = "default") -> list[str]:
     """The thumbnail keys in the archive's cache, whichever cache backend it is."""
-    prefix = f"{archive.tenant}/thumb/"
-    cache = archive.cache
+    prefix = f"{tenant}/thumb/"
+    cache = stores.cache
     if isinstance(cache, RedisCache):
         client = redis.Redis.from_url(cache.url)
         names = client.scan_iter(match=f"{cache.prefix}{prefix}*", count=1000)
@@ -434,7 +434,7 @@ def _cached_thumbnail_keys(archive: Archive) -> list[str]:
     return [k for k in cache._entries if k.startswith(prefix)]
 
 
-def test_thumbnails_of_study_series_and_instance(client: TestClient, archive: Archive) -> None:
+def test_thumbnails_of_study_series_and_instance(client: TestClient, stores: Stores) -> None:
     study = generate_uid()
     scout = make_instance(study_uid=study, series_number=1, rows=16, columns=16)
     axial = [
@@ -470,19 +470,19 @@ def test_thumbnails_of_study_series_and_instance(client: TestClient, archive: Ar
 
     scout_thumb = client.get(instance_url(scout) + "/thumbnail", headers=PNG)
     assert decode_image(scout_thumb.content).shape == (128, 128)
-    assert len(_cached_thumbnail_keys(archive)) == 3
+    assert len(_cached_thumbnail_keys(stores)) == 3
     assert all(
-        middle_key.startswith("default/thumb/") for middle_key in _cached_thumbnail_keys(archive)
+        middle_key.startswith("default/thumb/") for middle_key in _cached_thumbnail_keys(stores)
     )
 
 
-def test_a_thumbnail_is_cached_and_revalidates(client: TestClient, archive: Archive) -> None:
+def test_a_thumbnail_is_cached_and_revalidates(client: TestClient, stores: Stores) -> None:
     ds = store(client, CORPUS_DIR / "examples_ybr_color.dcm")
     url = instance_url(ds) + "/thumbnail"
     first = client.get(url)
-    cache = archive.cache
+    cache = stores.cache
     assert isinstance(cache, MemoryCache | RedisCache)
-    (key,) = _cached_thumbnail_keys(archive)
+    (key,) = _cached_thumbnail_keys(stores)
     sha = key.split("/")[2]
     assert len(sha) == 64
     hits = cache.hits

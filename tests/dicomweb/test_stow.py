@@ -9,12 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from dicomweb import stow as stow_module
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
-from storage.blobs.filesystem import FilesystemBlobStore
-from storage.cache.memory import MemoryCache
-from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
+from tests.apps import served
 from tests.conftest import make_instance, multipart_body, stow, to_bytes
 
 DICOM_JSON = "application/dicom+json"
@@ -66,21 +63,19 @@ def test_instance_of_another_study_than_the_url_is_refused_with_0xA900(
     assert response.json()["00081198"]["Value"][0]["00081155"]["Value"] == [str(ds.SOPInstanceUID)]
 
 
-def test_storing_the_same_instance_twice_is_idempotent(
-    client: TestClient, archive: Archive
-) -> None:
+def test_storing_the_same_instance_twice_is_idempotent(client: TestClient, stores: Stores) -> None:
     data = to_bytes(make_instance())
     assert stow(client, [data]).status_code == 200
     again = stow(client, [data, data])
     assert again.status_code == 200
     assert len(again.json()["00081199"]["Value"]) == 2
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
     assert client.get("/dicomweb/instances").json().__len__() == 1
 
 
 def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first(
     client: TestClient,
-    archive: Archive,
+    stores: Stores,
 ) -> None:
     first = make_instance(sop_uid="1.2.3.99", patient_name="FIRST^COPY")
     second = make_instance(
@@ -93,7 +88,7 @@ def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first
     response = stow(client, [to_bytes(second)])
     assert response.status_code == 409
     assert _failures(response) == [0x0111]
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
     (doc,) = client.get("/dicomweb/instances").json()
     assert doc["00100010"]["Value"] == [{"Alphabetic": "FIRST^COPY"}]
 
@@ -143,7 +138,7 @@ def test_boundary_may_be_quoted_or_not(client: TestClient) -> None:
 
 
 def test_a_body_cut_inside_a_part_stores_the_complete_parts_only(
-    client: TestClient, archive: Archive
+    client: TestClient, stores: Stores
 ) -> None:
     first, second = make_instance(), make_instance()
     body, content_type = multipart_body([to_bytes(first), to_bytes(second)])
@@ -152,13 +147,13 @@ def test_a_body_cut_inside_a_part_stores_the_complete_parts_only(
     assert response.status_code == 202
     assert _failures(response) == [0xC000]
     assert len(client.get("/dicomweb/instances").json()) == 1
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(stores.blobs.keys())) == 1
 
 
-def test_a_body_over_the_limit_is_413(settings: Settings, archive: Archive) -> None:
+def test_a_body_over_the_limit_is_413(settings: Settings, stores: Stores) -> None:
     body, content_type = multipart_body([to_bytes(make_instance())])
     small = settings.model_copy(update={"max_request_bytes": 100})
-    with TestClient(create_app(small, archive)) as client:
+    with served(small, stores=stores) as client:
         response = client.post(
             "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
         )
@@ -188,7 +183,7 @@ def test_a_data_set_without_file_meta_is_stored_with_a_warning(client: TestClien
 
 
 def test_outcomes_keep_the_order_of_the_parts_across_batches(
-    client: TestClient, archive: Archive, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Parts are ingested a few at a time; the response still lists every outcome in the order
     the parts came, a refused part between stored ones included."""
@@ -229,19 +224,15 @@ def test_outcomes_keep_the_order_of_the_parts_across_batches(
     stored = [s["00081155"]["Value"][0] for s in response.json()["00081199"]["Value"]]
     assert stored == [str(ds.SOPInstanceUID) for ds in good]
     assert len(client.get(f"/dicomweb/studies/{study}/instances").json()) == 4
-    assert len(list(archive.blobs.keys())) == 5
+    assert len(list(stores.blobs.keys())) == 5
 
 
 def test_a_store_is_acknowledged_after_every_file_and_folder_was_synced_once_per_request(
-    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The parts of one request share their syncs: each file once, its folder once."""
-    root = tmp_path.resolve() / "blobs"
-    archive = Archive(
-        index=SqliteIndex(tmp_path / "index.sqlite3"),
-        blobs=FilesystemBlobStore(root),
-        cache=MemoryCache(1 << 20),
-    )
+    """The parts of one request share their syncs: each file once, its folder once. The
+    embedded default (a folder of blobs) is durable unless told otherwise."""
+    root = settings.data_dir.resolve() / "blobs"
     study, series = "1.2.826.0.1.3680043.8.498.40", "1.2.826.0.1.3680043.8.498.41"
     datasets = [
         make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (1, 2, 3)
@@ -253,7 +244,7 @@ def test_a_store_is_acknowledged_after_every_file_and_folder_was_synced_once_per
         synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
-    with TestClient(create_app(settings, archive)) as client:
+    with served(settings) as client:
         monkeypatch.setattr(os, "fsync", fsync)
         response = stow(client, [to_bytes(ds) for ds in datasets])
         monkeypatch.undo()

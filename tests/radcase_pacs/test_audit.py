@@ -23,13 +23,16 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 import radcase_pacs.audit.store as audit_store
-from radcase_pacs.app import create_app
 from radcase_pacs.audit.api import audit_router
+from radcase_pacs.audit.changes import ChangeAuditMiddleware
 from radcase_pacs.audit.middleware import AuditMiddleware
 from radcase_pacs.audit.store import AuditEntry, AuditLog
 from radcase_pacs.auth.principal import Principal, Role, attach
@@ -38,7 +41,9 @@ from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.database.base import Database
 from storage.errors import BackendFailure, NotFound
+from storage.stores import Stores
 from storage.urls import open_database
+from tests.apps import served
 from tests.conftest import free_port, make_instance, multipart_body, stow, to_bytes
 
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
@@ -191,10 +196,15 @@ def test_reopening_migrates_nothing_twice(audit: AuditLog) -> None:
         assert cur.execute("SELECT MAX(version) FROM audit_schema_version").fetchone()[0] == 1
 
 
-def test_a_record_that_cannot_be_written_raises_backend_failure(tmp_path: Path) -> None:
+def test_a_record_the_database_refuses_raises_backend_failure(tmp_path: Path) -> None:
     unmigrated = AuditLog(open_database(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
-    with pytest.raises(BackendFailure):
+    with pytest.raises(BackendFailure, match="no such table"):
         unmigrated.record(entry())
+
+
+def test_a_bug_under_record_propagates_as_itself_not_as_an_outage() -> None:
+    """Only the database layer's own failure is BackendFailure (a 503 refusal); anything
+    else is a fault in our code and must reach the caller with its traceback."""
 
     class Broken(Database):
         dialect = "sqlite"
@@ -203,12 +213,12 @@ def test_a_record_that_cannot_be_written_raises_backend_failure(tmp_path: Path) 
         def open(self) -> None: ...
         def close(self) -> None: ...
         def transaction(self) -> Any:
-            raise RuntimeError("driver exploded")
+            raise RuntimeError("a bug")
 
         def read(self) -> Any:
-            raise RuntimeError("driver exploded")
+            raise RuntimeError("a bug")
 
-    with pytest.raises(BackendFailure, match="driver exploded"):
+    with pytest.raises(RuntimeError, match="a bug"):
         AuditLog(Broken()).record(entry())
 
 
@@ -280,6 +290,60 @@ def test_an_unwritable_entry_is_503_and_the_app_never_runs(tmp_path: Path) -> No
     assert called == ["/studies"]
 
 
+class BuggyLog(AuditLog):
+    def record(self, entry: AuditEntry) -> None:
+        raise KeyError("a bug in the audit code")
+
+
+class DownLog(AuditLog):
+    def record(self, entry: AuditEntry) -> None:
+        raise BackendFailure("audit database down")
+
+
+def _refusing_apps(log: AuditLog, called: list[str]) -> list[TestClient]:
+    """The clinical and the change-auditing middleware over an app that records its calls;
+    server exceptions are answered as the server would, 500."""
+
+    async def create_case(request: StarletteRequest) -> PlainTextResponse:
+        called.append(request.url.path)
+        return PlainTextResponse("PHI")
+
+    app = Starlette(routes=[Route("/cases", create_case, methods=["POST"])])
+    return [
+        TestClient(AuditMiddleware(app, log, "default"), raise_server_exceptions=False),
+        TestClient(ChangeAuditMiddleware(app, log, "default"), raise_server_exceptions=False),
+    ]
+
+
+def test_a_bug_in_the_audit_code_is_a_500_not_a_silent_503(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    called: list[str] = []
+    log = BuggyLog(open_database(f"sqlite:///{tmp_path / 'a.sqlite3'}"))
+    for client in _refusing_apps(log, called):
+        response = client.post("/cases")
+        assert response.status_code == 500
+        assert "PHI" not in response.text
+    assert called == []  # fail-closed all the same
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+
+
+def test_a_refusal_for_a_failing_audit_database_is_logged_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    called: list[str] = []
+    log = DownLog(open_database(f"sqlite:///{tmp_path / 'a.sqlite3'}"))
+    for client in _refusing_apps(log, called):
+        assert client.post("/cases").status_code == 503
+    assert called == []
+    refusals = [r for r in caplog.records if "audit entry not written" in r.getMessage()]
+    assert len(refusals) == 2
+    for record in refusals:
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], BackendFailure)
+        assert "audit database down" in caplog.text
+
+
 @pytest.fixture
 def app_settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
@@ -291,7 +355,9 @@ def stored_study(archive: Archive) -> Dataset:
     return ds
 
 
-def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archive: Archive) -> None:
+def test_every_clinical_route_kind_gets_one_entry(
+    app_settings: Settings, archive: Archive, stores: Stores
+) -> None:
     ds = stored_study(archive)
     study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
     s, se, i = "/dicomweb/studies/{study}", "/series/{series}", "/instances/{instance}"
@@ -353,8 +419,8 @@ def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archiv
         ("PUT", f"/dicomweb/studies/{study}", "clinical.other", s, study),
         ("DELETE", f"/dicomweb/studies/{other}", "clinical.delete", s, other),
     ]
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
         log: AuditLog = app.state.audit
         for count, (method, url, action, route, study_uid) in enumerate(cases, start=1):
             client.request(method, url)
@@ -390,10 +456,10 @@ def test_every_clinical_route_kind_gets_one_entry(app_settings: Settings, archiv
 
 
 def test_the_teaching_root_the_api_and_health_are_not_clinical(
-    app_settings: Settings, archive: Archive
+    app_settings: Settings, stores: Stores
 ) -> None:
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
         assert client.get("/teaching/dicomweb/studies").status_code == 200
         assert client.get("/teaching/dicomweb/studies/1.2.3/metadata").status_code == 404
         assert client.get("/api/cases").status_code == 200
@@ -403,11 +469,11 @@ def test_the_teaching_root_the_api_and_health_are_not_clinical(
 
 
 def test_a_failing_audit_log_refuses_clinical_requests_and_stores_nothing(
-    app_settings: Settings, archive: Archive, monkeypatch: pytest.MonkeyPatch
+    app_settings: Settings, archive: Archive, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds = stored_study(archive)
-    app = create_app(app_settings, archive)
-    with TestClient(app) as client:
+    with served(app_settings, stores=stores) as client:
+        app: Any = client.app
 
         def fail(entry: AuditEntry) -> None:
             raise BackendFailure("audit database down")
@@ -425,12 +491,12 @@ def test_a_failing_audit_log_refuses_clinical_requests_and_stores_nothing(
 
 
 def test_a_closed_postgres_audit_log_refuses_clinical_requests(
-    tmp_path: Path, postgres_url: str, archive: Archive
+    tmp_path: Path, postgres_url: str, archive: Archive, stores: Stores
 ) -> None:
     ds = stored_study(archive)
     settings = Settings(data_dir=tmp_path / "data", index_url=postgres_url)
-    app = create_app(settings, archive)
-    with TestClient(app) as client:
+    with served(settings, stores=stores) as client:
+        app: Any = client.app
         url = f"/dicomweb/studies/{ds.StudyInstanceUID}/metadata"
         assert client.get(url).status_code == 200
         assert app.state.audit.search(None, limit=1)[0] == 1  # kept in PostgreSQL

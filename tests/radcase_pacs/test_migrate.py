@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from pydicom.uid import generate_uid
 
-from radcase_pacs.app import build_archive
+from radcase_pacs.deployment import clinical_stores
 from radcase_pacs.settings import file_settings
 from storage.archive import Archive
 from tests.backends import MOTO
@@ -82,7 +82,7 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
         blob_url=f"s3://{s3_bucket_name}/archive",
         s3_endpoint_url=MOTO.endpoint,
     )
-    source = build_archive(file_settings(source_config))
+    source = Archive(clinical_stores(file_settings(source_config)))
     source.open()
     for path in CORPUS_UNIQUE:
         try:
@@ -110,7 +110,7 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
 
     expected = {tenant: [i for i in _all(source, tenant)] for tenant in ("default", "hospital-b")}
     assert len(expected["default"]) >= GENERATED + 10
-    target = build_archive(file_settings(target_config))
+    target = Archive(clinical_stores(file_settings(target_config)))
     target.open()
     try:
         for tenant, instances in expected.items():
@@ -118,7 +118,7 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
             assert lines and f"{len(instances)} verified byte-identical" in lines[0], output
             scoped = target.with_tenant(tenant)
             for instance in instances:
-                copy = scoped.index.find_instance(tenant, instance.sop_uid)
+                copy = scoped.stored(instance.sop_uid)
                 assert copy is not None
                 assert copy.sha256 == instance.sha256
                 assert scoped.read(copy) == source.with_tenant(tenant).read(instance)
@@ -132,4 +132,4 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
 def _all(archive: Archive, tenant: str) -> list:  # type: ignore[type-arg]
     from radcase_pacs.migrate import source_instances
 
-    return list(source_instances(archive, tenant))
+    return list(source_instances(archive.with_tenant(tenant)))

@@ -11,14 +11,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
-from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.redis import RedisCache
 from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
+from tests.apps import served
 from tests.backends import PrivateRedis
 from tests.conftest import make_instance, multipart_body, to_bytes
 from tests.serving import production_environment, serve
@@ -127,22 +126,24 @@ def test_workers_share_one_port_and_their_metrics_add_up(
 
 
 def test_a_redis_outage_slows_requests_but_fails_none(
-    tmp_path: Path, private_redis: PrivateRedis
+    tmp_path: Path, private_redis: PrivateRedis, request: pytest.FixtureRequest
 ) -> None:
     cache = RedisCache(
         f"redis://127.0.0.1:{private_redis.port}/0", prefix="outage:", retry_after=0.3
     )
-    archive = Archive(
+    stores = Stores(
         index=SqliteIndex(tmp_path / "index.sqlite3"),
         blobs=FilesystemBlobStore(tmp_path / "blobs"),
         cache=cache,
     )
+    stores.open()
+    request.addfinalizer(stores.close)
     study, series = generate_uid(), generate_uid()
     datasets = [
         make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (1, 2)
     ]
     url = f"/dicomweb/studies/{study}/series/{series}/metadata"
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), archive)) as client:
+    with served(Settings(data_dir=tmp_path / "data"), stores=stores) as client:
         body, content_type = multipart_body([to_bytes(ds) for ds in datasets])
         assert (
             client.post(

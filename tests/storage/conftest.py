@@ -1,5 +1,6 @@
-"""A Redis server the storage tests can stop and restart."""
+"""A Redis server the storage tests can stop and restart, a PostgreSQL schema of a test's own
+and moto's S3 server."""
 
-from tests.backends import private_redis
+from tests.backends import postgres_url, private_redis, s3_server
 
-__all__ = ["private_redis"]
+__all__ = ["postgres_url", "private_redis", "s3_server"]

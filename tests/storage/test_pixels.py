@@ -23,6 +23,7 @@ from storage.cache.memory import MemoryCache
 from storage.errors import NotFound, Unavailable
 from storage.index.sqlite import SqliteIndex
 from storage.pixels import PixelDescription, can_decode, decode_frame, native_bytes
+from storage.stores import Stores
 from tests.conftest import CORPUS_DIR, make_instance, to_bytes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -52,7 +53,7 @@ class CountingBlobStore(FilesystemBlobStore):
 @pytest.fixture
 def counted(tmp_path: Path) -> Iterator[tuple[Archive, CountingBlobStore]]:
     blobs = CountingBlobStore(tmp_path / "blobs")
-    store = Archive(SqliteIndex(tmp_path / "index.sqlite3"), blobs, MemoryCache())
+    store = Archive(Stores(SqliteIndex(tmp_path / "index.sqlite3"), blobs, MemoryCache()))
     store.open()
     yield store, blobs
     store.close()

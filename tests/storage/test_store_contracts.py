@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,18 @@ from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
-from storage.errors import BackendFailure, DuplicateConflict, IdentityMismatch, InstanceRejected
+from storage.errors import (
+    BackendFailure,
+    DuplicateConflict,
+    IdentityMismatch,
+    InstanceRejected,
+    NotFound,
+)
+from storage.index.schema import MIGRATIONS
 from storage.query import Query, condition
-from storage.records import AddOutcome, Match
+from storage.records import AddOutcome, Match, View
+from storage.statuses import dimse_status
+from storage.stores import Stores
 from tests.backends import (
     MOTO,
     REDIS_URL,
@@ -41,6 +49,7 @@ from tests.backends import (
     postgres_schema,
     redis_prefix,
     s3_bucket,
+    stores_for,
 )
 from tests.conftest import make_instance, to_bytes
 
@@ -408,10 +417,15 @@ def test_redis_outage_degrades_to_misses_with_one_warning_and_recovers(
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    """An archive over the index under test (folder blobs, memory cache)."""
-    with archive_for(f"{request.param}-memory-folder", tmp_path) as store:
-        yield store
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """The index under test, with folder blobs and a memory cache."""
+    with stores_for(f"{request.param}-memory-folder", tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def archive(stores: Stores) -> Archive:
+    return Archive(stores)
 
 
 def _ingest(archive: Archive, ds: Dataset) -> Any:
@@ -428,7 +442,9 @@ def _query(level: Level, *, fuzzy: bool = False, **keys: str) -> Query:
     return Query(level, conditions, fuzzy=fuzzy)
 
 
-def test_index_add_identical_duplicate_and_conflicting_instances(archive: Archive) -> None:
+def test_index_add_identical_duplicate_and_conflicting_instances(
+    archive: Archive, stores: Stores
+) -> None:
     ds = make_instance()
     assert _ingest(archive, ds).outcome is AddOutcome.STORED
     assert _ingest(archive, ds).outcome is AddOutcome.ALREADY_PRESENT
@@ -441,19 +457,19 @@ def test_index_add_identical_duplicate_and_conflicting_instances(archive: Archiv
     elsewhere = make_instance(series_uid=ds.SeriesInstanceUID)
     with pytest.raises(IdentityMismatch):
         _ingest(archive, elsewhere)
-    assert archive.index.find_instance(archive.tenant, elsewhere.SOPInstanceUID) is None
+    assert stores.index.find_instance(archive.tenant, elsewhere.SOPInstanceUID) is None
     row = _study_row(archive, ds.StudyInstanceUID)
     assert row.computed[0x00201208] == 1
     # The direct index contract gives the same answers as the archive on top of it.
-    stored = archive.index.find_instance(archive.tenant, ds.SOPInstanceUID)
+    stored = stores.index.find_instance(archive.tenant, ds.SOPInstanceUID)
     assert stored is not None
     assert stored.study_uid == ds.StudyInstanceUID
     assert stored.sha256
-    assert archive.index.find_instance("elsewhere", ds.SOPInstanceUID) is None
+    assert stores.index.find_instance("elsewhere", ds.SOPInstanceUID) is None
 
 
-def test_index_versions_change_on_every_add_and_remove(archive: Archive) -> None:
-    index, tenant = archive.index, archive.tenant
+def test_index_versions_change_on_every_add_and_remove(archive: Archive, stores: Stores) -> None:
+    index, tenant = stores.index, View(archive.tenant)
     study, series = generate_uid(), generate_uid()
     assert index.version(tenant, study) is None
     first = make_instance(study_uid=study, series_uid=series, instance_number=1)
@@ -476,8 +492,8 @@ def test_index_versions_change_on_every_add_and_remove(archive: Archive) -> None
     assert index.version(tenant, study, series) != v2_series
 
 
-def test_index_remove_cascades_counters_and_empty_parents(archive: Archive) -> None:
-    index, tenant = archive.index, archive.tenant
+def test_index_remove_cascades_counters_and_empty_parents(archive: Archive, stores: Stores) -> None:
+    index, tenant = stores.index, View(archive.tenant)
     study = generate_uid()
     ct, mr = generate_uid(), generate_uid()
     ct_instances = [
@@ -512,7 +528,9 @@ def test_index_remove_cascades_counters_and_empty_parents(archive: Archive) -> N
     assert _study_row(archive, study).computed[0x00201208] == 1
 
 
-def test_index_docs_and_instances_come_in_series_then_instance_order(archive: Archive) -> None:
+def test_index_docs_and_instances_come_in_series_then_instance_order(
+    archive: Archive, stores: Stores
+) -> None:
     study = generate_uid()
     series = [generate_uid() for _ in range(3)]
     plan = [(series[1], 2, 2), (series[0], 1, None), (series[1], 2, 1), (series[2], None, 5)]
@@ -527,15 +545,52 @@ def test_index_docs_and_instances_come_in_series_then_instance_order(archive: Ar
         else:
             ds.InstanceNumber = instance_number
         _ingest(archive, ds)
-    found = archive.index.instances(archive.tenant, study)
+    found = stores.index.instances(View(archive.tenant), study)
     assert [i.series_uid for i in found] == [series[2], series[0], series[1], series[1]]
-    docs = archive.index.instance_docs(archive.tenant, study)
+    docs = stores.index.instance_docs(View(archive.tenant), study)
     assert [d for d in docs] == [
-        archive.index.instance_docs(archive.tenant, study, i.series_uid, i.sop_uid)[0]
+        stores.index.instance_docs(View(archive.tenant), study, i.series_uid, i.sop_uid)[0]
         for i in found
     ]
     matches = archive.query(Query(Level.SERIES, study_uid=study), limit=10)
     assert [m.series_uid for m in matches] == [series[2], series[0], series[1]]
+
+
+def test_a_restricted_view_sees_its_studies_only_on_every_read(archive: Archive) -> None:
+    """What a learner's view of the teaching collection rests on: outside its studies the
+    archive answers every read as for a study that does not exist, and a set of thousands
+    of studies is still one condition (more UIDs than a statement may carry parameters)."""
+    shown, hidden = make_instance(), make_instance()
+    for ds in (shown, hidden):
+        _ingest(archive, ds)
+    decoys = frozenset(generate_uid() for _ in range(40_000))
+    view = archive.restricted_to(decoys | {shown.StudyInstanceUID})
+    assert (
+        view.restricted_to(frozenset({hidden.StudyInstanceUID})).query(Query(Level.STUDY), limit=10)
+        == []
+    )  # narrowing a view never widens it
+
+    for level in (Level.STUDY, Level.SERIES, Level.INSTANCE):
+        found = view.query(Query(level), limit=10)
+        assert {m.study_uid for m in found} == {shown.StudyInstanceUID}, level
+    assert view.query(Query(Level.SERIES, study_uid=hidden.StudyInstanceUID), limit=10) == []
+    assert view.version(shown.StudyInstanceUID)
+    uids = (hidden.StudyInstanceUID, hidden.SeriesInstanceUID, hidden.SOPInstanceUID)
+    reads = [
+        lambda: view.version(uids[0]),
+        lambda: view.version(uids[0], uids[1]),
+        lambda: view.metadata(uids[0]),
+        lambda: view.metadata(*uids),
+        lambda: view.instances(uids[0]),
+        lambda: view.frames(*uids, [1]),
+        lambda: view.delete(uids[0]),
+    ]
+    for read in reads:
+        with pytest.raises(NotFound):
+            read()
+    assert archive.instances(uids[0])  # the unrestricted view still has it: nothing deleted
+    empty = archive.restricted_to(frozenset())
+    assert empty.query(Query(Level.STUDY), limit=10) == []
 
 
 def test_index_concurrent_adds_into_one_new_study_lose_nothing(archive: Archive) -> None:
@@ -590,7 +645,7 @@ def test_index_concurrent_identical_adds_store_once(archive: Archive) -> None:
 
 
 def test_a_batch_refuses_only_its_conflicting_instances_and_stores_the_others(
-    archive: Archive,
+    archive: Archive, stores: Stores
 ) -> None:
     """One ingest_many, one index transaction: each instance gets the outcome ingest would
     have given it alone, a refusal in the middle undoes that instance only, and observers hear
@@ -607,15 +662,16 @@ def test_a_batch_refuses_only_its_conflicting_instances_and_stores_the_others(
         patient_name="SECOND^COPY",
     )
     series_of_another_study = make_instance(series_uid=series)
-    heard: list[tuple[str, bool]] = []
+    heard: list[tuple[str, str, bool]] = []
 
-    def observer(view: Archive, result: Any) -> None:
-        committed = view.index.find_instance(view.tenant, result.sop_uid) is not None
-        heard.append((result.sop_uid, committed))
+    def observer(view: Archive, outcome: Any) -> None:
+        sop_uid = getattr(outcome, "sop_uid", None) or outcome.sop_instance_uid
+        committed = stores.index.find_instance(view.tenant, sop_uid) is not None
+        heard.append((type(outcome).__name__, sop_uid, committed))
 
     batch = [a, conflicting, b, a, series_of_another_study]
     sources = [io.BytesIO(to_bytes(ds)) for ds in batch] + [io.BytesIO(b"not DICOM")]
-    outcomes = replace(archive, after_ingest=(observer,)).ingest_many(sources)
+    outcomes = archive.observed_by(observer).ingest_many(sources)
 
     assert [type(o).__name__ for o in outcomes] == [
         "IngestResult",
@@ -631,11 +687,19 @@ def test_a_batch_refuses_only_its_conflicting_instances_and_stores_the_others(
         AddOutcome.ALREADY_PRESENT,
     ]
     refused = [o for o in outcomes if isinstance(o, InstanceRejected)]
-    assert [(o.status, o.sop_instance_uid) for o in refused[:2]] == [
+    assert [(dimse_status(o), o.sop_instance_uid) for o in refused[:2]] == [
         (0x0111, first.SOPInstanceUID),
         (0xA900, series_of_another_study.SOPInstanceUID),
     ]
-    assert heard == [(a.SOPInstanceUID, True), (b.SOPInstanceUID, True)]
+    # Observers hear of every outcome, as ingest tells them, once the batch is committed.
+    assert heard == [
+        ("IngestResult", a.SOPInstanceUID, True),
+        ("DuplicateConflict", first.SOPInstanceUID, True),
+        ("IngestResult", b.SOPInstanceUID, True),
+        ("IngestResult", a.SOPInstanceUID, True),
+        ("IdentityMismatch", series_of_another_study.SOPInstanceUID, False),
+        ("UnreadableDataset", "", False),
+    ]
     row = _study_row(archive, study)
     assert (row.computed[0x00201206], row.computed[0x00201208]) == (1, 2)
     kept = archive.instances(first.StudyInstanceUID)
@@ -645,16 +709,16 @@ def test_a_batch_refuses_only_its_conflicting_instances_and_stores_the_others(
     refused_study = Query(Level.STUDY, study_uid=series_of_another_study.StudyInstanceUID)
     assert archive.query(refused_study, limit=10) == [], "a refusal leaves nothing behind"
     stored = {i.blob_key for s in (study, first.StudyInstanceUID) for i in archive.instances(s)}
-    assert set(archive.blobs.keys()) == stored
+    assert set(stores.blobs.keys()) == stored
 
 
 def test_a_batch_is_one_index_transaction_and_refreshes_what_was_cached(
-    archive: Archive, monkeypatch: pytest.MonkeyPatch
+    archive: Archive, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study, series = generate_uid(), generate_uid()
     _ingest(archive, make_instance(study_uid=study, series_uid=series, instance_number=1))
     before, _ = archive.metadata(study, series)
-    index: Any = archive.index
+    index: Any = stores.index
     database = index.database
     opened = database.transaction
     transactions = []
@@ -693,7 +757,7 @@ def test_index_opening_is_idempotent_and_safe_when_processes_start_together(
         assert isinstance(first, PostgresIndex)
         with first.database.read() as cur:
             versions = cur.execute("SELECT version FROM schema_version").fetchall()
-        assert [v[0] for v in versions] == [1]
+        assert [v[0] for v in versions] == list(range(1, len(MIGRATIONS) + 1))
         first.close()
         first.open()  # a closed index opens again
         first.ping()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
+from tests.apps import served
 from tests.backends import (
     MOTO,
     REDIS_URL,
@@ -48,5 +48,5 @@ def server_settings(
 @pytest.fixture
 def server(server_settings: Settings) -> Iterator[TestClient]:
     """The whole app: /dicomweb, /teaching/dicomweb and /api."""
-    with TestClient(create_app(server_settings)) as client:
+    with served(server_settings) as client:
         yield client

@@ -12,9 +12,9 @@ from typing import Any
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
+from tests.apps import served
 from tests.conftest import make_instance, multipart_body, to_bytes
 
 PASSWORD = "quiz-password-123"
@@ -72,7 +72,7 @@ def world(
 ) -> Iterator[World]:
     clock = clock or Clock()
     users = users or {"edu": Role.EDUCATOR, "ann": Role.LEARNER, "bob": Role.LEARNER}
-    with TestClient(create_app(quiz_settings(settings), clock=clock)) as client:
+    with served(quiz_settings(settings), clock=clock) as client:
         store = client.app.state.auth.users  # type: ignore[attr-defined]
         headers = {}
         for name, role in users.items():

@@ -14,8 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.settings import Settings
+from tests.apps import served
 from tests.conftest import make_instance, stow, to_bytes
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -156,7 +156,7 @@ def test_another_deployment_secret_gives_other_uids(tmp_path: Any) -> None:
     answers = []
     for index, secret in enumerate(("a" * 32, "b" * 32)):
         settings = Settings(data_dir=tmp_path / str(index), deid_secret=secret)
-        with TestClient(create_app(settings)) as client:
+        with served(settings) as client:
             store(client, *instances)
             answers.append(
                 create(client, study_instance_uid=instances[0].StudyInstanceUID, title="t")
@@ -171,7 +171,7 @@ def test_the_generated_secret_survives_a_restart(tmp_path: Any) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     uids = []
     for _ in range(2):
-        with TestClient(create_app(settings)) as client:
+        with served(settings) as client:
             store(client, *instances)
             case = create(client, study_instance_uid=instances[0].StudyInstanceUID, title="t")
             uids.append(case["teaching_study_instance_uid"])

@@ -9,6 +9,7 @@ case and users of every role; institution B holds users of every role and nothin
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from starlette.testclient import TestClient
 from radcase_pacs.app import create_app
 from radcase_pacs.auth.policy import rule_for
 from radcase_pacs.auth.principal import Role
+from radcase_pacs.deployment import open_deployment
 from radcase_pacs.routes import route_table
 from radcase_pacs.settings import Settings
+from tests.apps import served
 from tests.conftest import make_instance, multipart_body, to_bytes
 
 A, B = "default", "hospital-b"
@@ -55,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = Settings(
         data_dir=Path(data), auth="on", admin_password=PASSWORD, password_hash_rounds=4
     )
-    with TestClient(create_app(settings)) as client:
+    with served(settings) as client:
         users = client.app.state.auth.users  # type: ignore[attr-defined]
         headers: dict[tuple[str, Role], dict[str, str]] = {}
         users.ensure_institution(B, "Hospital B")
@@ -156,7 +159,16 @@ def teach(
     }
 
 
-ROUTES = route_table(create_app(Settings(auth="off")).routes)
+def _every_route() -> list[tuple[str, str]]:
+    """The whole server's route table (a deployment in a folder of its own, gone after)."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        open_deployment(Settings(auth="off", data_dir=Path(folder))) as deployment,
+    ):
+        return route_table(create_app(deployment).routes)
+
+
+ROUTES = _every_route()
 
 
 def concrete(template: str, values: dict[str, str]) -> str:

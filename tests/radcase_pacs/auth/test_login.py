@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
 from storage.errors import BackendFailure
+from tests.apps import served
 from tests.conftest import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.test_production import production_env
 from tests.serving import serve
@@ -43,7 +43,7 @@ def secured(tmp_path: Path) -> Iterator[TestClient]:
         password_hash_rounds=4,
         login_max_failures=3,
     )
-    with TestClient(create_app(settings)) as client:
+    with served(settings) as client:
         yield client
 
 
@@ -120,12 +120,12 @@ def test_the_first_admin_password_is_printed_once_when_generated(
 ) -> None:
     monkeypatch.delenv("RADCASE_ADMIN_PASSWORD", raising=False)
     settings = Settings(data_dir=tmp_path / "data", auth="on", password_hash_rounds=4)
-    with TestClient(create_app(settings)):
+    with served(settings):
         pass
     printed = capsys.readouterr().err
     assert "created the first admin" in printed
     password = printed.split("with password '")[1].split("'")[0]
-    with TestClient(create_app(settings)) as client:
+    with served(settings) as client:
         assert password_grant(client, "admin", password).status_code == 200
     assert "created the first admin" not in capsys.readouterr().err
 

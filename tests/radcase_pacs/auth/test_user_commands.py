@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from radcase_pacs.app import create_app
 from radcase_pacs.cli import main
 from radcase_pacs.settings import Settings
+from tests.apps import served
 
 
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str = "") -> int:
@@ -36,7 +36,7 @@ def test_users_made_from_the_shell_log_in_and_lose_their_sessions(
     assert cli(tmp_path, monkeypatch, "list") == 0
     assert "nina\teducator\tdefault\tenabled" in capsys.readouterr().out
     settings = Settings(data_dir=tmp_path / "data", auth="on", password_hash_rounds=4)
-    with TestClient(create_app(settings)) as client:
+    with served(settings) as client:
         answer = client.post(
             "/api/auth/token",
             data={"grant_type": "password", "username": "nina", "password": "first password"},

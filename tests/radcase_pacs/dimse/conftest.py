@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from pynetdicom import evt
 
-from radcase_pacs.app import build_audit_log
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
+from storage.urls import open_database
 from tests.conftest import free_port
 from tests.serving import dcmtk
 
@@ -104,7 +104,7 @@ def dimse_settings(tmp_path: Path, **overrides: object) -> Settings:
 def dimse_audit(tmp_path: Path) -> Iterator[AuditLog]:
     """The audit log of the test's DIMSE servers, where ``serve`` keeps it: in the clinical
     index database of the settings (the one the ``client`` fixture's app records into)."""
-    log = build_audit_log(Settings(data_dir=tmp_path / "data"))
+    log = AuditLog(open_database(Settings(data_dir=tmp_path / "data").resolved_index_url))
     log.open()
     yield log
     log.close()

@@ -15,9 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
+from radcase_pacs.deployment import Deployment
 from radcase_pacs.dimse.server import DimseServer
-from radcase_pacs.teaching_layer import build_case_service, with_intake
-from storage.archive import Archive
 from tests.conftest import free_port, make_instance
 from tests.radcase_pacs.dimse.conftest import address, dimse_settings, run
 from tests.serving import dcmtk, serve
@@ -29,20 +28,14 @@ OBSERVER = "CURIE^MARIE"
 
 @pytest.fixture
 def dimse_with_intake(
-    tmp_path: Path, archive: Archive, client: TestClient
+    tmp_path: Path, deployment: Deployment, client: TestClient
 ) -> Iterator[DimseServer]:
-    """A DIMSE server over the test's clinical archive with the teaching layer's KOS intake
-    hooked on, as the HTTP app hooks it (radcase_pacs.teaching_layer.with_intake): a case
-    service of its own over the same case store and teaching archive as the ``client`` app
-    (same settings), opened after the app so both use the one de-identification secret."""
-    settings = dimse_settings(tmp_path)
-    cases = build_case_service(settings, archive)
-    cases.open()
-    server = DimseServer(settings, with_intake(archive, cases))
+    """A DIMSE server over the deployment the ``client`` app serves, as ``serve`` runs it:
+    its clinical archive takes teaching-file KOS in, whichever edge stored them."""
+    server = DimseServer(dimse_settings(tmp_path), deployment.clinical, audit=deployment.audit)
     server.start()
     yield server
     server.stop()
-    cases.close()
 
 
 def study_and_kos(tmp_path: Path) -> tuple[list[Dataset], Dataset, list[str]]:

@@ -17,6 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
+    SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
@@ -159,6 +160,52 @@ def test_a_compressed_instance_is_decompressed_for_a_receiver_of_uncompressed_da
     received = read(received_path)
     assert not received.file_meta.TransferSyntaxUID.is_compressed
     assert np.array_equal(received.pixel_array, original.pixel_array)
+
+
+def test_a_c_get_sends_what_it_can_and_counts_an_undecodable_instance_as_failed(
+    dimse: DimseServer, archive: Archive
+) -> None:
+    """A JPEG whose bits the installed decoders refuse, for a receiver of uncompressed data
+    only: that one sub-operation fails, the rest of the series still arrives, and the final
+    status says so (PS3.4 C.4.3.3.1, 0xB000)."""
+    study_uid, series_uid = generate_uid(), generate_uid()
+    good = make_instance(study_uid=study_uid, series_uid=series_uid)
+    bad = read(CORPUS_DIR / "JPEG-lossy.dcm")
+    bad.StudyInstanceUID, bad.SeriesInstanceUID = study_uid, series_uid
+    bad.SOPInstanceUID = bad.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for ds in (good, bad):
+        archive.ingest(io.BytesIO(to_bytes(ds)))
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(event.dataset.SOPInstanceUID)
+        return 0x0000
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate(
+        "127.0.0.1",
+        dimse.port,
+        ae_title="RADCASE",
+        ext_neg=[
+            build_role(CTImageStorage, scp_role=True),
+            build_role(SecondaryCaptureImageStorage, scp_role=True),
+        ],
+        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, no_delay)],
+    )
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = series_uid
+    statuses = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet))
+    assoc.release()
+    final = statuses[-1][0]
+    assert final.Status == 0xB000
+    assert final.NumberOfCompletedSuboperations == 1
+    assert final.NumberOfFailedSuboperations == 1
+    assert received == [good.SOPInstanceUID]
 
 
 def test_a_move_of_a_compressed_instance_keeps_its_syntax_when_the_destination_takes_it(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind
 
 from radcase_pacs.dimse.server import DimseServer
 from storage.archive import Archive
+from storage.errors import NotFound
 from tests.conftest import make_instance
 
 
@@ -52,4 +54,5 @@ def test_each_calling_ae_stores_and_finds_in_its_own_institution(
     assert _find_studies(server, "CT_B") == {other.StudyInstanceUID}
     in_b = archive.with_tenant("hospital-b").instances(other.StudyInstanceUID)
     assert [i.sop_uid for i in in_b] == [other.SOPInstanceUID]
-    assert not archive.index.instances(archive.tenant, other.StudyInstanceUID)
+    with pytest.raises(NotFound):
+        archive.instances(other.StudyInstanceUID)

@@ -1,0 +1,164 @@
+"""The one composition root: every store of a deployment opened once, in one order, and
+closed in reverse.
+
+``serve`` (its HTTP app and its DIMSE listener), ``import``, ``migrate``, ``sweep`` and the
+tests all go through :func:`open_deployment`, so an instance stored by STOW-RS, C-STORE or
+``import`` meets the same archive: measured, with teaching-file KOS intake, under the same
+audit log. Nothing else builds a store.
+
+Open order (the reverse is the close order): the audit log first, so that nothing is served
+while it cannot record; then the clinical stores, the users, the teaching collection and its
+cases, and the learning tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from radcase_pacs.audit.store import AuditLog
+from radcase_pacs.auth.layer import AuthLayer
+from radcase_pacs.auth.users import UserStore
+from radcase_pacs.metrics import Metrics
+from radcase_pacs.settings import Settings
+from storage.archive import Archive
+from storage.namespaces import namespaced_url
+from storage.stores import Stores
+from storage.urls import open_blobs, open_cache, open_database, open_index
+from teaching.cases.service import CaseService
+from teaching.cases.store import CaseStore
+from teaching.learning.service import LearningService, utc_now
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What one process serves from. ``clinical`` is the clinical archive as every edge that
+    takes instances in must use it (its ingests counted in ``metrics`` and run through KOS
+    intake); ``archive`` the same stores with no ingest observers, for copying what another
+    deployment already took in (``migrate``: a copy is not a new arrival, and intake there
+    would make every teaching-file KOS a second draft case); ``teaching`` the de-identified
+    collection; the rest the teaching, auth and audit services."""
+
+    settings: Settings
+    metrics: Metrics
+    audit: AuditLog
+    clinical: Archive
+    archive: Archive
+    teaching: Archive
+    cases: CaseService
+    learning: LearningService
+    auth: AuthLayer
+
+    def ping(self) -> None:
+        """Raise BackendFailure unless every database answers (``/healthz``)."""
+        self.audit.ping()
+        self.clinical.ping()
+        self.teaching.ping()
+        self.cases.store.ping()
+
+
+def clinical_stores(settings: Settings) -> Stores:
+    """The clinical archive's stores as the settings name them (not opened)."""
+    return Stores(
+        index=open_index(settings.resolved_index_url),
+        blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
+        cache=open_cache(settings.cache_url),
+    )
+
+
+def teaching_stores(settings: Settings) -> Stores:
+    """The teaching collection's stores: by default the clinical kind, in a namespace of
+    its own (see :mod:`storage.namespaces`)."""
+    return Stores(
+        index=open_index(settings.resolved_teaching_index_url),
+        blobs=open_blobs(
+            settings.resolved_teaching_blob_url, s3_endpoint_url=settings.s3_endpoint_url
+        ),
+        cache=open_cache(settings.resolved_teaching_cache_url),
+    )
+
+
+def auth_layer(settings: Settings) -> AuthLayer:
+    """Users in the clinical index's database; sessions and login counters in a cache
+    namespace of their own, so that no key the archive makes can meet one of theirs (not
+    opened). ``radcase-pacs user`` reaches the very sessions the server checks through it."""
+    users = UserStore(
+        open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
+    )
+    return AuthLayer(settings, users, open_cache(namespaced_url(settings.cache_url, "auth")))
+
+
+@contextmanager
+def open_deployment(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    clinical: Stores | None = None,
+    metrics: Metrics | None = None,
+) -> Iterator[Deployment]:
+    """Build and open every store of ``settings``; close them all on exit, in reverse.
+
+    ``clock`` is the teaching layer's time (tests move through days with their own).
+    ``clinical``: stores the caller has built and opened and will close itself (tests
+    reuse one set of stores across backends); they are measured all the same. ``metrics``:
+    a registry to count into (one per process; a fresh one by default)."""
+    metrics = metrics or Metrics.create()
+    with ExitStack() as stack:
+        audit = AuditLog(open_database(settings.resolved_index_url))
+        audit.open()
+        stack.callback(audit.close)
+
+        owned = clinical is None
+        stores = clinical_stores(settings) if clinical is None else clinical
+        measured = metrics.instrument(stores)
+        if owned:
+            measured.open()
+            stack.callback(measured.close)
+        base = Archive(measured, tenant=settings.tenant)
+
+        auth = auth_layer(settings)
+        auth.open()
+        stack.callback(auth.close)
+
+        teaching = Archive(teaching_stores(settings), tenant=settings.tenant)
+        cases = CaseService(
+            store=CaseStore(open_database(settings.resolved_teaching_index_url)),
+            clinical=base,
+            teaching=teaching,
+            configured_secret=settings.deid_secret,
+        )
+        cases.open()
+        stack.callback(cases.close)
+
+        learning = LearningService.over(
+            open_database(settings.resolved_teaching_index_url),
+            cases,
+            clock=clock or utc_now,
+            unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
+        )
+        learning.open()
+        stack.callback(learning.close)
+
+        yield Deployment(
+            settings=settings,
+            metrics=metrics,
+            audit=audit,
+            clinical=base.observed_by(metrics.count_ingest, cases.intake),
+            archive=base,
+            teaching=teaching,
+            cases=cases,
+            learning=learning,
+            auth=auth,
+        )
+
+
+def _unknown_users(auth: AuthLayer) -> Callable[[str, Sequence[str]], list[str]]:
+    """Group members are checked against the institution's accounts (when there are
+    accounts to check: not when the server runs without authentication)."""
+
+    def unknown(tenant: str, names: Sequence[str]) -> list[str]:
+        return [name for name in names if auth.users.user(name, tenant) is None]
+
+    return unknown
