@@ -10,6 +10,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,19 @@ def test_publish_syncs_every_file_before_any_name_appears_and_each_folder_once(
     ]
     assert [store.get(key) for key in keys] == [key.encode() for key in keys]
     assert _leftovers(store.root) == []
+
+
+def test_a_key_the_sweep_puts_back_is_on_disk_again_before_it_returns(
+    store: FilesystemBlobStore, syncs: Syncs
+) -> None:
+    """The sweep moves a key aside to judge it; one written since its listing goes back, and
+    that acknowledged write must not depend on an unsynced folder entry."""
+    key = "default/1.2/1.2.3/a.dcm"
+    _put(store, key, b"a")
+    syncs.calls.clear()
+    assert store.delete_if_older(key, datetime(2000, 1, 1, tzinfo=UTC)) is False
+    assert store.get(key) == b"a"
+    assert syncs.folders == [store.root / "default/1.2/1.2.3"]
 
 
 def test_a_file_that_cannot_be_synced_is_not_stored(
