@@ -154,7 +154,8 @@ def test_a_store_failure_gives_c_store_the_status_stow_rs_reports_as_failure_rea
 ) -> None:
     """PS3.18 Table 10.5.3-2 FailureReason takes the PS3.4 codes: the same fault, the same
     code, whichever protocol brought the instance."""
-    monkeypatch.setattr(FilesystemBlobStore, "put", raising(failure))
+    for write in ("put", "stage"):  # C-STORE puts; STOW-RS stages a batch, then publishes
+        monkeypatch.setattr(FilesystemBlobStore, write, raising(failure))
 
     response: Any = stow(client, [to_bytes(make_instance())])
     assert response.status_code == 503
