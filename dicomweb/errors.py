@@ -69,7 +69,7 @@ STATUS_BY_ERROR: dict[type[storage_errors.ArchiveError], int] = {
 def status_for(exc: storage_errors.ArchiveError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from storage import instance_json, normalize
 from storage.attributes import in_series_doc, in_study_doc
@@ -164,9 +164,9 @@ def _with_file_meta(source: BinaryIO, parsed: ParsedInstance) -> BinaryIO:
     what WADO-RS returns is a proper PS3.10 file; the data set bytes are kept as they are."""
     ds = parsed.dataset
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = str(ds.get("SOPClassUID", "") or "")
-    meta.MediaStorageSOPInstanceUID = str(ds.get("SOPInstanceUID", "") or "")
-    meta.TransferSyntaxUID = parsed.transfer_syntax
+    meta.MediaStorageSOPClassUID = UID(str(ds.get("SOPClassUID", "") or ""))
+    meta.MediaStorageSOPInstanceUID = UID(str(ds.get("SOPInstanceUID", "") or ""))
+    meta.TransferSyntaxUID = UID(parsed.transfer_syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     out = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115
     out.write(b"\x00" * 128 + b"DICM")
