@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.backends import MOTO, REDIS_URL, free_port, unavailable
+from tests.backends import MOTO, REDIS_URL, unavailable
+from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

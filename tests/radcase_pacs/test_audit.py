@@ -39,7 +39,7 @@ from storage.archive import Archive
 from storage.database.base import Database
 from storage.errors import BackendFailure, NotFound
 from storage.urls import open_database
-from tests.conftest import free_port, make_instance, multipart_body, stow, to_bytes
+from tests.factories import free_port, make_instance, multipart_body, stow, to_bytes
 
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
 

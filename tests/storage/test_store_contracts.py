@@ -41,7 +41,7 @@ from tests.backends import (
     redis_prefix,
     s3_bucket,
 )
-from tests.conftest import make_instance, to_bytes
+from tests.factories import make_instance, to_bytes
 
 MiB = 1024 * 1024
 

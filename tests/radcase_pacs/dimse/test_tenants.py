@@ -11,7 +11,7 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 
 from radcase_pacs.dimse.server import DimseServer
 from storage.archive import Archive
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 
 def _store(server: DimseServer, calling: str, ds: Dataset) -> int:
