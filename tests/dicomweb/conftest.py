@@ -1,6 +1,11 @@
-"""The DICOMweb suite runs over every backend combination of ``RADCASE_TEST_BACKENDS``
-(default: see tests/backends.py), so the embedded default and the production set-up answer
-every request the same way."""
+"""The DICOMweb suite's archive: the embedded default (SQLite, memory cache, folder), and, for
+tests marked ``backends``, each combination of ``RADCASE_TEST_BACKENDS`` (default: the
+embedded one and the production set-up, see tests/backends.py).
+
+A test is marked ``backends`` when what it checks passes through the stores: what STOW-RS
+keeps, what QIDO-RS finds, what WADO-RS reads back. HTTP semantics over the same stored bytes
+(caching, ranges, compression, negotiation, CORS) cannot differ between backends and run once.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,15 @@ from pathlib import Path
 import pytest
 
 from storage.archive import Archive
-from tests.backends import archive_for, backend_names
+from tests.backends import EMBEDDED, archive_for, backend_names
 
 
-@pytest.fixture(params=backend_names())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "archive" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("archive", backend_names(), indirect=True)
+
+
+@pytest.fixture
 def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
-    with archive_for(request.param, tmp_path) as store:
+    with archive_for(getattr(request, "param", EMBEDDED), tmp_path) as store:
         yield store

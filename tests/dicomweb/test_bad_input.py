@@ -27,7 +27,9 @@ from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.memory import MemoryCache
 from storage.index.sqlite import SqliteIndex
-from tests.conftest import CORPUS_DIR, make_instance, multipart_body, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, multipart_body, to_bytes
+
+pytestmark = pytest.mark.xdist_group("bad-input")  # its module-scoped archive is built once
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
