@@ -8,7 +8,7 @@ STAMP_TEST := $(VENV)/.installed-test
 OHIF := tests/ohif
 STAMP_OHIF := $(OHIF)/node_modules/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run test test-quick lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,19 @@ $(STAMP_OHIF): $(OHIF)/package.json $(OHIF)/package-lock.json | $(STAMP_TEST)
 run: $(STAMP_RUN)
 	$(BIN)/radcase-pacs serve
 
+# The whole suite on every core (pytest-xdist; tests kept together by xdist_group run in one
+# worker), after lint, format and strict typing of the library packages.
 test: $(STAMP_TEST) $(STAMP_OHIF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+# While working: the suite without the end-to-end and load tests (no DCMTK, Orthanc, browser or
+# server processes), on the embedded backends only. Not a substitute for `make test`.
+test-quick: $(STAMP_TEST)
+	RADCASE_TEST_BACKENDS=sqlite-memory-folder $(BIN)/python -m pytest -n auto --dist loadgroup \
+		-m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

@@ -22,7 +22,9 @@ from radcase_pacs.auth.policy import rule_for
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.routes import route_table
 from radcase_pacs.settings import Settings
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
+
+pytestmark = pytest.mark.xdist_group("authorization")  # its module-scoped archive is built once
 
 A, B = "default", "hospital-b"
 PASSWORD = "a long password"

@@ -23,7 +23,7 @@ from pynetdicom.sop_class import (
 
 from radcase_pacs.dimse.server import DimseServer, no_delay
 from storage.archive import Archive
-from tests.conftest import CORPUS_DIR, make_instance, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, to_bytes
 from tests.radcase_pacs.dimse.conftest import StoreScp, address, run
 
 
@@ -47,6 +47,7 @@ def study(archive: Archive) -> tuple[str, dict[str, list[str]]]:
     return study_uid, series
 
 
+@pytest.mark.e2e
 def test_movescu_of_a_study_delivers_every_instance_to_the_destination(
     start_dimse: Callable[..., DimseServer],
     storescp: StoreScp,
@@ -161,6 +162,7 @@ def test_a_compressed_instance_is_decompressed_for_a_receiver_of_uncompressed_da
     assert np.array_equal(received.pixel_array, original.pixel_array)
 
 
+@pytest.mark.e2e
 def test_a_move_of_a_compressed_instance_keeps_its_syntax_when_the_destination_takes_it(
     start_dimse: Callable[..., DimseServer], storescp: StoreScp, archive: Archive
 ) -> None:
