@@ -4,6 +4,7 @@ started with an environment, waited for until /healthz answers, stopped with SIG
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -78,8 +79,14 @@ def serve(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[
 
 def dcmtk(tool: str) -> str:
     """The path of a DCMTK tool; a missing DCMTK skips locally and fails under CI (CI installs
-    the dcmtk package, so its absence there is a broken run, not an optional extra)."""
-    path = shutil.which(tool)
+    the dcmtk package, so its absence there is a broken run, not an optional extra).
+
+    The interpreter's own scripts folder is left out of the search: pynetdicom installs apps
+    of the same names there (``storescu``, ``findscu``...), which an activated virtualenv puts
+    first on PATH."""
+    scripts = Path(sys.executable).parent.resolve()
+    search = [p for p in os.get_exec_path() if p and Path(p).resolve() != scripts]
+    path = shutil.which(tool, path=os.pathsep.join(search))
     if path is None:
         unavailable(f"DCMTK's {tool} is not installed (Debian package dcmtk)")
     return path

@@ -20,7 +20,8 @@ from storage.archive import Archive
 from tests.backends import MOTO
 from tests.factories import CORPUS_UNIQUE, make_instance, to_bytes
 
-GENERATED = 2000
+# Enough that the migration is still copying when it is killed (after 300 copies).
+GENERATED = 800
 MIGRATE = [sys.executable, "-m", "radcase_pacs", "migrate", "--no-progress"]
 
 
