@@ -1,4 +1,7 @@
-"""STOW-RS (PS3.18 §10.5): per-instance outcomes, status codes, idempotency."""
+"""STOW-RS (PS3.18 §10.5): per-instance outcomes, status codes, idempotency.
+
+Through the whole server (``client``), so that every outcome, refusals and partial stores
+included, is also held to the audit check of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ def _failures(response: object) -> list[int]:
     return [item["00081197"]["Value"][0] for item in body.get("00081198", {}).get("Value", [])]
 
 
-def test_all_instances_stored_is_200_with_a_retrieve_url_each(dicomweb_client: TestClient) -> None:
+def test_all_instances_stored_is_200_with_a_retrieve_url_each(client: TestClient) -> None:
     study = "1.2.826.0.1.3680043.8.498.20"
     datasets = [make_instance(study_uid=study, instance_number=n) for n in (1, 2)]
-    response = stow(dicomweb_client, [to_bytes(ds) for ds in datasets])
+    response = stow(client, [to_bytes(ds) for ds in datasets])
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(DICOM_JSON)
     body = response.json()
@@ -31,14 +34,14 @@ def test_all_instances_stored_is_200_with_a_retrieve_url_each(dicomweb_client: T
     urls = [item["00081190"]["Value"][0] for item in body["00081199"]["Value"]]
     for ds, url in zip(datasets, urls, strict=True):
         assert url.endswith(f"/instances/{ds.SOPInstanceUID}")
-        assert dicomweb_client.get(url.removeprefix("http://testserver")).status_code == 200
+        assert client.get(url.removeprefix("http://testserver")).status_code == 200
 
 
 def test_a_malformed_part_is_reported_while_the_good_ones_are_stored(
-    dicomweb_client: TestClient,
+    client: TestClient,
 ) -> None:
     good = make_instance()
-    response = stow(dicomweb_client, [b"this is not DICOM at all", to_bytes(good), b"\x00" * 10])
+    response = stow(client, [b"this is not DICOM at all", to_bytes(good), b"\x00" * 10])
     assert response.status_code == 202
     assert _failures(response) == [0xC000, 0xC000]
     stored = response.json()["00081199"]["Value"]
@@ -46,39 +49,37 @@ def test_a_malformed_part_is_reported_while_the_good_ones_are_stored(
     assert "Warning" in response.headers
 
 
-def test_nothing_stored_is_409(dicomweb_client: TestClient) -> None:
-    response = stow(dicomweb_client, [b"garbage"])
+def test_nothing_stored_is_409(client: TestClient) -> None:
+    response = stow(client, [b"garbage"])
     assert response.status_code == 409
     assert _failures(response) == [0xC000]
 
 
 def test_instance_of_another_study_than_the_url_is_refused_with_0xA900(
-    dicomweb_client: TestClient,
+    client: TestClient,
 ) -> None:
     ds = make_instance(study_uid="1.2.3.4")
     good = make_instance(study_uid="1.2.3.5")
-    response = stow(
-        dicomweb_client, [to_bytes(ds), to_bytes(good)], url="/dicomweb/studies/1.2.3.5"
-    )
+    response = stow(client, [to_bytes(ds), to_bytes(good)], url="/dicomweb/studies/1.2.3.5")
     assert response.status_code == 202
     assert _failures(response) == [0xA900]
     assert response.json()["00081198"]["Value"][0]["00081155"]["Value"] == [str(ds.SOPInstanceUID)]
 
 
 def test_storing_the_same_instance_twice_is_idempotent(
-    dicomweb_client: TestClient, archive: Archive
+    client: TestClient, archive: Archive
 ) -> None:
     data = to_bytes(make_instance())
-    assert stow(dicomweb_client, [data]).status_code == 200
-    again = stow(dicomweb_client, [data, data])
+    assert stow(client, [data]).status_code == 200
+    again = stow(client, [data, data])
     assert again.status_code == 200
     assert len(again.json()["00081199"]["Value"]) == 2
     assert len(list(archive.blobs.keys())) == 1
-    assert dicomweb_client.get("/dicomweb/instances").json().__len__() == 1
+    assert client.get("/dicomweb/instances").json().__len__() == 1
 
 
 def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first(
-    dicomweb_client: TestClient,
+    client: TestClient,
     archive: Archive,
 ) -> None:
     first = make_instance(sop_uid="1.2.3.99", patient_name="FIRST^COPY")
@@ -88,25 +89,25 @@ def test_same_sop_instance_uid_with_other_content_is_refused_and_keeps_the_first
         series_uid=first.SeriesInstanceUID,
         patient_name="SECOND^COPY",
     )
-    stow(dicomweb_client, [to_bytes(first)])
-    response = stow(dicomweb_client, [to_bytes(second)])
+    stow(client, [to_bytes(first)])
+    response = stow(client, [to_bytes(second)])
     assert response.status_code == 409
     assert _failures(response) == [0x0111]
     assert len(list(archive.blobs.keys())) == 1
-    (doc,) = dicomweb_client.get("/dicomweb/instances").json()
+    (doc,) = client.get("/dicomweb/instances").json()
     assert doc["00100010"]["Value"] == [{"Alphabetic": "FIRST^COPY"}]
 
 
-def test_series_uid_reused_in_another_study_is_refused(dicomweb_client: TestClient) -> None:
+def test_series_uid_reused_in_another_study_is_refused(client: TestClient) -> None:
     a = make_instance(study_uid="1.2.3.10", series_uid="1.2.3.11")
     b = make_instance(study_uid="1.2.3.12", series_uid="1.2.3.11")
-    stow(dicomweb_client, [to_bytes(a)])
-    response = stow(dicomweb_client, [to_bytes(b)])
+    stow(client, [to_bytes(a)])
+    response = stow(client, [to_bytes(b)])
     assert response.status_code == 409
     assert _failures(response) == [0xA900]
 
 
-def test_wrong_content_type_is_415(dicomweb_client: TestClient) -> None:
+def test_wrong_content_type_is_415(client: TestClient) -> None:
     data = to_bytes(make_instance())
     for content_type in (
         "application/dicom",
@@ -114,26 +115,26 @@ def test_wrong_content_type_is_415(dicomweb_client: TestClient) -> None:
         'multipart/related; type="application/dicom+json"; boundary=x',
         "multipart/related; type=application/dicom",
     ):
-        response = dicomweb_client.post(
+        response = client.post(
             "/dicomweb/studies", content=data, headers={"Content-Type": content_type}
         )
         assert response.status_code == 415, content_type
 
 
-def test_a_part_of_another_media_type_fails_alone(dicomweb_client: TestClient) -> None:
+def test_a_part_of_another_media_type_fails_alone(client: TestClient) -> None:
     body, content_type = multipart_body([to_bytes(make_instance())])
     body = body.replace(b"Content-Type: application/dicom", b"Content-Type: image/jpeg", 1)
-    response = dicomweb_client.post(
+    response = client.post(
         "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
     )
     assert response.status_code == 409
     assert _failures(response) == [0xC000]
 
 
-def test_boundary_may_be_quoted_or_not(dicomweb_client: TestClient) -> None:
+def test_boundary_may_be_quoted_or_not(client: TestClient) -> None:
     ds = make_instance()
     body, _ = multipart_body([to_bytes(ds)], boundary="a:b=c")
-    response = dicomweb_client.post(
+    response = client.post(
         "/dicomweb/studies",
         content=body,
         headers={"Content-Type": 'multipart/related; boundary="a:b=c"; type=application/dicom'},
@@ -142,28 +143,26 @@ def test_boundary_may_be_quoted_or_not(dicomweb_client: TestClient) -> None:
 
 
 def test_a_body_cut_inside_a_part_stores_the_complete_parts_only(
-    dicomweb_client: TestClient, archive: Archive
+    client: TestClient, archive: Archive
 ) -> None:
     first, second = make_instance(), make_instance()
     body, content_type = multipart_body([to_bytes(first), to_bytes(second)])
     cut = body[: body.index(to_bytes(second)) + 200]
-    response = dicomweb_client.post(
-        "/dicomweb/studies", content=cut, headers={"Content-Type": content_type}
-    )
+    response = client.post("/dicomweb/studies", content=cut, headers={"Content-Type": content_type})
     assert response.status_code == 202
     assert _failures(response) == [0xC000]
-    assert len(dicomweb_client.get("/dicomweb/instances").json()) == 1
+    assert len(client.get("/dicomweb/instances").json()) == 1
     assert len(list(archive.blobs.keys())) == 1
 
 
 def test_a_body_over_the_limit_is_413(settings: Settings, archive: Archive) -> None:
     body, content_type = multipart_body([to_bytes(make_instance())])
     small = settings.model_copy(update={"max_request_bytes": 100})
-    with TestClient(create_app(small, archive)) as dicomweb_client:
-        response = dicomweb_client.post(
+    with TestClient(create_app(small, archive)) as client:
+        response = client.post(
             "/dicomweb/studies", content=body, headers={"Content-Type": content_type}
         )
-        streamed = dicomweb_client.post(
+        streamed = client.post(
             "/dicomweb/studies", content=iter([body]), headers={"Content-Type": content_type}
         )
     assert response.status_code == 413
@@ -171,18 +170,18 @@ def test_a_body_over_the_limit_is_413(settings: Settings, archive: Archive) -> N
     assert "100 bytes" in streamed.text
 
 
-def test_an_empty_body_is_400(dicomweb_client: TestClient) -> None:
-    response = dicomweb_client.post(
+def test_an_empty_body_is_400(client: TestClient) -> None:
+    response = client.post(
         "/dicomweb/studies", content=b"", headers={"Content-Type": "multipart/related; boundary=x"}
     )
     assert response.status_code == 400
 
 
-def test_a_data_set_without_file_meta_is_stored_with_a_warning(dicomweb_client: TestClient) -> None:
+def test_a_data_set_without_file_meta_is_stored_with_a_warning(client: TestClient) -> None:
     ds = make_instance()
     bare = to_bytes(ds)
     dataset_only = bare[bare.index(b"\x08\x00") :]  # skip preamble and group 0002
-    response = stow(dicomweb_client, [dataset_only])
+    response = stow(client, [dataset_only])
     assert response.status_code == 202
     (stored,) = response.json()["00081199"]["Value"]
     assert stored["00081196"]["Value"] == [0xB000]
