@@ -57,7 +57,7 @@ def shared_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive
 @contextmanager
 def fresh_client(archive: Archive) -> Iterator[tuple[TestClient, Archive]]:
     """The DICOMweb app over a tenant no example used before: an empty archive for each
-    example, sharing the stores opened once for the test."""
+    example, sharing the stores opened once for the module."""
     view = archive.with_tenant(f"example{next(EXAMPLES)}")
     with TestClient(dicomweb_app(view)) as client:
         yield client, view
