@@ -29,8 +29,6 @@ from storage.cache.memory import MemoryCache
 from storage.index.sqlite import SqliteIndex
 from tests.factories import CORPUS_DIR, make_instance, multipart_body, to_bytes
 
-pytestmark = pytest.mark.xdist_group("bad-input")  # its module-scoped archive is built once
-
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
 INSTANCE = SERIES + "/instances/{instance}"

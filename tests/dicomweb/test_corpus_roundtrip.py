@@ -38,8 +38,6 @@ from tests.factories import (
     stow,
 )
 
-pytestmark = pytest.mark.xdist_group("corpus-roundtrip")  # its module-scoped archive is built once
-
 ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 

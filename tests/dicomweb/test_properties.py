@@ -25,8 +25,6 @@ from tests.factories import (
     to_bytes,
 )
 
-pytestmark = pytest.mark.xdist_group("properties")  # its module-scoped archive is built once
-
 ANY_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 

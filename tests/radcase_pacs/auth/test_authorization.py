@@ -24,8 +24,6 @@ from radcase_pacs.routes import route_table
 from radcase_pacs.settings import Settings
 from tests.factories import make_instance, multipart_body, to_bytes
 
-pytestmark = pytest.mark.xdist_group("authorization")  # its module-scoped archive is built once
-
 A, B = "default", "hospital-b"
 PASSWORD = "a long password"
 USER_ROLES = (Role.ADMIN, Role.EDUCATOR, Role.LEARNER)

@@ -191,7 +191,6 @@ def sent_by_storescu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentC
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("storescu-corpus")  # the corpus is sent once, by one worker
 @pytest.mark.parametrize("path", BY_STORESCU, ids=lambda p: p.name)
 def test_storescu_of_a_corpus_file_lands_as_the_same_dataset(
     path: Path, sent_by_storescu: SentCorpus
