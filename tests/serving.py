@@ -92,6 +92,14 @@ def dcmtk(tool: str) -> str:
     return path
 
 
+def dcmtk_environment() -> dict[str, str]:
+    """The environment for a DCMTK tool, with Nagle's algorithm off on its side (DCMTK leaves it
+    on unless TCP_NODELAY=1). With it on, each small DIMSE message waits for the peer's delayed
+    ACK (measured: 51 ms per C-STORE on one association, 6.5 ms with it off). The server turns
+    it off on its own side (radcase_pacs.dimse.server.no_delay)."""
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
 def run_conformance(dicomweb: str, out: Path, *args: str) -> tuple[str, str, int, list[dict]]:
     """``python -m conformance --dicomweb URL ARGS --json OUT`` in a process of its own, as an
     operator runs it: its stdout, then stdout and stderr together (for failure messages), its exit

@@ -26,7 +26,7 @@ from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from tests.factories import free_port
-from tests.serving import dcmtk
+from tests.serving import dcmtk, dcmtk_environment
 
 AE_TITLE = "RADCASE"
 # The DIMSE requests that must each be audited, by the message pynetdicom received.
@@ -41,7 +41,12 @@ DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp"
 
 def run(tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [dcmtk(tool), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [dcmtk(tool), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dcmtk_environment(),
     )
 
 
@@ -72,6 +77,7 @@ def storescp(tmp_path: Path) -> Iterator[StoreScp]:
     process = subprocess.Popen(
         # +xa accepts every transfer syntax; -uf names files by SOP Instance UID.
         [dcmtk("storescp"), "-aet", "DEST", "+xa", "-uf", "-od", str(folder), str(port)],
+        env=dcmtk_environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -39,7 +39,7 @@ from tests.radcase_pacs.dimse.conftest import (
     opened_audit_log,
     run,
 )
-from tests.serving import dcmtk
+from tests.serving import dcmtk, dcmtk_environment
 
 TRAILING_PADDING = 0xFFFCFFFC
 
@@ -179,6 +179,7 @@ def sent_by_storescu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentC
             args = ["-v", "-nh", "-R", flag, *address(server), *map(str, paths)]
             log = subprocess.run(
                 [dcmtk("storescu"), *args],
+                env=dcmtk_environment(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -379,6 +380,7 @@ def test_eight_concurrent_associations_lose_and_duplicate_nothing(
     senders = [
         subprocess.Popen(
             [dcmtk("storescu"), *address(dimse), "+sd", str(folder)],
+            env=dcmtk_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
