@@ -8,7 +8,7 @@ STAMP_TEST := $(VENV)/.installed-test
 OHIF := tests/ohif
 STAMP_OHIF := $(OHIF)/node_modules/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run test test-quick lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,20 @@ $(STAMP_OHIF): $(OHIF)/package.json $(OHIF)/package-lock.json | $(STAMP_TEST)
 run: $(STAMP_RUN)
 	$(BIN)/radcase-pacs serve
 
+# The whole suite on every core (pytest-xdist), after lint, format and strict typing of the
+# library packages. --dist loadfile keeps each test module in one worker, so that a module's
+# shared archive or server (module-scoped fixtures) is built once.
 test: $(STAMP_TEST) $(STAMP_OHIF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+
+# While working: the suite without the end-to-end and load tests (no DCMTK, Orthanc, browser or
+# server processes), on the embedded backends only. Not a substitute for `make test`.
+test-quick: $(STAMP_TEST)
+	RADCASE_TEST_BACKENDS=sqlite-memory-folder $(BIN)/python -m pytest -n auto --dist loadfile \
+		-m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

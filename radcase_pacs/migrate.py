@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import BinaryIO, cast
 
 from storage.archive import Archive
 from storage.errors import ArchiveError, InstanceRejected
@@ -117,7 +118,8 @@ def _copy(
             for chunk in src.stream(instance):
                 spool.write(chunk)
             spool.seek(0)
-            dst.ingest(spool)
+            # A binary file object, though typeshed types a spooled file as IO[bytes] only.
+            dst.ingest(cast(BinaryIO, spool))
         return "copied"
     except InstanceRejected as exc:
         return f"{instance.sop_uid}: refused by the target: {exc.reason}"

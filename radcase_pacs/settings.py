@@ -230,7 +230,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 
     class _Resolved(Settings):
         @classmethod
-        def settings_customise_sources(  # type: ignore[override]
+        def settings_customise_sources(
             cls,
             settings_cls: type[BaseSettings],
             init_settings: Any,

@@ -148,9 +148,9 @@ def _range_matcher(attribute: QueryAttribute, raw: str, low: _Norm, high: _Norm)
         raise InvalidQuery(attribute.keyword, f"{raw!r} is not a range")
     start = low(start_raw) if start_raw else None
     end = high(end_raw) if end_raw else None
-    for given, canonical in ((start_raw, start), (end_raw, end)):
-        if canonical is not None:
-            _check_temporal(attribute, given, canonical)
+    for given, bound in ((start_raw, start), (end_raw, end)):
+        if bound is not None:
+            _check_temporal(attribute, given, bound)
     if start and end and start > end:
         raise InvalidQuery(attribute.keyword, f"range {raw!r} ends before it starts")
     return Range(start, end)

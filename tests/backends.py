@@ -8,7 +8,12 @@ to run them. S3 is moto's standalone server on a free loopback port, spoken to o
 
 Combinations are named ``INDEX-CACHE-BLOBS``: index ``sqlite`` or ``postgres``, cache ``memory``
 or ``redis``, blobs ``folder`` or ``s3`` (e.g. ``postgres-redis-s3``). ``RADCASE_TEST_BACKENDS``
-lists the ones the archive fixture runs over (default ``sqlite-memory-folder``).
+lists the ones the DICOMweb tests marked ``backends`` run over (default: the embedded
+``sqlite-memory-folder`` and the production ``postgres-redis-s3``); every other test uses the
+embedded one. Each backend on its own is held to its role's contract in tests/storage.
+
+Everything here is per process (the moto server, the schema, prefix and bucket names), so
+test processes running side by side (pytest-xdist workers) never share one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -38,15 +42,16 @@ from storage.cache.memory import MemoryCache
 from storage.index.base import Index
 from storage.index.sqlite import SqliteIndex
 from storage.stores import Stores
+from tests.factories import free_port
 
 POSTGRES_URL = os.environ.get(
     "RADCASE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("RADCASE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_REGION = "us-east-1"
-# The combinations that matter: the embedded default, the production set-up, and each
-# production backend alone beside embedded ones (so a failure points at one backend).
-DEFAULT_BACKENDS = "sqlite-memory-folder,postgres-redis-s3,postgres-memory-folder,sqlite-redis-s3"
+# The combinations a deployment runs: the embedded default and the production set-up.
+EMBEDDED = "sqlite-memory-folder"
+DEFAULT_BACKENDS = f"{EMBEDDED},postgres-redis-s3"
 INDEXES = ("sqlite", "postgres")
 CACHES = ("memory", "redis")
 BLOB_STORES = ("folder", "s3")
@@ -61,12 +66,6 @@ def unavailable(reason: str) -> NoReturn:
     if under_ci():
         pytest.fail(f"{reason} (CI=true: every backend must be present)", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _token() -> str:

@@ -67,6 +67,7 @@ class MemoryCache:
         with self._lock:
             entry = self._entries.get(key)
             now = time.monotonic()
+            expires: float | None
             if entry is None or (entry[1] is not None and entry[1] < now):
                 count, expires = 1, now + ttl
                 if entry is not None:

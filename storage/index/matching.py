@@ -122,7 +122,7 @@ def _person_name(
 def wildcard_parts(pattern: str) -> list[str | None]:
     """Split a PS3.4 C.2.2.2.4 pattern into literal runs, None for '*' and ONE for '?'."""
     parts: list[str | None] = []
-    literal = []
+    literal: list[str] = []
     for char in pattern:
         if char in "*?":
             if literal:

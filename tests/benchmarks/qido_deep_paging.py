@@ -28,7 +28,7 @@ from storage.query import Query, condition
 from storage.stores import Stores
 from storage.urls import open_index
 from tests.backends import postgres_schema
-from tests.conftest import make_instance, to_bytes
+from tests.factories import make_instance, to_bytes
 
 PAGE = 100
 COPIED = (

@@ -15,12 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conformance import orthanc
 from conformance.bench import figures
 from conformance.bench.__main__ import _ratio
 from conformance.bench.client import percentile
 from tests.backends import unavailable
-from tests.conftest import free_port
+from tests.factories import free_port
 from tests.serving import ROOT, dcmtk, serve
 
 
@@ -39,6 +41,8 @@ def test_the_ratio_says_how_many_times_better_the_first_server_is() -> None:
     assert _ratio(figures.STOW, None, 1.0) == "n/a"
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_one_round_side_by_side_with_orthanc(tmp_path: Path) -> None:
     problem = orthanc.problem()
     if problem:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from conformance import orthanc
 from tests.backends import unavailable
@@ -66,6 +67,7 @@ def test_the_record_is_consistent() -> None:
     assert all(reason.strip() for reason in data["reasons"].values())
 
 
+@pytest.mark.e2e
 def test_orthanc_passes_and_fails_the_recorded_checks() -> None:
     require_orthanc()
     with tempfile.TemporaryDirectory(prefix="conformance-orthanc-") as folder:
@@ -99,6 +101,7 @@ def test_orthanc_passes_and_fails_the_recorded_checks() -> None:
     ), last
 
 
+@pytest.mark.e2e
 def test_launcher_command_line_runs_until_sigterm(tmp_path: Path) -> None:
     """``python -m conformance.orthanc`` prints the arguments of ``python -m conformance``,
     serves until SIGTERM, then stops Orthanc; its configuration stays in the work folder."""

@@ -19,8 +19,10 @@ from tests.backends import (  # noqa: F401  (fixtures, asked for by name)
     s3_bucket_name,
     s3_server,
 )
-from tests.conftest import free_port
+from tests.factories import free_port
 from tests.serving import dcmtk, production_environment, run_conformance, serve
+
+pytestmark = pytest.mark.e2e
 
 AE_TITLE = "RADCASE"
 ORIGIN = "https://viewer.example"

@@ -38,7 +38,7 @@ from pydicom.pixels import (
 )
 from starlette.testclient import TestClient
 
-from tests.conftest import stow, to_bytes
+from tests.factories import stow, to_bytes
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 

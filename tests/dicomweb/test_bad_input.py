@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from dicomweb.app import routes
 from radcase_pacs.settings import Settings
 from tests.apps import served
-from tests.conftest import CORPUS_DIR, make_instance, multipart_body, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, multipart_body, to_bytes
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"

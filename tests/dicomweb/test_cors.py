@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 
 
-def test_preflight_allows_authorization_and_is_cached_for_a_day(client: TestClient) -> None:
-    response = client.options(
+def test_preflight_allows_authorization_and_is_cached_for_a_day(
+    dicomweb_client: TestClient,
+) -> None:
+    response = dicomweb_client.options(
         "/dicomweb/studies",
         headers={
             "Origin": "https://viewer.example",
@@ -22,10 +24,10 @@ def test_preflight_allows_authorization_and_is_cached_for_a_day(client: TestClie
     assert "GET" in response.headers["access-control-allow-methods"]
 
 
-def test_responses_expose_the_headers_viewers_read(client: TestClient) -> None:
+def test_responses_expose_the_headers_viewers_read(dicomweb_client: TestClient) -> None:
     ds = make_instance()
-    stow(client, [to_bytes(ds)])
-    response = client.get(
+    stow(dicomweb_client, [to_bytes(ds)])
+    response = dicomweb_client.get(
         f"/dicomweb/studies/{ds.StudyInstanceUID}/metadata",
         headers={"Origin": "https://viewer.example"},
     )

@@ -31,7 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from tests.conftest import CORPUS_DIR, make_instance
+from tests.factories import CORPUS_DIR, make_instance
+
+pytestmark = pytest.mark.backends
 
 CORPUS_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm")
 ANY_SYNTAX = (("application/dicom", "*"),)

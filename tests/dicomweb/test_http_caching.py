@@ -1,4 +1,4 @@
-"""HTTP caching, compression and byte ranges through the full app (RFC 9110 §8.8, §12.5.3,
+"""HTTP caching, compression and byte ranges through the DICOMweb app (RFC 9110 §8.8, §12.5.3,
 §13, §14, §15.4.5).
 
 One small archive per test: a study with a three-frame native instance and a second instance
@@ -28,8 +28,8 @@ from dicomweb.compression import GzipJsonMiddleware, gzip_quality, merge_vary
 from dicomweb.httpcache import EntityTag, parse_if_none_match
 from dicomweb.ranges import ByteRange, parse_range
 from storage.archive import Archive
-from tests.conftest import CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
+from tests.factories import CORPUS_DIR, make_instance, stow, to_bytes
 
 ANY_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 BARE_DICOM = "application/dicom; transfer-syntax=*"
@@ -78,7 +78,7 @@ class Stored:
 
 
 @pytest.fixture
-def stored(client: TestClient) -> Stored:
+def stored(dicomweb_client: TestClient) -> Stored:
     study, series, other = generate_uid(), generate_uid(), generate_uid()
     first = make_instance(
         study_uid=study, series_uid=series, rows=ROWS, columns=COLUMNS, frames=FRAMES
@@ -86,7 +86,9 @@ def stored(client: TestClient) -> Stored:
     second = make_instance(study_uid=study, series_uid=series, instance_number=2)
     third = make_instance(study_uid=study, series_uid=other, series_number=2)
     overlay_bytes = (CORPUS_DIR / "examples_overlay.dcm").read_bytes()
-    response = stow(client, [to_bytes(first), to_bytes(second), to_bytes(third), overlay_bytes])
+    response = stow(
+        dicomweb_client, [to_bytes(first), to_bytes(second), to_bytes(third), overlay_bytes]
+    )
     assert response.status_code == 200, response.text  # type: ignore[attr-defined]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -103,7 +105,7 @@ def stored(client: TestClient) -> Stored:
 
 
 def fetch(
-    client: TestClient,
+    dicomweb_client: TestClient,
     url: str,
     *,
     encoding: str | None = None,
@@ -112,13 +114,13 @@ def fetch(
 ) -> tuple[httpx.Response, bytes]:
     """One request with exactly the Accept-Encoding given (None: no such header at all), and
     the body as it came over the wire (the response's ``content`` is decoded)."""
-    request = client.build_request(
+    request = dicomweb_client.build_request(
         method, url, headers={k.replace("_", "-"): v for k, v in headers.items()}
     )
     del request.headers["accept-encoding"]
     if encoding is not None:
         request.headers["accept-encoding"] = encoding
-    response = client.send(request, stream=True)
+    response = dicomweb_client.send(request, stream=True)
     try:
         raw = b"".join(response.iter_raw())
     finally:
@@ -161,54 +163,58 @@ RESOURCES = {
 
 @pytest.mark.parametrize("name", RESOURCES)
 def test_if_none_match_with_the_etag_just_received_is_304_without_a_body(
-    client: TestClient, stored: Stored, name: str
+    dicomweb_client: TestClient, stored: Stored, name: str
 ) -> None:
     resource = RESOURCES[name]
     url = resource.url(stored)
-    first = client.get(url, headers={"Accept": resource.accept})
+    first = dicomweb_client.get(url, headers={"Accept": resource.accept})
     assert first.status_code == 200, first.text
     etag = first.headers["etag"]
-    again = client.get(url, headers={"Accept": resource.accept, "If-None-Match": etag})
+    again = dicomweb_client.get(url, headers={"Accept": resource.accept, "If-None-Match": etag})
     assert again.status_code == 304
     assert again.content == b""
     # RFC 9110 §15.4.5: the 304 carries the validators and caching fields of the 200.
     for field in ("etag", "cache-control", "vary"):
         assert again.headers[field] == first.headers[field], field
     assert "content-type" not in again.headers
-    listed = client.get(
+    listed = dicomweb_client.get(
         url, headers={"Accept": resource.accept, "If-None-Match": f'"other", {etag}, "more"'}
     )
     assert listed.status_code == 304
-    star = client.get(url, headers={"Accept": resource.accept, "If-None-Match": "*"})
+    star = dicomweb_client.get(url, headers={"Accept": resource.accept, "If-None-Match": "*"})
     assert star.status_code == 304
-    other = client.get(url, headers={"Accept": resource.accept, "If-None-Match": '"other"'})
+    other = dicomweb_client.get(
+        url, headers={"Accept": resource.accept, "If-None-Match": '"other"'}
+    )
     assert other.status_code == 200
     assert other.headers["etag"] == etag
 
 
 @pytest.mark.parametrize("name", RESOURCES)
 def test_cache_control_says_whether_the_resource_can_change(
-    client: TestClient, stored: Stored, name: str
+    dicomweb_client: TestClient, stored: Stored, name: str
 ) -> None:
     resource = RESOURCES[name]
-    response = client.get(resource.url(stored), headers={"Accept": resource.accept})
+    response = dicomweb_client.get(resource.url(stored), headers={"Accept": resource.accept})
     assert response.headers["cache-control"] == resource.cache_control
     assert "Accept" in [v.strip() for v in response.headers["vary"].split(",")]
 
 
-def test_if_none_match_compares_weakly(client: TestClient, stored: Stored) -> None:
+def test_if_none_match_compares_weakly(dicomweb_client: TestClient, stored: Stored) -> None:
     url = stored.series_url + "/metadata"
-    etag = client.get(url).headers["etag"]
+    etag = dicomweb_client.get(url).headers["etag"]
     assert not etag.startswith("W/")
-    assert client.get(url, headers={"If-None-Match": "W/" + etag}).status_code == 304
+    assert dicomweb_client.get(url, headers={"If-None-Match": "W/" + etag}).status_code == 304
 
 
 def test_multipart_bodies_have_weak_tags_and_bare_bodies_strong_ones(
-    client: TestClient, stored: Stored
+    dicomweb_client: TestClient, stored: Stored
 ) -> None:
     """A multipart body gets a fresh boundary each time: same parts, other bytes."""
-    multipart = client.get(stored.instance_url, headers={"Accept": ANY_DICOM}).headers["etag"]
-    bare = client.get(stored.instance_url, headers={"Accept": BARE_DICOM}).headers["etag"]
+    multipart = dicomweb_client.get(stored.instance_url, headers={"Accept": ANY_DICOM}).headers[
+        "etag"
+    ]
+    bare = dicomweb_client.get(stored.instance_url, headers={"Accept": BARE_DICOM}).headers["etag"]
     assert multipart.startswith('W/"')
     assert bare.startswith('"')
 
@@ -216,7 +222,7 @@ def test_multipart_bodies_have_weak_tags_and_bare_bodies_strong_ones(
 # -- validators follow the content ------------------------------------------------------------
 
 
-def _tags(client: TestClient, stored: Stored) -> dict[str, str]:
+def _tags(dicomweb_client: TestClient, stored: Stored) -> dict[str, str]:
     urls = {
         "study metadata": (stored.study_url + "/metadata", JSON),
         "series metadata": (stored.series_url + "/metadata", JSON),
@@ -229,7 +235,7 @@ def _tags(client: TestClient, stored: Stored) -> dict[str, str]:
     }
     tags = {}
     for name, (url, accept) in urls.items():
-        response = client.get(url, headers={"Accept": accept})
+        response = dicomweb_client.get(url, headers={"Accept": accept})
         assert response.status_code == 200, (name, response.text)
         tags[name] = response.headers["etag"]
     return tags
@@ -239,49 +245,54 @@ CHANGED = ("study metadata", "series metadata", "study", "series", "search")
 UNCHANGED = ("untouched series", "untouched instance", "untouched instance metadata")
 
 
+@pytest.mark.backends  # the tags follow the index's version of a study and series
 def test_a_new_instance_in_the_series_changes_the_study_and_series_tags(
-    client: TestClient, stored: Stored
+    dicomweb_client: TestClient, stored: Stored
 ) -> None:
-    before = _tags(client, stored)
-    assert _tags(client, stored) == before  # stable while nothing changes
+    before = _tags(dicomweb_client, stored)
+    assert _tags(dicomweb_client, stored) == before  # stable while nothing changes
     new = make_instance(study_uid=stored.study, series_uid=stored.series, instance_number=3)
-    assert stow(client, [to_bytes(new)]).status_code == 200  # type: ignore[attr-defined]
-    after = _tags(client, stored)
+    assert stow(dicomweb_client, [to_bytes(new)]).status_code == 200  # type: ignore[attr-defined]
+    after = _tags(dicomweb_client, stored)
     for name in CHANGED:
         assert after[name] != before[name], name
     for name in UNCHANGED:
         assert after[name] == before[name], name
-    stale = client.get(
+    stale = dicomweb_client.get(
         stored.series_url + "/metadata", headers={"If-None-Match": before["series metadata"]}
     )
     assert stale.status_code == 200
     assert len(stale.json()) == 3
 
 
+@pytest.mark.backends
 def test_a_deleted_instance_changes_the_study_and_series_tags(
-    client: TestClient, stored: Stored
+    dicomweb_client: TestClient, stored: Stored
 ) -> None:
-    before = _tags(client, stored)
-    assert client.delete(f"{stored.series_url}/instances/{stored.second_sop}").status_code == 204
-    after = _tags(client, stored)
+    before = _tags(dicomweb_client, stored)
+    assert (
+        dicomweb_client.delete(f"{stored.series_url}/instances/{stored.second_sop}").status_code
+        == 204
+    )
+    after = _tags(dicomweb_client, stored)
     for name in CHANGED:
         assert after[name] != before[name], name
     for name in UNCHANGED:
         assert after[name] == before[name], name
-    response = client.get(
+    response = dicomweb_client.get(
         stored.study_url, headers={"Accept": ANY_DICOM, "If-None-Match": before["study"]}
     )
     assert response.status_code == 200
     assert len(split_multipart(response)) == 2  # the overlay example is a study of its own
 
 
-def _etag(client: TestClient, url: str, accept: str) -> str:
-    response = client.get(url, headers={"Accept": accept})
+def _etag(dicomweb_client: TestClient, url: str, accept: str) -> str:
+    response = dicomweb_client.get(url, headers={"Accept": accept})
     assert response.status_code == 200, response.text
     return response.headers["etag"]
 
 
-def test_each_representation_has_its_own_tag(client: TestClient, stored: Stored) -> None:
+def test_each_representation_has_its_own_tag(dicomweb_client: TestClient, stored: Stored) -> None:
     frame = stored.instance_url + "/frames/1"
     pairs = [
         (stored.instance_url, ANY_DICOM, BARE_DICOM),
@@ -289,13 +300,15 @@ def test_each_representation_has_its_own_tag(client: TestClient, stored: Stored)
         (stored.overlay_url, OCTET, f"multipart/related; type={OCTET}"),
     ]
     for url, one, other in pairs:
-        assert _etag(client, url, one) != _etag(client, url, other), url
-        assert _etag(client, url, one) == _etag(client, url, one), url
+        assert _etag(dicomweb_client, url, one) != _etag(dicomweb_client, url, other), url
+        assert _etag(dicomweb_client, url, one) == _etag(dicomweb_client, url, one), url
 
 
-def test_a_transcoded_instance_has_another_tag_than_the_stored_bytes(client: TestClient) -> None:
+def test_a_transcoded_instance_has_another_tag_than_the_stored_bytes(
+    dicomweb_client: TestClient,
+) -> None:
     data = (CORPUS_DIR / "JPEG2000.dcm").read_bytes()
-    assert stow(client, [data]).status_code == 200  # type: ignore[attr-defined]
+    assert stow(dicomweb_client, [data]).status_code == 200  # type: ignore[attr-defined]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -304,16 +317,16 @@ def test_a_transcoded_instance_has_another_tag_than_the_stored_bytes(client: Tes
         f"/instances/{ds.SOPInstanceUID}"
     )
     transcoded = f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}'
-    assert _etag(client, url, ANY_DICOM) != _etag(client, url, transcoded)
+    assert _etag(dicomweb_client, url, ANY_DICOM) != _etag(dicomweb_client, url, transcoded)
 
 
 def test_the_tag_of_a_multipart_body_follows_the_public_root(
-    client: TestClient, stored: Stored
+    dicomweb_client: TestClient, stored: Stored
 ) -> None:
     """Each part's Content-Location (and each BulkDataURI) carries the public root."""
     for url, accept in ((stored.series_url, ANY_DICOM), (stored.series_url + "/metadata", JSON)):
-        direct = client.get(url, headers={"Accept": accept}).headers["etag"]
-        proxied = client.get(
+        direct = dicomweb_client.get(url, headers={"Accept": accept}).headers["etag"]
+        proxied = dicomweb_client.get(
             url, headers={"Accept": accept, "X-Forwarded-Host": "pacs.example"}
         ).headers["etag"]
         assert direct != proxied
@@ -331,11 +344,11 @@ def _json_urls(stored: Stored) -> list[str]:
     ["gzip", "GZIP", "x-gzip", "gzip, deflate", "*", "deflate, gzip;q=0.8", "gzip;q=0.1"],
 )
 def test_json_is_gzipped_when_the_client_accepts_gzip(
-    client: TestClient, stored: Stored, encoding: str
+    dicomweb_client: TestClient, stored: Stored, encoding: str
 ) -> None:
     for url in _json_urls(stored):
-        identity, identity_raw = fetch(client, url, encoding=None)
-        zipped, zipped_raw = fetch(client, url, encoding=encoding)
+        identity, identity_raw = fetch(dicomweb_client, url, encoding=None)
+        zipped, zipped_raw = fetch(dicomweb_client, url, encoding=encoding)
         assert zipped.status_code == 200
         assert zipped.headers["content-encoding"] == "gzip"
         assert gzip.decompress(zipped_raw) == identity_raw
@@ -361,10 +374,10 @@ def test_json_is_gzipped_when_the_client_accepts_gzip(
     ],
 )
 def test_json_is_not_gzipped_when_the_client_does_not_accept_or_prefer_it(
-    client: TestClient, stored: Stored, encoding: str | None
+    dicomweb_client: TestClient, stored: Stored, encoding: str | None
 ) -> None:
     for url in _json_urls(stored):
-        response, raw = fetch(client, url, encoding=encoding)
+        response, raw = fetch(dicomweb_client, url, encoding=encoding)
         assert response.status_code == 200
         assert "content-encoding" not in response.headers
         assert raw.startswith(b"[{")
@@ -372,17 +385,19 @@ def test_json_is_not_gzipped_when_the_client_does_not_accept_or_prefer_it(
         assert not response.headers["etag"].endswith('-gzip"')
 
 
-def test_if_none_match_works_for_the_gzipped_copy(client: TestClient, stored: Stored) -> None:
+def test_if_none_match_works_for_the_gzipped_copy(
+    dicomweb_client: TestClient, stored: Stored
+) -> None:
     url = stored.series_url + "/metadata"
-    zipped, _ = fetch(client, url, encoding="gzip")
+    zipped, _ = fetch(dicomweb_client, url, encoding="gzip")
     tag = zipped.headers["etag"]
     assert tag.endswith('-gzip"')
-    again, raw = fetch(client, url, encoding="gzip", If_None_Match=tag)
+    again, raw = fetch(dicomweb_client, url, encoding="gzip", If_None_Match=tag)
     assert again.status_code == 304
     assert again.headers["etag"] == tag
     assert raw == b""
     # A client that no longer accepts gzip cannot use the gzipped copy: full identity body.
-    plain, raw = fetch(client, url, encoding="identity", If_None_Match=tag)
+    plain, raw = fetch(dicomweb_client, url, encoding="identity", If_None_Match=tag)
     assert plain.status_code == 200
     assert raw.startswith(b"[{")
     assert plain.headers["etag"] == tag.removesuffix('-gzip"') + '"'
@@ -401,10 +416,12 @@ def test_if_none_match_works_for_the_gzipped_copy(client: TestClient, stored: St
     ],
 )
 def test_dicom_frames_and_bulk_data_are_never_gzipped(
-    client: TestClient, stored: Stored, name: str
+    dicomweb_client: TestClient, stored: Stored, name: str
 ) -> None:
     resource = RESOURCES[name]
-    response, _ = fetch(client, resource.url(stored), encoding="gzip", Accept=resource.accept)
+    response, _ = fetch(
+        dicomweb_client, resource.url(stored), encoding="gzip", Accept=resource.accept
+    )
     assert response.status_code == 200
     assert "content-encoding" not in response.headers
     assert "Accept-Encoding" not in response.headers.get("vary", "")
@@ -412,22 +429,24 @@ def test_dicom_frames_and_bulk_data_are_never_gzipped(
 
 @pytest.mark.parametrize("encoding", [None, "gzip"])
 def test_head_carries_the_fields_of_get(
-    client: TestClient, stored: Stored, encoding: str | None
+    dicomweb_client: TestClient, stored: Stored, encoding: str | None
 ) -> None:
     url = stored.study_url + "/metadata"
-    get, _ = fetch(client, url, encoding=encoding)
-    head, raw = fetch(client, url, encoding=encoding, method="HEAD")
+    get, _ = fetch(dicomweb_client, url, encoding=encoding)
+    head, raw = fetch(dicomweb_client, url, encoding=encoding, method="HEAD")
     assert head.status_code == 200
     assert raw == b""
     for name in ("content-length", "content-encoding", "etag", "vary", "cache-control"):
         assert head.headers.get(name) == get.headers.get(name), name
 
 
-def test_small_json_and_errors_go_out_as_they_are(client: TestClient, stored: Stored) -> None:
-    empty, raw = fetch(client, "/dicomweb/studies?PatientID=nobody", encoding="gzip")
+def test_small_json_and_errors_go_out_as_they_are(
+    dicomweb_client: TestClient, stored: Stored
+) -> None:
+    empty, raw = fetch(dicomweb_client, "/dicomweb/studies?PatientID=nobody", encoding="gzip")
     assert raw == b"[]"
     assert "content-encoding" not in empty.headers
-    error, raw = fetch(client, "/dicomweb/studies?limit=x", encoding="gzip")
+    error, raw = fetch(dicomweb_client, "/dicomweb/studies?limit=x", encoding="gzip")
     assert error.status_code == 400
     assert "content-encoding" not in error.headers
     assert b"limit" in raw
@@ -464,15 +483,16 @@ def _ct_slice(study: str, series: str, number: int) -> bytes:
     return to_bytes(ds)
 
 
+@pytest.mark.slow
 def test_metadata_of_a_500_slice_series_shrinks_at_least_eightfold(
-    client: TestClient, archive: Archive
+    dicomweb_client: TestClient, archive: Archive
 ) -> None:
     study, series = generate_uid(), generate_uid()
     for number in range(1, 501):
         archive.ingest(io.BytesIO(_ct_slice(study, series, number)))
     url = f"/dicomweb/studies/{study}/series/{series}/metadata"
-    identity, identity_raw = fetch(client, url, encoding=None)
-    _, zipped_raw = fetch(client, url, encoding="gzip, deflate, br")
+    identity, identity_raw = fetch(dicomweb_client, url, encoding=None)
+    _, zipped_raw = fetch(dicomweb_client, url, encoding="gzip, deflate, br")
     assert identity.status_code == 200
     assert len(json.loads(identity_raw)) == 500
     assert gzip.decompress(zipped_raw) == identity_raw
@@ -486,8 +506,10 @@ def test_metadata_of_a_500_slice_series_shrinks_at_least_eightfold(
 # -- byte ranges --------------------------------------------------------------------------------
 
 
-def _range(client: TestClient, url: str, value: str | bytes, **headers: str) -> httpx.Response:
-    return client.get(url, headers={"Accept": OCTET, "Range": value, **headers})  # type: ignore[dict-item]
+def _range(
+    dicomweb_client: TestClient, url: str, value: str | bytes, **headers: str
+) -> httpx.Response:
+    return dicomweb_client.get(url, headers={"Accept": OCTET, "Range": value, **headers})  # type: ignore[dict-item]
 
 
 @pytest.mark.parametrize(
@@ -505,12 +527,12 @@ def _range(client: TestClient, url: str, value: str | bytes, **headers: str) -> 
     ],
 )
 def test_one_satisfiable_range_is_206_with_exactly_those_bytes(
-    client: TestClient, stored: Stored, header: str, expected: slice
+    dicomweb_client: TestClient, stored: Stored, header: str, expected: slice
 ) -> None:
     value = stored.overlay_value
-    whole = client.get(stored.overlay_url, headers={"Accept": OCTET})
+    whole = dicomweb_client.get(stored.overlay_url, headers={"Accept": OCTET})
     assert whole.headers["accept-ranges"] == "bytes"
-    response = _range(client, stored.overlay_url, header)
+    response = _range(dicomweb_client, stored.overlay_url, header)
     assert response.status_code == 206
     part = value[expected]
     assert response.content == part
@@ -528,10 +550,10 @@ def test_one_satisfiable_range_is_206_with_exactly_those_bytes(
     "header", ["bytes=18150-", "bytes=18150-18160", "bytes=-0", "bytes=99999999999999999999999-"]
 )
 def test_a_range_past_the_end_is_416_with_the_length(
-    client: TestClient, stored: Stored, header: str
+    dicomweb_client: TestClient, stored: Stored, header: str
 ) -> None:
     assert len(stored.overlay_value) == 18150
-    response = _range(client, stored.overlay_url, header)
+    response = _range(dicomweb_client, stored.overlay_url, header)
     assert response.status_code == 416
     assert response.headers["content-range"] == "bytes */18150"
     assert "18150 bytes" in response.text
@@ -553,51 +575,57 @@ def test_a_range_past_the_end_is_416_with_the_length(
     ],
 )
 def test_a_range_we_do_not_serve_is_ignored_and_the_whole_body_sent(
-    client: TestClient, stored: Stored, header: str | bytes
+    dicomweb_client: TestClient, stored: Stored, header: str | bytes
 ) -> None:
-    response = _range(client, stored.overlay_url, header)
+    response = _range(dicomweb_client, stored.overlay_url, header)
     assert response.status_code == 200
     assert response.content == stored.overlay_value
     assert "content-range" not in response.headers
 
 
 def test_if_range_applies_the_range_only_to_the_same_representation(
-    client: TestClient, stored: Stored
+    dicomweb_client: TestClient, stored: Stored
 ) -> None:
-    etag = client.get(stored.overlay_url, headers={"Accept": OCTET}).headers["etag"]
+    etag = dicomweb_client.get(stored.overlay_url, headers={"Accept": OCTET}).headers["etag"]
     value = stored.overlay_value
-    same = _range(client, stored.overlay_url, "bytes=0-3", If_Range=etag)
+    same = _range(dicomweb_client, stored.overlay_url, "bytes=0-3", If_Range=etag)
     assert same.status_code == 206
     assert same.content == value[:4]
     for validator in ('"other"', "W/" + etag, "Tue, 15 Nov 1994 08:12:31 GMT", "garbage"):
-        response = _range(client, stored.overlay_url, "bytes=0-3", **{"If-Range": validator})
+        response = _range(
+            dicomweb_client, stored.overlay_url, "bytes=0-3", **{"If-Range": validator}
+        )
         assert response.status_code == 200, validator
         assert response.content == value
 
 
-def test_if_none_match_is_evaluated_before_range(client: TestClient, stored: Stored) -> None:
-    etag = client.get(stored.overlay_url, headers={"Accept": OCTET}).headers["etag"]
-    response = _range(client, stored.overlay_url, "bytes=0-3", **{"If-None-Match": etag})
+def test_if_none_match_is_evaluated_before_range(
+    dicomweb_client: TestClient, stored: Stored
+) -> None:
+    etag = dicomweb_client.get(stored.overlay_url, headers={"Accept": OCTET}).headers["etag"]
+    response = _range(dicomweb_client, stored.overlay_url, "bytes=0-3", **{"If-None-Match": etag})
     assert response.status_code == 304
 
 
-def test_head_ignores_range(client: TestClient, stored: Stored) -> None:
-    response = client.head(stored.overlay_url, headers={"Accept": OCTET, "Range": "bytes=0-3"})
+def test_head_ignores_range(dicomweb_client: TestClient, stored: Stored) -> None:
+    response = dicomweb_client.head(
+        stored.overlay_url, headers={"Accept": OCTET, "Range": "bytes=0-3"}
+    )
     assert response.status_code == 200
     assert response.headers["content-length"] == str(len(stored.overlay_value))
 
 
-def test_a_bare_native_frame_can_be_ranged_too(client: TestClient, stored: Stored) -> None:
+def test_a_bare_native_frame_can_be_ranged_too(dicomweb_client: TestClient, stored: Stored) -> None:
     url = stored.instance_url + "/frames/2"
-    response = _range(client, url, "bytes=4-7")
+    response = _range(dicomweb_client, url, "bytes=4-7")
     assert response.status_code == 206
     assert response.content == stored.pixel_data[FRAME_SIZE + 4 : FRAME_SIZE + 8]
     assert response.headers["content-range"] == f"bytes 4-7/{FRAME_SIZE}"
 
 
-def test_multipart_bodies_are_not_ranged(client: TestClient, stored: Stored) -> None:
+def test_multipart_bodies_are_not_ranged(dicomweb_client: TestClient, stored: Stored) -> None:
     url = stored.instance_url + "/frames/1,2"
-    response = client.get(url, headers={"Accept": OHIF_FRAMES, "Range": "bytes=0-3"})
+    response = dicomweb_client.get(url, headers={"Accept": OHIF_FRAMES, "Range": "bytes=0-3"})
     assert response.status_code == 200
     assert "accept-ranges" not in response.headers
     assert [p.body for p in split_multipart(response)] == [

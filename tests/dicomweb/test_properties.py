@@ -3,34 +3,30 @@ broken, produces a 5xx or a partial instance."""
 
 from __future__ import annotations
 
-import tempfile
-import warnings
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pydicom
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from radcase_pacs.settings import Settings
-from storage.blobs.filesystem import FilesystemBlobStore
-from storage.cache.memory import MemoryCache
-from storage.index.sqlite import SqliteIndex
+from storage.archive import Archive
 from storage.stores import Stores
-from tests.apps import served
-from tests.conftest import CORPUS_UNIQUE, make_instance, multipart_body, to_bytes
+from tests.backends import EMBEDDED, stores_for
 from tests.dicomweb.multipart_util import split_multipart
+from tests.factories import (
+    CORPUS_UNIQUE,
+    corpus_uids,
+    dicomweb_app,
+    make_instance,
+    multipart_body,
+    to_bytes,
+)
 
 ANY_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-
-
-def _identity(path: Path) -> tuple[str, str, str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
 
 
 def _consistent(paths: list[Path]) -> list[Path]:
@@ -39,28 +35,31 @@ def _consistent(paths: list[Path]) -> list[Path]:
     owner: dict[str, str] = {}
     kept = []
     for path in paths:
-        study, series, _ = _identity(path)
+        study, series, _ = corpus_uids(path)
         if owner.setdefault(series, study) == study:
             kept.append(path)
     return kept
 
 
 POOL = _consistent(CORPUS_UNIQUE)
-IDENTITY = {path: _identity(path) for path in POOL}
+IDENTITY = {path: corpus_uids(path) for path in POOL}
+EXAMPLES = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def shared_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    """One set of stores for the module's examples, each in a tenant of its own."""
+    with stores_for(EMBEDDED, tmp_path_factory.mktemp("properties")) as opened:
+        yield opened
 
 
 @contextmanager
-def fresh_client() -> Iterator[tuple[TestClient, FilesystemBlobStore]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        blobs = FilesystemBlobStore(root / "b")
-        stores = Stores(SqliteIndex(root / "i.sqlite3"), blobs, MemoryCache())
-        stores.open()
-        try:
-            with served(Settings(data_dir=root), stores=stores) as client:
-                yield client, blobs
-        finally:
-            stores.close()
+def fresh_client(stores: Stores) -> Iterator[tuple[TestClient, Archive]]:
+    """The DICOMweb app over a tenant no example used before: an empty archive for each
+    example, sharing the stores opened once for the module."""
+    view = Archive(stores, tenant=f"example{next(EXAMPLES)}")
+    with TestClient(dicomweb_app(view)) as client:
+        yield client, view
 
 
 def _post(client: TestClient, body: bytes, content_type: str) -> int:
@@ -73,10 +72,10 @@ def _post(client: TestClient, body: bytes, content_type: str) -> int:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(POOL), min_size=1, max_size=25, unique=True), st.randoms())
 def test_query_counts_equal_what_was_stored_whatever_the_order(
-    subset: list[Path], rng: object
+    shared_stores: Stores, subset: list[Path], rng: object
 ) -> None:
     rng.shuffle(subset)  # type: ignore[attr-defined]
-    with fresh_client() as (client, _):
+    with fresh_client(shared_stores) as (client, _):
         for start in range(0, len(subset), 4):
             body, content_type = multipart_body([p.read_bytes() for p in subset[start : start + 4]])
             assert _post(client, body, content_type) in (200, 202)
@@ -135,9 +134,10 @@ def _complete_parts(body: bytes) -> list[bytes]:
     ),
 )
 def test_damaged_bodies_never_5xx_and_never_leave_a_partial_instance(
-    body: bytes, content_type: str
+    shared_stores: Stores, body: bytes, content_type: str
 ) -> None:
-    with fresh_client() as (client, blobs):
+    with fresh_client(shared_stores) as (client, _):
+        blobs_before = set(shared_stores.blobs.keys())
         status = _post(client, body, content_type)
         assert status < 500
         stored = client.get("/dicomweb/instances?limit=100").json()
@@ -149,4 +149,4 @@ def test_damaged_bodies_never_5xx_and_never_leave_a_partial_instance(
             # Stored bytes are a whole part that was closed by a delimiter (or such a part
             # behind File Meta the server added), never the start of an unfinished one.
             assert any(part.body == c or (c and part.body.endswith(c)) for c in complete)
-        assert len(list(blobs.keys())) == len(stored)
+        assert len(set(shared_stores.blobs.keys()) - blobs_before) == len(stored)

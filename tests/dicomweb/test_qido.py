@@ -1,7 +1,8 @@
 """QIDO-RS through HTTP (PS3.18 §10.6, §8.3.4) with the matching of PS3.4 C.2.2.2.
 
-Every test stores the same five generated studies through STOW-RS and searches them through
-the full app, as a viewer would:
+The same five generated studies are stored through STOW-RS once per backend combination and
+searched through the DICOMweb app, as a viewer would, by every test that only reads (the
+``qido`` client); the tests that delete store them in an archive of their own:
 
 ======  =========================  ========  ======  ======  ===============  ==========
 study   PatientName                StudyDate  Time   Acc.    Description      series
@@ -31,7 +32,10 @@ from starlette.testclient import TestClient
 from radcase_pacs.settings import Settings
 from storage.stores import Stores
 from tests.apps import served
-from tests.conftest import make_instance, stow, to_bytes
+from tests.backends import archive_for, backend_names
+from tests.factories import dicomweb_app, make_instance, stow, to_bytes
+
+pytestmark = pytest.mark.backends
 
 JSON = {"Accept": "application/dicom+json"}
 ROOT = "http://testserver/dicomweb"
@@ -177,13 +181,39 @@ def populate(client: TestClient) -> Archive5:
     )
 
 
+@pytest.fixture(scope="module", params=backend_names())
+def searched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, Archive5]]:
+    """The five studies stored once for the module's searches, on each backend combination."""
+    with (
+        archive_for(request.param, tmp_path_factory.mktemp("qido")) as archive,
+        TestClient(dicomweb_app(archive)) as client,
+    ):
+        yield client, populate(client)
+
+
+@pytest.fixture(scope="module")
+def qido(searched: tuple[TestClient, Archive5]) -> TestClient:
+    """A client of the archive holding the five studies; tests using it only read."""
+    return searched[0]
+
+
+@pytest.fixture(scope="module")
+def studies(searched: tuple[TestClient, Archive5]) -> Archive5:
+    return searched[1]
+
+
 @pytest.fixture
-def studies(client: TestClient) -> Archive5:
-    return populate(client)
+def stored_studies(dicomweb_client: TestClient) -> Archive5:
+    """The five studies in an archive of the test's own, for the tests that delete."""
+    return populate(dicomweb_client)
 
 
 def search(
-    client: TestClient, path: str, params: list[tuple[str, str]] | dict[str, str] | None = None
+    client: TestClient,
+    path: str,
+    params: list[tuple[str, str]] | dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     response = client.get(f"/dicomweb{path}", params=params, headers=JSON)
     assert response.status_code == 200, response.text
@@ -221,105 +251,107 @@ def bad_request(client: TestClient, path: str, params: Any, names: str) -> None:
 
 
 def test_a_patient_id_matches_only_the_study_with_exactly_that_id(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"PatientID": "PID2"}) == {studies.muller.uid}
-    assert found(client, {"PatientID": "PID"}) == set()
+    assert found(qido, {"PatientID": "PID2"}) == {studies.muller.uid}
+    assert found(qido, {"PatientID": "PID"}) == set()
 
 
 def test_single_value_matching_of_text_is_case_sensitive(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"AccessionNumber": "acc3"}) == {studies.yamada.uid}
-    assert found(client, {"AccessionNumber": "ACC3"}) == set()
-    assert found(client, {"StudyDescription": "CT CHEST"}) == {studies.doe.uid}
-    assert found(client, {"StudyDescription": "ct chest"}) == set()
+    assert found(qido, {"AccessionNumber": "acc3"}) == {studies.yamada.uid}
+    assert found(qido, {"AccessionNumber": "ACC3"}) == set()
+    assert found(qido, {"StudyDescription": "CT CHEST"}) == {studies.doe.uid}
+    assert found(qido, {"StudyDescription": "ct chest"}) == set()
 
 
-def test_a_matching_key_can_be_given_by_its_tag(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"00080050": "ACC5"}) == {studies.jane.uid}
+def test_a_matching_key_can_be_given_by_its_tag(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"00080050": "ACC5"}) == {studies.jane.uid}
 
 
-def test_a_single_study_uid_matches_that_study(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"StudyInstanceUID": studies.wang.uid}) == {studies.wang.uid}
+def test_a_single_study_uid_matches_that_study(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"StudyInstanceUID": studies.wang.uid}) == {studies.wang.uid}
 
 
 def test_a_comma_separated_uid_list_matches_every_listed_study(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     listed = f"{studies.doe.uid},{studies.wang.uid},1.2.3.4.5.6.7.8.9"
-    assert found(client, {"StudyInstanceUID": listed}) == {studies.doe.uid, studies.wang.uid}
+    assert found(qido, {"StudyInstanceUID": listed}) == {
+        studies.doe.uid,
+        studies.wang.uid,
+    }
 
 
-def test_a_uid_list_also_matches_series_and_instances(
-    client: TestClient, studies: Archive5
-) -> None:
+def test_a_uid_list_also_matches_series_and_instances(qido: TestClient, studies: Archive5) -> None:
     ct, mr = studies.doe.series
-    series = search(client, "/series", {"SeriesInstanceUID": f"{mr},{studies.muller.series[0]}"})
+    series = search(qido, "/series", {"SeriesInstanceUID": f"{mr},{studies.muller.series[0]}"})
     assert {value(r, SERIES_UID) for r in series} == {mr, studies.muller.series[0]}
     first, second = studies.doe.instances[0]
-    instances = search(client, "/instances", {"SOPInstanceUID": f"{second},{first}"})
+    instances = search(qido, "/instances", {"SOPInstanceUID": f"{second},{first}"})
     assert {value(r, SOP_INSTANCE_UID) for r in instances} == {first, second}
     assert {value(r, SERIES_UID) for r in instances} == {ct}
 
 
 def test_an_empty_value_matches_every_study_and_returns_the_attribute(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = by_study(search(client, "/studies", {"StudyDescription": ""}))
+    results = by_study(search(qido, "/studies", {"StudyDescription": ""}))
     assert set(results) == {s.uid for s in studies.all}
     assert value(results[studies.wang.uid], STUDY_DESCRIPTION) == "CR HAND [LEFT]"
     assert value(results[studies.yamada.uid], STUDY_DESCRIPTION) == "ct abdomen"
 
 
 def test_universal_matching_of_an_absent_attribute_returns_it_empty(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = search(client, "/studies", {"IssuerOfPatientID": ""})
+    results = search(qido, "/studies", {"IssuerOfPatientID": ""})
     assert len(results) == 5
     for result in results:
         assert result[ISSUER_OF_PATIENT_ID] == {"vr": "LO"}
 
 
-def test_a_lone_asterisk_is_universal_matching(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"AccessionNumber": "*"}) == {s.uid for s in studies.all}
+def test_a_lone_asterisk_is_universal_matching(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"AccessionNumber": "*"}) == {s.uid for s in studies.all}
 
 
 # -- wildcard matching (PS3.4 C.2.2.2.4) -----------------------------------------------------
 
 
 def test_asterisk_matches_any_run_of_characters_case_sensitively(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"AccessionNumber": "ACC*"}) == {
+    assert found(qido, {"AccessionNumber": "ACC*"}) == {
         studies.doe.uid,
         studies.muller.uid,
         studies.jane.uid,
     }
-    assert found(client, {"StudyDescription": "*CHEST"}) == {studies.doe.uid}
-    assert found(client, {"StudyDescription": "ct*"}) == {studies.yamada.uid}
-    assert found(client, {"StudyDescription": "CT *"}) == {
+    assert found(qido, {"StudyDescription": "*CHEST"}) == {studies.doe.uid}
+    assert found(qido, {"StudyDescription": "ct*"}) == {studies.yamada.uid}
+    assert found(qido, {"StudyDescription": "CT *"}) == {
         studies.doe.uid,
         studies.jane.uid,
     }
 
 
-def test_question_mark_matches_exactly_one_character(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"AccessionNumber": "ACC?"}) == {studies.doe.uid, studies.jane.uid}
-    assert found(client, {"AccessionNumber": "ACC??"}) == {studies.muller.uid}
-    assert found(client, {"AccessionNumber": "XR?7"}) == {studies.wang.uid}
+def test_question_mark_matches_exactly_one_character(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"AccessionNumber": "ACC?"}) == {
+        studies.doe.uid,
+        studies.jane.uid,
+    }
+    assert found(qido, {"AccessionNumber": "ACC??"}) == {studies.muller.uid}
+    assert found(qido, {"AccessionNumber": "XR?7"}) == {studies.wang.uid}
 
 
-def test_brackets_in_a_wildcard_value_are_literal_text(
-    client: TestClient, studies: Archive5
-) -> None:
-    assert found(client, {"StudyDescription": "CR HAND [*"}) == {studies.wang.uid}
-    assert found(client, {"StudyDescription": "*[LEFT]"}) == {studies.wang.uid}
-    assert found(client, {"StudyDescription": "CR HAND [L]*"}) == set()
+def test_brackets_in_a_wildcard_value_are_literal_text(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"StudyDescription": "CR HAND [*"}) == {studies.wang.uid}
+    assert found(qido, {"StudyDescription": "*[LEFT]"}) == {studies.wang.uid}
+    assert found(qido, {"StudyDescription": "CR HAND [L]*"}) == set()
 
 
-def test_wildcards_apply_to_series_attributes(client: TestClient, studies: Archive5) -> None:
-    results = search(client, "/series", {"Modality": "?R"})
+def test_wildcards_apply_to_series_attributes(qido: TestClient, studies: Archive5) -> None:
+    results = search(qido, "/series", {"Modality": "?R"})
     assert {value(r, MODALITY) for r in results} == {"MR", "CR"}
     assert len(results) == 3
 
@@ -328,30 +360,30 @@ def test_wildcards_apply_to_series_attributes(client: TestClient, studies: Archi
 
 
 def test_person_name_single_value_matching_ignores_case(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"PatientName": "doe^john"}) == {studies.doe.uid}
-    assert found(client, {"PatientName": "DOE^JOHN"}) == {studies.doe.uid}
-    assert found(client, {"PatientName": "MÜLLER^JÜRGEN"}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "doe^john"}) == {studies.doe.uid}
+    assert found(qido, {"PatientName": "DOE^JOHN"}) == {studies.doe.uid}
+    assert found(qido, {"PatientName": "MÜLLER^JÜRGEN"}) == {studies.muller.uid}
 
 
 def test_person_name_single_value_must_equal_the_whole_name(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"PatientName": "DOE"}) == set()
-    assert found(client, {"PatientName": "doe^jo"}) == set()
+    assert found(qido, {"PatientName": "DOE"}) == set()
+    assert found(qido, {"PatientName": "doe^jo"}) == set()
 
 
-def test_person_name_wildcards_ignore_case(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"PatientName": "*doe*"}) == {studies.doe.uid, studies.jane.uid}
-    assert found(client, {"PatientName": "d?e^*"}) == {studies.doe.uid, studies.jane.uid}
-    assert found(client, {"PatientName": "müll*"}) == {studies.muller.uid}
+def test_person_name_wildcards_ignore_case(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"PatientName": "*doe*"}) == {studies.doe.uid, studies.jane.uid}
+    assert found(qido, {"PatientName": "d?e^*"}) == {studies.doe.uid, studies.jane.uid}
+    assert found(qido, {"PatientName": "müll*"}) == {studies.muller.uid}
 
 
 def test_a_non_ascii_name_is_returned_decoded_from_its_character_set(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = by_study(search(client, "/studies"))
+    results = by_study(search(qido, "/studies"))
     assert value(results[studies.muller.uid], PATIENT_NAME) == {"Alphabetic": "Müller^Jürgen"}
     assert value(results[studies.yamada.uid], PATIENT_NAME) == {
         "Alphabetic": "Yamada^Tarou",
@@ -364,134 +396,142 @@ def test_a_non_ascii_name_is_returned_decoded_from_its_character_set(
 
 
 def test_an_ideographic_name_matches_its_own_component_group(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"PatientName": "山田^太郎"}) == {studies.yamada.uid}
-    assert found(client, {"PatientName": "yamada^tarou"}) == {studies.yamada.uid}
-    assert found(client, {"PatientName": "山田*"}) == {studies.yamada.uid}
-    assert found(client, {"PatientName": "王^小東"}) == {studies.wang.uid}
-    assert found(client, {"PatientName": "王"}) == set()
+    assert found(qido, {"PatientName": "山田^太郎"}) == {studies.yamada.uid}
+    assert found(qido, {"PatientName": "yamada^tarou"}) == {studies.yamada.uid}
+    assert found(qido, {"PatientName": "山田*"}) == {studies.yamada.uid}
+    assert found(qido, {"PatientName": "王^小東"}) == {studies.wang.uid}
+    assert found(qido, {"PatientName": "王"}) == set()
 
 
-def test_without_fuzzy_matching_accents_matter(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"PatientName": "muller^jurgen"}) == set()
-    assert found(client, {"PatientName": "muller*"}) == set()
-    assert found(client, {"PatientName": "muller", "fuzzymatching": "false"}) == set()
+def test_without_fuzzy_matching_accents_matter(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"PatientName": "muller^jurgen"}) == set()
+    assert found(qido, {"PatientName": "muller*"}) == set()
+    assert found(qido, {"PatientName": "muller", "fuzzymatching": "false"}) == set()
 
 
-def test_fuzzy_matching_ignores_case_and_accents(client: TestClient, studies: Archive5) -> None:
+def test_fuzzy_matching_ignores_case_and_accents(qido: TestClient, studies: Archive5) -> None:
     fuzzy = {"fuzzymatching": "true"}
-    assert found(client, {"PatientName": "muller", **fuzzy}) == {studies.muller.uid}
-    assert found(client, {"PatientName": "MULLER^JURGEN", **fuzzy}) == {studies.muller.uid}
-    assert found(client, {"PatientName": "Müller", **fuzzy}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "muller", **fuzzy}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "MULLER^JURGEN", **fuzzy}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "Müller", **fuzzy}) == {studies.muller.uid}
 
 
 def test_fuzzy_matching_matches_the_start_of_any_name_component(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     fuzzy = {"fuzzymatching": "true"}
-    assert found(client, {"PatientName": "jur", **fuzzy}) == {studies.muller.uid}
-    assert found(client, {"PatientName": "Jür", **fuzzy}) == {studies.muller.uid}
-    assert found(client, {"PatientName": "jo", **fuzzy}) == {studies.doe.uid}
-    assert found(client, {"PatientName": "doe", **fuzzy}) == {studies.doe.uid, studies.jane.uid}
-    assert found(client, {"PatientName": "太", **fuzzy}) == {studies.yamada.uid}
-    assert found(client, {"PatientName": "小", **fuzzy}) == {studies.wang.uid}
-    assert found(client, {"PatientName": "tar", **fuzzy}) == {studies.yamada.uid}
+    assert found(qido, {"PatientName": "jur", **fuzzy}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "Jür", **fuzzy}) == {studies.muller.uid}
+    assert found(qido, {"PatientName": "jo", **fuzzy}) == {studies.doe.uid}
+    assert found(qido, {"PatientName": "doe", **fuzzy}) == {
+        studies.doe.uid,
+        studies.jane.uid,
+    }
+    assert found(qido, {"PatientName": "太", **fuzzy}) == {studies.yamada.uid}
+    assert found(qido, {"PatientName": "小", **fuzzy}) == {studies.wang.uid}
+    assert found(qido, {"PatientName": "tar", **fuzzy}) == {studies.yamada.uid}
 
 
 def test_fuzzy_matching_does_not_match_inside_a_component(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     fuzzy = {"fuzzymatching": "true"}
-    assert found(client, {"PatientName": "ller", **fuzzy}) == set()
-    assert found(client, {"PatientName": "rgen", **fuzzy}) == set()
-    assert found(client, {"PatientName": "jur", "fuzzymatching": "false"}) == set()
+    assert found(qido, {"PatientName": "ller", **fuzzy}) == set()
+    assert found(qido, {"PatientName": "rgen", **fuzzy}) == set()
+    assert found(qido, {"PatientName": "jur", "fuzzymatching": "false"}) == set()
 
 
-def test_fuzzy_matching_leaves_other_attributes_exact(
-    client: TestClient, studies: Archive5
-) -> None:
+def test_fuzzy_matching_leaves_other_attributes_exact(qido: TestClient, studies: Archive5) -> None:
     fuzzy = {"fuzzymatching": "true"}
-    assert found(client, {"StudyDescription": "ct", **fuzzy}) == set()
-    assert found(client, {"AccessionNumber": "ACC1", **fuzzy}) == {studies.doe.uid}
+    assert found(qido, {"StudyDescription": "ct", **fuzzy}) == set()
+    assert found(qido, {"AccessionNumber": "ACC1", **fuzzy}) == {studies.doe.uid}
 
 
 # -- dates and times (PS3.4 C.2.2.2.5) -------------------------------------------------------
 
 
-def test_a_single_date_matches_that_day(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"StudyDate": "20240102"}) == {studies.doe.uid, studies.jane.uid}
-    assert found(client, {"StudyDate": "20240103"}) == set()
+def test_a_single_date_matches_that_day(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"StudyDate": "20240102"}) == {studies.doe.uid, studies.jane.uid}
+    assert found(qido, {"StudyDate": "20240103"}) == set()
 
 
-def test_a_closed_date_range_is_inclusive(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"StudyDate": "20240102-20240115"}) == {
+def test_a_closed_date_range_is_inclusive(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"StudyDate": "20240102-20240115"}) == {
         studies.doe.uid,
         studies.jane.uid,
         studies.muller.uid,
     }
-    assert found(client, {"StudyDate": "20240103-20240114"}) == set()
+    assert found(qido, {"StudyDate": "20240103-20240114"}) == set()
 
 
 def test_a_date_range_open_at_the_start_matches_up_to_its_end(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"StudyDate": "-20231231"}) == {studies.yamada.uid}
-    assert found(client, {"StudyDate": "-20240101"}) == {studies.yamada.uid}
+    assert found(qido, {"StudyDate": "-20231231"}) == {studies.yamada.uid}
+    assert found(qido, {"StudyDate": "-20240101"}) == {studies.yamada.uid}
 
 
 def test_a_date_range_open_at_the_end_matches_from_its_start(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"StudyDate": "20240115-"}) == {studies.muller.uid, studies.wang.uid}
+    assert found(qido, {"StudyDate": "20240115-"}) == {
+        studies.muller.uid,
+        studies.wang.uid,
+    }
 
 
 def test_a_partial_time_matches_the_whole_minute_or_hour(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"StudyTime": "101500"}) == {studies.doe.uid}
-    assert found(client, {"StudyTime": "1015"}) == {studies.doe.uid}
-    assert found(client, {"StudyTime": "14"}) == {studies.muller.uid}
-    assert found(client, {"StudyTime": "1016"}) == set()
+    assert found(qido, {"StudyTime": "101500"}) == {studies.doe.uid}
+    assert found(qido, {"StudyTime": "1015"}) == {studies.doe.uid}
+    assert found(qido, {"StudyTime": "14"}) == {studies.muller.uid}
+    assert found(qido, {"StudyTime": "1016"}) == set()
 
 
 def test_a_time_range_of_partial_times_includes_the_whole_last_hour(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    assert found(client, {"StudyTime": "09-10"}) == {studies.jane.uid, studies.doe.uid}
-    assert found(client, {"StudyTime": "10-11"}) == {studies.doe.uid}
-    assert found(client, {"StudyTime": "-0900"}) == {studies.yamada.uid}
-    assert found(client, {"StudyTime": "2359-"}) == {studies.wang.uid}
-    assert found(client, {"StudyTime": "0800-0915"}) == {studies.yamada.uid, studies.jane.uid}
+    assert found(qido, {"StudyTime": "09-10"}) == {studies.jane.uid, studies.doe.uid}
+    assert found(qido, {"StudyTime": "10-11"}) == {studies.doe.uid}
+    assert found(qido, {"StudyTime": "-0900"}) == {studies.yamada.uid}
+    assert found(qido, {"StudyTime": "2359-"}) == {studies.wang.uid}
+    assert found(qido, {"StudyTime": "0800-0915"}) == {
+        studies.yamada.uid,
+        studies.jane.uid,
+    }
 
 
-def test_date_and_time_conditions_combine(client: TestClient, studies: Archive5) -> None:
-    assert found(client, {"StudyDate": "20240102", "StudyTime": "10-"}) == {studies.doe.uid}
+def test_date_and_time_conditions_combine(qido: TestClient, studies: Archive5) -> None:
+    assert found(qido, {"StudyDate": "20240102", "StudyTime": "10-"}) == {studies.doe.uid}
 
 
 # -- study-level derived attributes ----------------------------------------------------------
 
 
 def test_modalities_in_study_matches_a_study_with_any_series_of_that_modality(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = by_study(search(client, "/studies", {"ModalitiesInStudy": "CT"}))
+    results = by_study(search(qido, "/studies", {"ModalitiesInStudy": "CT"}))
     assert set(results) == {studies.doe.uid, studies.yamada.uid, studies.jane.uid}
     assert results[studies.doe.uid][MODALITIES_IN_STUDY]["Value"] == ["CT", "MR"]
     assert results[studies.jane.uid][MODALITIES_IN_STUDY]["Value"] == ["CT"]
-    assert found(client, {"ModalitiesInStudy": "MR"}) == {studies.doe.uid, studies.muller.uid}
-    assert found(client, {"ModalitiesInStudy": "US"}) == set()
+    assert found(qido, {"ModalitiesInStudy": "MR"}) == {
+        studies.doe.uid,
+        studies.muller.uid,
+    }
+    assert found(qido, {"ModalitiesInStudy": "US"}) == set()
 
 
-def test_modalities_in_study_combines_with_other_keys(
-    client: TestClient, studies: Archive5
-) -> None:
+def test_modalities_in_study_combines_with_other_keys(qido: TestClient, studies: Archive5) -> None:
     params = {"ModalitiesInStudy": "MR", "StudyDate": "20240102"}
-    assert found(client, params) == {studies.doe.uid}
+    assert found(qido, params) == {studies.doe.uid}
 
 
-def test_study_level_counts_are_correct(client: TestClient, studies: Archive5) -> None:
-    results = by_study(search(client, "/studies"))
+def test_study_level_counts_are_correct(qido: TestClient, studies: Archive5) -> None:
+    results = by_study(search(qido, "/studies"))
     expected = {
         studies.doe.uid: (2, 3),
         studies.muller.uid: (1, 1),
@@ -505,9 +545,9 @@ def test_study_level_counts_are_correct(client: TestClient, studies: Archive5) -
         assert results[uid][STUDY_RELATED_SERIES]["vr"] == "IS"
 
 
-def test_series_level_count_of_instances_is_correct(client: TestClient, studies: Archive5) -> None:
+def test_series_level_count_of_instances_is_correct(qido: TestClient, studies: Archive5) -> None:
     ct, mr = studies.doe.series
-    results = search(client, f"/studies/{studies.doe.uid}/series")
+    results = search(qido, f"/studies/{studies.doe.uid}/series")
     counts = {value(r, SERIES_UID): value(r, SERIES_RELATED_INSTANCES) for r in results}
     assert counts == {ct: 2, mr: 1}
 
@@ -516,9 +556,9 @@ def test_series_level_count_of_instances_is_correct(client: TestClient, studies:
 
 
 def test_study_results_carry_the_default_attributes_and_a_retrieve_url(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    (result,) = search(client, "/studies", {"PatientID": "PID1"})
+    (result,) = search(qido, "/studies", {"PatientID": "PID1"})
     for key in (
         STUDY_DATE,
         STUDY_TIME,
@@ -540,39 +580,39 @@ def test_study_results_carry_the_default_attributes_and_a_retrieve_url(
 
 
 def test_attributes_outside_the_defaults_are_returned_only_when_asked(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    (result,) = search(client, "/studies", {"PatientID": "PID1"})
+    (result,) = search(qido, "/studies", {"PatientID": "PID1"})
     assert STUDY_DESCRIPTION not in result
     assert PATIENT_AGE not in result
 
 
-def test_includefield_by_keyword(client: TestClient, studies: Archive5) -> None:
-    (result,) = search(client, "/studies", {"PatientID": "PID1", "includefield": "PatientAge"})
+def test_includefield_by_keyword(qido: TestClient, studies: Archive5) -> None:
+    (result,) = search(qido, "/studies", {"PatientID": "PID1", "includefield": "PatientAge"})
     assert value(result, PATIENT_AGE) == "054Y"
 
 
-def test_includefield_by_tag(client: TestClient, studies: Archive5) -> None:
-    (result,) = search(client, "/studies", {"PatientID": "PID1", "includefield": "00081030"})
+def test_includefield_by_tag(qido: TestClient, studies: Archive5) -> None:
+    (result,) = search(qido, "/studies", {"PatientID": "PID1", "includefield": "00081030"})
     assert value(result, STUDY_DESCRIPTION) == "CT CHEST"
 
 
-def test_includefield_repeated_and_comma_separated(client: TestClient, studies: Archive5) -> None:
+def test_includefield_repeated_and_comma_separated(qido: TestClient, studies: Archive5) -> None:
     params = [
         ("PatientID", "PID1"),
         ("includefield", "StudyDescription,00101010"),
         ("includefield", "PatientWeight"),
     ]
-    (result,) = search(client, "/studies", params)
+    (result,) = search(qido, "/studies", params)
     assert value(result, STUDY_DESCRIPTION) == "CT CHEST"
     assert value(result, PATIENT_AGE) == "054Y"
     assert value(result, PATIENT_WEIGHT) == 70
 
 
 def test_includefield_all_returns_every_stored_attribute_of_the_level(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    (result,) = search(client, "/studies", {"PatientID": "PID1", "includefield": "all"})
+    (result,) = search(qido, "/studies", {"PatientID": "PID1", "includefield": "all"})
     assert value(result, STUDY_DESCRIPTION) == "CT CHEST"
     assert value(result, PATIENT_AGE) == "054Y"
     assert value(result, PATIENT_WEIGHT) == 70
@@ -582,24 +622,24 @@ def test_includefield_all_returns_every_stored_attribute_of_the_level(
 
 
 def test_includefield_all_at_instance_level_returns_the_instance_without_bulk_data(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     study, series = studies.doe.uid, studies.doe.series[0]
     path = f"/studies/{study}/series/{series}/instances"
-    results = search(client, path, {"includefield": "all"})
+    results = search(qido, path, {"includefield": "all"})
     assert [value(r, SOP_INSTANCE_UID) for r in results] == list(studies.doe.instances[0])
     for result in results:
         assert value(result, ROWS) == 8
         assert value(result, "00280100") == 16  # BitsAllocated
         assert "7FE00010" not in result  # PixelData is bulk data, never a search result
         assert not any("BulkDataURI" in element for element in result.values())
-    assert len(search(client, "/instances", {"includefield": "all"})) == 7
+    assert len(search(qido, "/instances", {"includefield": "all"})) == 7
 
 
 def test_the_ohif_study_list_query_returns_what_the_study_list_shows(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    response = client.get(
+    response = qido.get(
         "/dicomweb/studies?limit=101&offset=0&fuzzymatching=false"
         "&includefield=00081030%2C00080060&PatientName=*doe*",
         headers={"Accept": "application/dicom+json"},
@@ -623,9 +663,9 @@ def test_the_ohif_study_list_query_returns_what_the_study_list_shows(
 
 
 def test_series_across_studies_also_return_study_attributes(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = search(client, "/series")
+    results = search(qido, "/series")
     assert len(results) == 6
     for result in results:
         for key in (STUDY_UID, PATIENT_NAME, PATIENT_ID, STUDY_DATE, ACCESSION_NUMBER):
@@ -643,9 +683,9 @@ def test_series_across_studies_also_return_study_attributes(
 
 
 def test_series_across_studies_can_be_matched_on_study_keys(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = search(client, "/series", {"PatientName": "*doe*", "Modality": "CT"})
+    results = search(qido, "/series", {"PatientName": "*doe*", "Modality": "CT"})
     assert {value(r, SERIES_UID) for r in results} == {
         studies.doe.series[0],
         studies.jane.series[0],
@@ -653,18 +693,18 @@ def test_series_across_studies_can_be_matched_on_study_keys(
 
 
 def test_series_of_a_study_are_that_studys_series_in_series_number_order(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = search(client, f"/studies/{studies.doe.uid}/series")
+    results = search(qido, f"/studies/{studies.doe.uid}/series")
     assert [value(r, SERIES_UID) for r in results] == list(studies.doe.series)
     assert [value(r, MODALITY) for r in results] == ["CT", "MR"]
-    (second,) = search(client, f"/studies/{studies.doe.uid}/series", {"SeriesNumber": "2"})
+    (second,) = search(qido, f"/studies/{studies.doe.uid}/series", {"SeriesNumber": "2"})
     assert value(second, SERIES_UID) == studies.doe.series[1]
-    assert search(client, f"/studies/{studies.doe.uid}/series", {"Modality": "CR"}) == []
+    assert search(qido, f"/studies/{studies.doe.uid}/series", {"Modality": "CR"}) == []
 
 
-def test_instances_of_a_study_span_its_series(client: TestClient, studies: Archive5) -> None:
-    results = search(client, f"/studies/{studies.doe.uid}/instances")
+def test_instances_of_a_study_span_its_series(qido: TestClient, studies: Archive5) -> None:
+    results = search(qido, f"/studies/{studies.doe.uid}/instances")
     assert {value(r, SOP_INSTANCE_UID) for r in results} == {
         uid for series in studies.doe.instances for uid in series
     }
@@ -675,11 +715,9 @@ def test_instances_of_a_study_span_its_series(client: TestClient, studies: Archi
         assert INSTANCE_NUMBER in result
 
 
-def test_instances_of_a_series_and_their_retrieve_urls(
-    client: TestClient, studies: Archive5
-) -> None:
+def test_instances_of_a_series_and_their_retrieve_urls(qido: TestClient, studies: Archive5) -> None:
     study, series = studies.doe.uid, studies.doe.series[0]
-    results = search(client, f"/studies/{study}/series/{series}/instances")
+    results = search(qido, f"/studies/{study}/series/{series}/instances")
     assert [value(r, SOP_INSTANCE_UID) for r in results] == list(studies.doe.instances[0])
     assert [value(r, INSTANCE_NUMBER) for r in results] == [1, 2]
     for result in results:
@@ -687,31 +725,29 @@ def test_instances_of_a_series_and_their_retrieve_urls(
         assert value(result, RETRIEVE_URL) == (
             f"{ROOT}/studies/{study}/series/{series}/instances/{sop}"
         )
-    (second,) = search(
-        client, f"/studies/{study}/series/{series}/instances", {"InstanceNumber": "2"}
-    )
+    (second,) = search(qido, f"/studies/{study}/series/{series}/instances", {"InstanceNumber": "2"})
     assert value(second, SOP_INSTANCE_UID) == studies.doe.instances[0][1]
 
 
 def test_instances_across_the_archive_carry_study_and_series_attributes(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    results = search(client, "/instances")
+    results = search(qido, "/instances")
     assert len(results) == 7
     sop = studies.muller.instances[0][0]
-    (result,) = search(client, "/instances", {"SOPInstanceUID": sop})
+    (result,) = search(qido, "/instances", {"SOPInstanceUID": sop})
     assert value(result, STUDY_UID) == studies.muller.uid
     assert value(result, SERIES_UID) == studies.muller.series[0]
     assert value(result, PATIENT_NAME) == {"Alphabetic": "Müller^Jürgen"}
     assert value(result, MODALITY) == "MR"
-    matched = search(client, "/instances", {"PatientID": "PID1", "Modality": "CT"})
+    matched = search(qido, "/instances", {"PatientID": "PID1", "Modality": "CT"})
     assert {value(r, SOP_INSTANCE_UID) for r in matched} == set(studies.doe.instances[0])
 
 
 def test_a_search_inside_an_unknown_study_finds_nothing(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    response = client.get("/dicomweb/studies/1.2.3.999/series", headers=JSON)
+    response = qido.get("/dicomweb/studies/1.2.3.999/series", headers=JSON)
     assert response.status_code in (200, 204)
     assert response.status_code == 204 or response.json() == []
 
@@ -720,13 +756,13 @@ def test_a_search_inside_an_unknown_study_finds_nothing(
 
 
 def test_limit_and_offset_page_through_every_study_once_in_a_stable_order(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    everything = [value(r, STUDY_UID) for r in search(client, "/studies")]
-    assert [value(r, STUDY_UID) for r in search(client, "/studies")] == everything
+    everything = [value(r, STUDY_UID) for r in search(qido, "/studies")]
+    assert [value(r, STUDY_UID) for r in search(qido, "/studies")] == everything
     pages, warnings = [], []
     for offset in (0, 2, 4, 6):
-        response = client.get(
+        response = qido.get(
             "/dicomweb/studies", params={"limit": "2", "offset": str(offset)}, headers=JSON
         )
         assert response.status_code == 200
@@ -739,19 +775,19 @@ def test_limit_and_offset_page_through_every_study_once_in_a_stable_order(
 
 
 def test_a_limit_exactly_reaching_the_last_result_adds_no_warning(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
-    response = client.get("/dicomweb/studies", params={"limit": "5"}, headers=JSON)
+    response = qido.get("/dicomweb/studies", params={"limit": "5"}, headers=JSON)
     assert len(response.json()) == 5
     assert "warning" not in response.headers
-    response = client.get("/dicomweb/studies", params={"limit": "4"}, headers=JSON)
+    response = qido.get("/dicomweb/studies", params={"limit": "4"}, headers=JSON)
     assert len(response.json()) == 4
     assert response.headers["warning"].startswith("299 ")
 
 
-def test_an_offset_past_the_end_returns_no_results(client: TestClient, studies: Archive5) -> None:
-    assert search(client, "/studies", {"offset": "5"}) == []
-    assert search(client, "/studies", {"offset": "1000000"}) == []
+def test_an_offset_past_the_end_returns_no_results(qido: TestClient, studies: Archive5) -> None:
+    assert search(qido, "/studies", {"offset": "5"}) == []
+    assert search(qido, "/studies", {"offset": "1000000"}) == []
 
 
 @pytest.fixture
@@ -785,9 +821,9 @@ def test_a_limit_above_the_server_cap_returns_the_cap_and_a_warning(capped: Test
 # -- errors (PS3.18 §8.3.4, §10.6.1.3) -------------------------------------------------------
 
 
-def test_an_unknown_parameter_is_a_400_that_names_it(client: TestClient) -> None:
-    bad_request(client, "/studies", {"NoSuchThing": "1"}, "NoSuchThing")
-    bad_request(client, "/studies", {"patientname": "DOE"}, "patientname")
+def test_an_unknown_parameter_is_a_400_that_names_it(qido: TestClient) -> None:
+    bad_request(qido, "/studies", {"NoSuchThing": "1"}, "NoSuchThing")
+    bad_request(qido, "/studies", {"patientname": "DOE"}, "patientname")
 
 
 @pytest.mark.parametrize(
@@ -819,32 +855,32 @@ def test_an_unknown_parameter_is_a_400_that_names_it(client: TestClient) -> None
     ],
 )
 def test_an_invalid_study_query_is_a_400_that_names_the_parameter(
-    client: TestClient, params: Any, names: str
+    qido: TestClient, params: Any, names: str
 ) -> None:
-    bad_request(client, "/studies", params, names)
+    bad_request(qido, "/studies", params, names)
 
 
-def test_an_instance_attribute_in_a_series_search_is_a_400(client: TestClient) -> None:
-    bad_request(client, "/series", {"InstanceNumber": "1"}, "InstanceNumber")
-    bad_request(client, "/series", {"SeriesNumber": "one"}, "SeriesNumber")
+def test_an_instance_attribute_in_a_series_search_is_a_400(qido: TestClient) -> None:
+    bad_request(qido, "/series", {"InstanceNumber": "1"}, "InstanceNumber")
+    bad_request(qido, "/series", {"SeriesNumber": "one"}, "SeriesNumber")
 
 
-def test_a_malformed_uid_in_the_path_is_a_400(client: TestClient) -> None:
-    response = client.get("/dicomweb/studies/1.2.abc/series", headers=JSON)
+def test_a_malformed_uid_in_the_path_is_a_400(qido: TestClient) -> None:
+    response = qido.get("/dicomweb/studies/1.2.abc/series", headers=JSON)
     assert response.status_code == 400
     assert "StudyInstanceUID" in response.text
 
 
-def test_a_client_that_accepts_only_png_gets_406(client: TestClient, studies: Archive5) -> None:
-    response = client.get("/dicomweb/studies", headers={"Accept": "image/png"})
+def test_a_client_that_accepts_only_png_gets_406(qido: TestClient, studies: Archive5) -> None:
+    response = qido.get("/dicomweb/studies", headers={"Accept": "image/png"})
     assert response.status_code == 406
 
 
 def test_plain_json_and_wildcard_accept_headers_are_served(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     for accept in ("application/json", "*/*", "application/*"):
-        response = client.get("/dicomweb/studies", headers={"Accept": accept})
+        response = qido.get("/dicomweb/studies", headers={"Accept": accept})
         assert response.status_code == 200, accept
         assert len(response.json()) == 5
 
@@ -879,10 +915,10 @@ def test_plain_json_and_wildcard_accept_headers_are_served(
     ],
 )
 def test_odd_queries_never_cause_a_server_error(
-    client: TestClient, studies: Archive5, query: str
+    qido: TestClient, studies: Archive5, query: str
 ) -> None:
     for path in ("/studies", "/series", "/instances"):
-        response = client.get(f"/dicomweb{path}?{query}", headers=JSON)
+        response = qido.get(f"/dicomweb{path}?{query}", headers=JSON)
         assert response.status_code < 500, (path, query, response.text)
         if response.status_code == 200:
             assert isinstance(response.json(), list)
@@ -892,53 +928,54 @@ def test_odd_queries_never_cause_a_server_error(
 
 
 def test_a_deleted_study_disappears_from_every_search(
-    client: TestClient, studies: Archive5
+    dicomweb_client: TestClient, stored_studies: Archive5
 ) -> None:
-    response = client.delete(f"/dicomweb/studies/{studies.muller.uid}")
+    response = dicomweb_client.delete(f"/dicomweb/studies/{stored_studies.muller.uid}")
     assert response.status_code in (200, 202, 204)
-    assert found(client, {}) == {s.uid for s in studies.all} - {studies.muller.uid}
-    assert found(client, {"PatientName": "muller", "fuzzymatching": "true"}) == set()
-    assert search(client, "/series", {"StudyInstanceUID": studies.muller.uid}) == []
-    assert search(client, "/instances", {"PatientID": "PID2"}) == []
-    assert len(search(client, "/instances")) == 6
+    remaining = {s.uid for s in stored_studies.all} - {stored_studies.muller.uid}
+    assert found(dicomweb_client, {}) == remaining
+    assert found(dicomweb_client, {"PatientName": "muller", "fuzzymatching": "true"}) == set()
+    assert search(dicomweb_client, "/series", {"StudyInstanceUID": stored_studies.muller.uid}) == []
+    assert search(dicomweb_client, "/instances", {"PatientID": "PID2"}) == []
+    assert len(search(dicomweb_client, "/instances")) == 6
 
 
 def test_deleting_a_series_updates_the_study_counts_and_modalities(
-    client: TestClient, studies: Archive5
+    dicomweb_client: TestClient, stored_studies: Archive5
 ) -> None:
-    ct, mr = studies.doe.series
-    response = client.delete(f"/dicomweb/studies/{studies.doe.uid}/series/{mr}")
+    ct, mr = stored_studies.doe.series
+    response = dicomweb_client.delete(f"/dicomweb/studies/{stored_studies.doe.uid}/series/{mr}")
     assert response.status_code in (200, 202, 204)
-    (result,) = search(client, "/studies", {"StudyInstanceUID": studies.doe.uid})
+    (result,) = search(dicomweb_client, "/studies", {"StudyInstanceUID": stored_studies.doe.uid})
     assert value(result, STUDY_RELATED_SERIES) == 1
     assert value(result, STUDY_RELATED_INSTANCES) == 2
     assert result[MODALITIES_IN_STUDY]["Value"] == ["CT"]
-    assert found(client, {"ModalitiesInStudy": "MR"}) == {studies.muller.uid}
-    series = search(client, f"/studies/{studies.doe.uid}/series")
+    assert found(dicomweb_client, {"ModalitiesInStudy": "MR"}) == {stored_studies.muller.uid}
+    series = search(dicomweb_client, f"/studies/{stored_studies.doe.uid}/series")
     assert [value(r, SERIES_UID) for r in series] == [ct]
 
 
 def test_deleting_an_instance_updates_the_series_count(
-    client: TestClient, studies: Archive5
+    dicomweb_client: TestClient, stored_studies: Archive5
 ) -> None:
-    study, (ct, _mr) = studies.doe.uid, studies.doe.series
-    first, second = studies.doe.instances[0]
-    response = client.delete(f"/dicomweb/studies/{study}/series/{ct}/instances/{first}")
+    study, (ct, _mr) = stored_studies.doe.uid, stored_studies.doe.series
+    first, second = stored_studies.doe.instances[0]
+    response = dicomweb_client.delete(f"/dicomweb/studies/{study}/series/{ct}/instances/{first}")
     assert response.status_code in (200, 202, 204)
-    (series,) = search(client, f"/studies/{study}/series", {"SeriesInstanceUID": ct})
+    (series,) = search(dicomweb_client, f"/studies/{study}/series", {"SeriesInstanceUID": ct})
     assert value(series, SERIES_RELATED_INSTANCES) == 1
-    remaining = search(client, f"/studies/{study}/series/{ct}/instances")
+    remaining = search(dicomweb_client, f"/studies/{study}/series/{ct}/instances")
     assert [value(r, SOP_INSTANCE_UID) for r in remaining] == [second]
-    (result,) = search(client, "/studies", {"StudyInstanceUID": study})
+    (result,) = search(dicomweb_client, "/studies", {"StudyInstanceUID": study})
     assert value(result, STUDY_RELATED_INSTANCES) == 2
 
 
 def test_results_are_utf8_json_whatever_the_stored_character_set(
-    client: TestClient, studies: Archive5
+    qido: TestClient, studies: Archive5
 ) -> None:
     # The DICOM JSON model is UTF-8 (PS3.18 §F.2); an ISO 2022 IR 87 name decodes to the
     # same text the data set holds.
-    response = client.get("/dicomweb/studies", params={"PatientID": "PID3"}, headers=JSON)
+    response = qido.get("/dicomweb/studies", params={"PatientID": "PID3"}, headers=JSON)
     assert "山田^太郎".encode() in response.content
     (result,) = response.json()
     assert str(Dataset.from_json(result).PatientName) == "Yamada^Tarou=山田^太郎"

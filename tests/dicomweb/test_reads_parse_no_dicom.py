@@ -8,8 +8,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from storage.stores import Stores
-from tests.conftest import CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
+from tests.factories import CORPUS_DIR, make_instance, stow, to_bytes
+
+pytestmark = pytest.mark.backends
 
 OHIF_FRAMES = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 
@@ -38,16 +40,16 @@ def _forbid_parsing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_frames_and_metadata_are_served_without_parsing_dicom(
-    client: TestClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
+    dicomweb_client: TestClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     native = make_instance(frames=3, study_uid="1.2.3.1", series_uid="1.2.3.2")
     compressed = (CORPUS_DIR / "SC_rgb_rle_2frame.dcm").read_bytes()
-    assert stow(client, [to_bytes(native), compressed]).status_code == 200
+    assert stow(dicomweb_client, [to_bytes(native), compressed]).status_code == 200
     stores.cache.close()  # cold: nothing cached
     calls = _forbid_parsing(monkeypatch)
 
     base = f"/dicomweb/studies/1.2.3.1/series/1.2.3.2/instances/{native.SOPInstanceUID}"
-    frames = client.get(base + "/frames/1,3", headers={"Accept": OHIF_FRAMES})
+    frames = dicomweb_client.get(base + "/frames/1,3", headers={"Accept": OHIF_FRAMES})
     assert frames.status_code == 200
     assert len(split_multipart(frames)) == 2
     for url in (
@@ -56,12 +58,15 @@ def test_frames_and_metadata_are_served_without_parsing_dicom(
         base + "/metadata",
     ):
         for _ in range(2):  # cold, then warm
-            assert client.get(url).status_code == 200
+            assert dicomweb_client.get(url).status_code == 200
     (rle,) = [
         m
-        for m in client.get("/dicomweb/instances").json()
+        for m in dicomweb_client.get("/dicomweb/instances").json()
         if m["0020000D"]["Value"][0] != "1.2.3.1"
     ]
     rle_url = rle["00081190"]["Value"][0].removeprefix("http://testserver")
-    assert client.get(rle_url + "/frames/2", headers={"Accept": OHIF_FRAMES}).status_code == 200
+    assert (
+        dicomweb_client.get(rle_url + "/frames/2", headers={"Accept": OHIF_FRAMES}).status_code
+        == 200
+    )
     assert calls == []

@@ -23,7 +23,6 @@ from starlette.testclient import TestClient
 from storage.cache.memory import MemoryCache
 from storage.cache.redis import RedisCache
 from storage.stores import Stores
-from tests.conftest import CORPUS, CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
 from tests.dicomweb.render_util import (
     decode_image,
@@ -34,6 +33,7 @@ from tests.dicomweb.render_util import (
     store,
     to_uint8,
 )
+from tests.factories import CORPUS, CORPUS_DIR, make_instance, stow, to_bytes
 
 PNG = {"Accept": "image/png"}
 MULTIPART_PNG = {"Accept": 'multipart/related; type="image/png"'}
@@ -91,28 +91,28 @@ def _decodable(paths: list[Path]) -> tuple[Path, Dataset] | None:
 
 @pytest.mark.parametrize("group", list(GROUPS), ids=list(GROUPS))
 def test_every_group_of_the_corpus_renders_exactly_as_the_reference(
-    client: TestClient, group: str
+    dicomweb_client: TestClient, group: str
 ) -> None:
     found = _decodable(GROUPS[group])
     if found is None:
         # Nothing in the group decodes even in pydicom: the server must say why, not 500.
-        ds = store(client, GROUPS[group][0])
-        response = client.get(instance_url(ds) + "/rendered", headers=PNG)
+        ds = store(dicomweb_client, GROUPS[group][0])
+        response = dicomweb_client.get(instance_url(ds) + "/rendered", headers=PNG)
         assert response.status_code == 409
         assert "cannot be decoded" in response.text
         return
     path, ds = found
-    store(client, path)
+    store(dicomweb_client, path)
     frames = number_of_frames(ds)
     if frames == 1:
-        response = client.get(instance_url(ds) + "/rendered", headers=PNG)
+        response = dicomweb_client.get(instance_url(ds) + "/rendered", headers=PNG)
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/png"
         bodies = [response.content]
     else:
         shown = min(frames, 3)
         listed = ",".join(str(n) for n in range(1, shown + 1))
-        response = client.get(
+        response = dicomweb_client.get(
             instance_url(ds) + f"/frames/{listed}/rendered", headers=MULTIPART_PNG
         )
         assert response.status_code == 200, response.text
@@ -127,11 +127,13 @@ def test_every_group_of_the_corpus_renders_exactly_as_the_reference(
         assert np.array_equal(got, expected), f"frame {index + 1} of {path.name}"
 
 
-def test_a_narrow_window_saturates_more_and_follows_the_ps33_formula(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")
-    default = decode_image(client.get(instance_url(ds) + "/rendered", headers=PNG).content)
+def test_a_narrow_window_saturates_more_and_follows_the_ps33_formula(
+    dicomweb_client: TestClient,
+) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")
+    default = decode_image(dicomweb_client.get(instance_url(ds) + "/rendered", headers=PNG).content)
     narrow = decode_image(
-        client.get(instance_url(ds) + "/rendered?window=40,80,linear", headers=PNG).content
+        dicomweb_client.get(instance_url(ds) + "/rendered?window=40,80,linear", headers=PNG).content
     )
     assert np.array_equal(narrow, reference(ds, 0, (40.0, 80.0, "LINEAR")))
     saturated = lambda image: np.count_nonzero((image == 0) | (image == 255))  # noqa: E731
@@ -150,30 +152,32 @@ def test_a_narrow_window_saturates_more_and_follows_the_ps33_formula(client: Tes
     [("600,1600,linear-exact", "LINEAR_EXACT"), ("700,900,sigmoid", "SIGMOID")],
 )
 def test_window_functions_linear_exact_and_sigmoid(
-    client: TestClient, window: str, function: str
+    dicomweb_client: TestClient, window: str, function: str
 ) -> None:
-    ds = store(client, CORPUS_DIR / "MR_small.dcm")
-    response = client.get(instance_url(ds) + f"/rendered?window={window}", headers=PNG)
+    ds = store(dicomweb_client, CORPUS_DIR / "MR_small.dcm")
+    response = dicomweb_client.get(instance_url(ds) + f"/rendered?window={window}", headers=PNG)
     assert response.status_code == 200
     center, width, _ = window.split(",")
     expected = reference(ds, 0, (float(center), float(width), function))
     assert np.array_equal(decode_image(response.content), expected)
 
 
-def test_monochrome1_is_inverted_after_the_window(client: TestClient) -> None:
+def test_monochrome1_is_inverted_after_the_window(dicomweb_client: TestClient) -> None:
     path = next(p for p in GROUPS if p.startswith("MONOCHROME1"))
-    ds = store(client, GROUPS[path][0])
-    response = client.get(instance_url(ds) + "/rendered?window=1000,2000,linear", headers=PNG)
+    ds = store(dicomweb_client, GROUPS[path][0])
+    response = dicomweb_client.get(
+        instance_url(ds) + "/rendered?window=1000,2000,linear", headers=PNG
+    )
     expected = reference(ds, 0, (1000.0, 2000.0, "LINEAR"))
     assert np.array_equal(decode_image(response.content), expected)
     assert expected.max() > 0  # 255 - window: bright where the window is dark
 
 
-def test_jpeg_is_close_to_the_reference(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")
+def test_jpeg_is_close_to_the_reference(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")
     expected = reference(ds, 0).astype(float)
     for quality, tolerance in (("", 3.0), ("?quality=100", 1.0)):
-        response = client.get(
+        response = dicomweb_client.get(
             instance_url(ds) + f"/rendered{quality}", headers={"Accept": "image/jpeg"}
         )
         assert response.headers["content-type"] == "image/jpeg"
@@ -181,39 +185,49 @@ def test_jpeg_is_close_to_the_reference(client: TestClient) -> None:
         assert np.abs(got - expected).mean() < tolerance
 
 
-def test_gif_of_a_grayscale_image_is_lossless(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "MR_small.dcm")
-    response = client.get(instance_url(ds) + "/rendered", headers={"Accept": "image/gif"})
+def test_gif_of_a_grayscale_image_is_lossless(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "MR_small.dcm")
+    response = dicomweb_client.get(instance_url(ds) + "/rendered", headers={"Accept": "image/gif"})
     assert response.headers["content-type"] == "image/gif"
     assert np.array_equal(decode_image(response.content)[..., 0], reference(ds, 0))
 
 
 def test_viewport_scales_to_fit_and_crops_and_flips_the_source_region(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")  # 128 x 128
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")  # 128 x 128
     url = instance_url(ds) + "/rendered"
-    assert decode_image(client.get(url + "?viewport=64,32", headers=PNG).content).shape == (32, 32)
-    assert decode_image(client.get(url + "?viewport=300,200", headers=PNG).content).shape == (
+    assert decode_image(
+        dicomweb_client.get(url + "?viewport=64,32", headers=PNG).content
+    ).shape == (32, 32)
+    assert decode_image(
+        dicomweb_client.get(url + "?viewport=300,200", headers=PNG).content
+    ).shape == (
         200,
         200,
     )
     full = reference(ds, 0)
-    crop = decode_image(client.get(url + "?viewport=50,40,10,20,50,40", headers=PNG).content)
+    crop = decode_image(
+        dicomweb_client.get(url + "?viewport=50,40,10,20,50,40", headers=PNG).content
+    )
     assert np.array_equal(crop, full[20:60, 10:60])
-    flipped = decode_image(client.get(url + "?viewport=50,40,10,20,-50,40", headers=PNG).content)
+    flipped = decode_image(
+        dicomweb_client.get(url + "?viewport=50,40,10,20,-50,40", headers=PNG).content
+    )
     assert np.array_equal(flipped, full[20:60, 10:60][:, ::-1])
-    to_edge = decode_image(client.get(url + "?viewport=28,28,100,100,,", headers=PNG).content)
+    to_edge = decode_image(
+        dicomweb_client.get(url + "?viewport=28,28,100,100,,", headers=PNG).content
+    )
     assert np.array_equal(to_edge, full[100:, 100:])
 
 
-def test_quality_only_changes_jpeg(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")
+def test_quality_only_changes_jpeg(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")
     url = instance_url(ds) + "/rendered"
-    low = client.get(url + "?quality=5", headers={"Accept": "image/jpeg"}).content
-    high = client.get(url + "?quality=95", headers={"Accept": "image/jpeg"}).content
+    low = dicomweb_client.get(url + "?quality=5", headers={"Accept": "image/jpeg"}).content
+    high = dicomweb_client.get(url + "?quality=95", headers={"Accept": "image/jpeg"}).content
     assert len(low) < len(high)
-    png = client.get(url + "?quality=5&annotation=patient,technique", headers=PNG)
+    png = dicomweb_client.get(url + "?quality=5&annotation=patient,technique", headers=PNG)
     assert png.status_code == 200
     assert np.array_equal(decode_image(png.content), reference(ds, 0))
 
@@ -259,21 +273,28 @@ def _ramp(rows: int, columns: int, low: int, high: int) -> np.ndarray:
     return np.linspace(low, high, rows * columns).round().reshape(rows, columns)
 
 
-def _check(client: TestClient, ds: Dataset, window: tuple[float, float, str] | None = None) -> None:
-    store(client, ds)
+def _check(
+    dicomweb_client: TestClient, ds: Dataset, window: tuple[float, float, str] | None = None
+) -> None:
+    store(dicomweb_client, ds)
     query = (
         f"?window={window[0]},{window[1]},{window[2].lower().replace('_', '-')}" if window else ""
     )
-    response = client.get(instance_url(ds) + "/rendered" + query, headers=PNG)
+    response = dicomweb_client.get(instance_url(ds) + "/rendered" + query, headers=PNG)
     assert response.status_code == 200, response.text
     assert np.array_equal(decode_image(response.content), reference(read(to_bytes(ds)), 0, window))
 
 
-def test_signed_8_bit_without_window_uses_the_full_range_present(client: TestClient) -> None:
-    _check(client, _image(_ramp(16, 20, -100, 90), bits_allocated=8, bits_stored=8, signed=True))
+def test_signed_8_bit_without_window_uses_the_full_range_present(
+    dicomweb_client: TestClient,
+) -> None:
+    _check(
+        dicomweb_client,
+        _image(_ramp(16, 20, -100, 90), bits_allocated=8, bits_stored=8, signed=True),
+    )
 
 
-def test_12_bit_signed_with_rescale_and_a_request_window(client: TestClient) -> None:
+def test_12_bit_signed_with_rescale_and_a_request_window(dicomweb_client: TestClient) -> None:
     ds = _image(
         _ramp(32, 24, -2048, 2047),
         bits_allocated=16,
@@ -282,24 +303,26 @@ def test_12_bit_signed_with_rescale_and_a_request_window(client: TestClient) -> 
         RescaleSlope=2,
         RescaleIntercept=-100,
     )
-    _check(client, ds, (0.0, 1000.0, "LINEAR"))
+    _check(dicomweb_client, ds, (0.0, 1000.0, "LINEAR"))
 
 
-def test_modality_lut_sequence_and_voi_lut_sequence_in_bulk_data(client: TestClient) -> None:
+def test_modality_lut_sequence_and_voi_lut_sequence_in_bulk_data(
+    dicomweb_client: TestClient,
+) -> None:
     # 4096-entry LUTs are 8 KiB each: stored as BulkDataURI, fetched from the bulk sidecar.
     ds = _image(_ramp(40, 30, 0, 4095), bits_allocated=16, bits_stored=12, signed=False)
     modality = (np.arange(4096) * 3 // 2 + 7).clip(0, 65535)
     ds.ModalityLUTSequence = [_lut_item(0, 16, modality)]
     voi = (np.sqrt(np.arange(8192) / 8191) * 65535).astype(int)
     ds.VOILUTSequence = [_lut_item(0, 16, voi)]
-    store(client, ds)
-    document = client.get(instance_url(ds) + "/metadata").json()[0]
+    store(dicomweb_client, ds)
+    document = dicomweb_client.get(instance_url(ds) + "/metadata").json()[0]
     assert "BulkDataURI" in document["00283010"]["Value"][0]["00283006"]
-    _check(client, ds)
+    _check(dicomweb_client, ds)
 
 
 @pytest.mark.parametrize("bits", [8, 16])
-def test_palette_color_with_8_and_16_bit_entries(client: TestClient, bits: int) -> None:
+def test_palette_color_with_8_and_16_bit_entries(dicomweb_client: TestClient, bits: int) -> None:
     entries = 4096 if bits == 16 else 256
     stored = _ramp(24, 32, 0, entries - 1)
     top = 2**bits - 1
@@ -320,19 +343,19 @@ def test_palette_color_with_8_and_16_bit_entries(client: TestClient, bits: int) 
         raw = data.astype("<u2" if bits == 16 else "u1").tobytes()
         setattr(ds, f"{color}PaletteColorLookupTableData", raw)
         ds[f"{color}PaletteColorLookupTableData"].VR = "OW"
-    _check(client, ds)
+    _check(dicomweb_client, ds)
 
 
-def test_rgb_in_planar_configuration_1(client: TestClient) -> None:
+def test_rgb_in_planar_configuration_1(dicomweb_client: TestClient) -> None:
     rgb = np.stack([_ramp(10, 12, 0, 255), _ramp(10, 12, 255, 0), np.full((10, 12), 77)], -1)
     ds = _image(rgb, bits_allocated=8, bits_stored=8, signed=False, photometric="RGB")
     ds.PlanarConfiguration = 1
     ds.PixelData = rgb.astype("u1").transpose(2, 0, 1).tobytes()
-    _check(client, ds)
+    _check(dicomweb_client, ds)
 
 
 def test_enhanced_images_take_rescale_and_window_from_functional_groups(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     ds = _image(_ramp(8, 8, 0, 1000), bits_allocated=16, bits_stored=16, signed=False)
     ds.NumberOfFrames = 2
@@ -350,10 +373,10 @@ def test_enhanced_images_take_rescale_and_window_from_functional_groups(
         item.FrameVOILUTSequence = [voi]
         frames.append(item)
     ds.PerFrameFunctionalGroupsSequence = frames
-    store(client, ds)
+    store(dicomweb_client, ds)
     values = _ramp(8, 8, 0, 1000) - 500
     for number, center in ((1, 0.0), (2, 300.0)):
-        response = client.get(instance_url(ds) + f"/frames/{number}/rendered", headers=PNG)
+        response = dicomweb_client.get(instance_url(ds) + f"/frames/{number}/rendered", headers=PNG)
         c, w = center - 0.5, 399.0
         y = np.where(
             values <= c - w / 2,
@@ -367,27 +390,30 @@ def test_enhanced_images_take_rescale_and_window_from_functional_groups(
 
 
 def test_a_multi_frame_instance_is_multipart_first_frame_or_animated_gif(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = store(client, CORPUS_DIR / "SC_rgb_rle_2frame.dcm")
+    ds = store(dicomweb_client, CORPUS_DIR / "SC_rgb_rle_2frame.dcm")
     url = instance_url(ds) + "/rendered"
-    every = client.get(url, headers=MULTIPART_PNG)
+    every = dicomweb_client.get(url, headers=MULTIPART_PNG)
     parts = split_multipart(every)
     assert [p.headers["content-location"].rsplit("/", 2)[-2] for p in parts] == ["1", "2"]
     for index, part in enumerate(parts):
         assert np.array_equal(decode_image(part.body), reference(ds, index))
-    assert split_multipart(client.get(url, headers={"Accept": "*/*"}))
-    first = client.get(url, headers=PNG)
+    assert split_multipart(dicomweb_client.get(url, headers={"Accept": "*/*"}))
+    first = dicomweb_client.get(url, headers=PNG)
     assert first.headers["content-type"] == "image/png"
     assert np.array_equal(decode_image(first.content), reference(ds, 0))
     browser = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
-    assert client.get(url, headers={"Accept": browser}).headers["content-type"] == "image/jpeg"
-    gif = client.get(url, headers={"Accept": "image/gif"})
+    assert (
+        dicomweb_client.get(url, headers={"Accept": browser}).headers["content-type"]
+        == "image/jpeg"
+    )
+    gif = dicomweb_client.get(url, headers={"Accept": "image/gif"})
     assert getattr(Image.open(io.BytesIO(gif.content)), "n_frames", 1) == 2
 
 
 def test_study_and_series_rendered_hold_every_frame_in_display_order(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     study = generate_uid()
     first = make_instance(study_uid=study, series_number=1, instance_number=2)
@@ -397,8 +423,8 @@ def test_study_and_series_rendered_hold_every_frame_in_display_order(
     multi = make_instance(study_uid=study, series_number=2, frames=3)
     report = make_instance(study_uid=study, series_number=3)
     del report.PixelData
-    stow(client, [to_bytes(d) for d in (first, second, multi, report)])
-    response = client.get(f"/dicomweb/studies/{study}/rendered", headers=MULTIPART_PNG)
+    stow(dicomweb_client, [to_bytes(d) for d in (first, second, multi, report)])
+    response = dicomweb_client.get(f"/dicomweb/studies/{study}/rendered", headers=MULTIPART_PNG)
     assert response.status_code == 200
     parts = split_multipart(response)
     locations = [p.headers["content-location"] for p in parts]
@@ -408,13 +434,13 @@ def test_study_and_series_rendered_hold_every_frame_in_display_order(
         *[multi.SOPInstanceUID] * 3,
     ]
     assert np.array_equal(decode_image(parts[0].body), reference(read(to_bytes(second)), 0))
-    series = client.get(
+    series = dicomweb_client.get(
         f"/dicomweb/studies/{study}/series/{multi.SeriesInstanceUID}/rendered",
         headers={"Accept": "*/*"},
     )
     assert len(split_multipart(series)) == 3
     assert "no-cache" in series.headers["cache-control"]
-    single = client.get(f"/dicomweb/studies/{study}/rendered", headers=PNG)
+    single = dicomweb_client.get(f"/dicomweb/studies/{study}/rendered", headers=PNG)
     assert single.status_code == 406
     assert "multipart/related" in single.text
 
@@ -423,7 +449,8 @@ def test_study_and_series_rendered_hold_every_frame_in_display_order(
 
 
 def _cached_thumbnail_keys(stores: Stores, tenant: str = "default") -> list[str]:
-    """The thumbnail keys in the archive's cache, whichever cache backend it is."""
+    """The thumbnail keys in the archive's cache, whichever cache backend it is (the tests
+    using it are marked ``backends``: a thumbnail is kept in the cache backend)."""
     prefix = f"{tenant}/thumb/"
     cache = stores.cache
     if isinstance(cache, RedisCache):
@@ -434,7 +461,10 @@ def _cached_thumbnail_keys(stores: Stores, tenant: str = "default") -> list[str]
     return [k for k in cache._entries if k.startswith(prefix)]
 
 
-def test_thumbnails_of_study_series_and_instance(client: TestClient, stores: Stores) -> None:
+@pytest.mark.backends
+def test_thumbnails_of_study_series_and_instance(
+    dicomweb_client: TestClient, stores: Stores
+) -> None:
     study = generate_uid()
     scout = make_instance(study_uid=study, series_number=1, rows=16, columns=16)
     axial = [
@@ -448,27 +478,27 @@ def test_thumbnails_of_study_series_and_instance(client: TestClient, stores: Sto
         )
         for n in (5, 1, 3, 2, 4)
     ]
-    stow(client, [to_bytes(d) for d in (scout, *axial)])
+    stow(dicomweb_client, [to_bytes(d) for d in (scout, *axial)])
     middle = next(d for d in axial if d.InstanceNumber == 3)
 
-    study_thumb = client.get(f"/dicomweb/studies/{study}/thumbnail")
+    study_thumb = dicomweb_client.get(f"/dicomweb/studies/{study}/thumbnail")
     assert study_thumb.status_code == 200
     assert study_thumb.headers["content-type"] == "image/jpeg"
     assert "no-cache" in study_thumb.headers["cache-control"]
-    series_thumb = client.get(
+    series_thumb = dicomweb_client.get(
         f"/dicomweb/studies/{study}/series/{middle.SeriesInstanceUID}/thumbnail"
     )
-    instance_thumb = client.get(instance_url(middle) + "/thumbnail")
+    instance_thumb = dicomweb_client.get(instance_url(middle) + "/thumbnail")
     assert "immutable" in instance_thumb.headers["cache-control"]
     assert study_thumb.content == series_thumb.content == instance_thumb.content
     assert decode_image(study_thumb.content).shape == (128, 64)  # fits 128x128, 2:1 kept
 
-    png = client.get(instance_url(middle) + "/thumbnail?viewport=50,50", headers=PNG)
+    png = dicomweb_client.get(instance_url(middle) + "/thumbnail?viewport=50,50", headers=PNG)
     expected = reference(read(to_bytes(middle)), 0)
     assert decode_image(png.content).shape == (50, 25)
     assert abs(float(decode_image(png.content).mean()) - float(expected.mean())) < 2
 
-    scout_thumb = client.get(instance_url(scout) + "/thumbnail", headers=PNG)
+    scout_thumb = dicomweb_client.get(instance_url(scout) + "/thumbnail", headers=PNG)
     assert decode_image(scout_thumb.content).shape == (128, 128)
     assert len(_cached_thumbnail_keys(stores)) == 3
     assert all(
@@ -476,42 +506,48 @@ def test_thumbnails_of_study_series_and_instance(client: TestClient, stores: Sto
     )
 
 
-def test_a_thumbnail_is_cached_and_revalidates(client: TestClient, stores: Stores) -> None:
-    ds = store(client, CORPUS_DIR / "examples_ybr_color.dcm")
+@pytest.mark.backends
+def test_a_thumbnail_is_cached_and_revalidates(dicomweb_client: TestClient, stores: Stores) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "examples_ybr_color.dcm")
     url = instance_url(ds) + "/thumbnail"
-    first = client.get(url)
+    first = dicomweb_client.get(url)
     cache = stores.cache
     assert isinstance(cache, MemoryCache | RedisCache)
     (key,) = _cached_thumbnail_keys(stores)
     sha = key.split("/")[2]
     assert len(sha) == 64
     hits = cache.hits
-    second = client.get(url)
+    second = dicomweb_client.get(url)
     assert second.content == first.content
     assert cache.hits > hits
-    again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    again = dicomweb_client.get(url, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == first.headers["etag"]
     # The middle of 30 frames (frame 15) stands for the instance.
-    frame = client.get(instance_url(ds) + "/frames/15/thumbnail")
+    frame = dicomweb_client.get(instance_url(ds) + "/frames/15/thumbnail")
     assert frame.content == first.content
 
 
-def test_rendered_revalidates_with_its_etag(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")
+def test_rendered_revalidates_with_its_etag(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")
     url = instance_url(ds) + "/rendered?window=40,400,linear"
-    first = client.get(url, headers=PNG)
+    first = dicomweb_client.get(url, headers=PNG)
     assert first.headers["cache-control"] == "private, max-age=31536000, immutable"
     assert (
-        client.get(url, headers={**PNG, "If-None-Match": first.headers["etag"]}).status_code == 304
+        dicomweb_client.get(
+            url, headers={**PNG, "If-None-Match": first.headers["etag"]}
+        ).status_code
+        == 304
     )
-    other = client.get(instance_url(ds) + "/rendered?window=40,401,linear", headers=PNG)
+    other = dicomweb_client.get(instance_url(ds) + "/rendered?window=40,401,linear", headers=PNG)
     assert other.headers["etag"] != first.headers["etag"]
-    jpeg = client.get(url, headers={"Accept": "image/jpeg", "If-None-Match": first.headers["etag"]})
+    jpeg = dicomweb_client.get(
+        url, headers={"Accept": "image/jpeg", "If-None-Match": first.headers["etag"]}
+    )
     assert jpeg.status_code == 200
-    study = client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/thumbnail")
-    revalidated = client.get(
+    study = dicomweb_client.get(f"/dicomweb/studies/{ds.StudyInstanceUID}/thumbnail")
+    revalidated = dicomweb_client.get(
         f"/dicomweb/studies/{ds.StudyInstanceUID}/thumbnail",
         headers={"If-None-Match": study.headers["etag"]},
     )
@@ -519,38 +555,41 @@ def test_rendered_revalidates_with_its_etag(client: TestClient) -> None:
 
 
 def test_instances_without_pixel_data_or_with_undecodable_frames_say_why(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     report = make_instance()
     del report.PixelData
-    stow(client, [to_bytes(report)])
+    stow(dicomweb_client, [to_bytes(report)])
     for suffix in ("/rendered", "/thumbnail"):
-        response = client.get(instance_url(report) + suffix)
+        response = dicomweb_client.get(instance_url(report) + suffix)
         assert response.status_code == 404
         assert "no pixel data" in response.text
-    assert client.get(f"/dicomweb/studies/{report.StudyInstanceUID}/thumbnail").status_code == 404
-    broken = store(client, CORPUS_DIR / "JPEG-lossy.dcm")
-    response = client.get(instance_url(broken) + "/rendered")
+    assert (
+        dicomweb_client.get(f"/dicomweb/studies/{report.StudyInstanceUID}/thumbnail").status_code
+        == 404
+    )
+    broken = store(dicomweb_client, CORPUS_DIR / "JPEG-lossy.dcm")
+    response = dicomweb_client.get(instance_url(broken) + "/rendered")
     assert response.status_code == 409
     assert "cannot be decoded" in response.text
-    truncated = store(client, CORPUS_DIR / "MR_truncated.dcm")
-    response = client.get(instance_url(truncated) + "/thumbnail")
+    truncated = store(dicomweb_client, CORPUS_DIR / "MR_truncated.dcm")
+    response = dicomweb_client.get(instance_url(truncated) + "/thumbnail")
     assert response.status_code == 409
     assert "8192" in response.text
 
 
 def test_an_encapsulated_syntax_without_a_decoder_is_409_for_rendered_and_406_for_frames(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     ds = make_instance(rows=4, columns=4)
     ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2: no decoder here
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
     ds["PixelData"].VR = "OB"
-    store(client, ds)
-    rendered = client.get(instance_url(ds) + "/rendered")
+    store(dicomweb_client, ds)
+    rendered = dicomweb_client.get(instance_url(ds) + "/rendered")
     assert rendered.status_code == 409
     assert "decoder" in rendered.text
-    frames = client.get(
+    frames = dicomweb_client.get(
         instance_url(ds) + "/frames/1",
         headers={"Accept": OCTET_EXPLICIT_LE},
     )
@@ -570,12 +609,12 @@ ENCAPSULATED = [
 
 @pytest.mark.parametrize("path", ENCAPSULATED, ids=[p.name for p in ENCAPSULATED])
 def test_compressed_frames_and_instances_decompress_to_pydicoms_pixels(
-    client: TestClient, path: Path
+    dicomweb_client: TestClient, path: Path
 ) -> None:
-    ds = store(client, path)
+    ds = store(dicomweb_client, path)
     count = number_of_frames(ds)
     listed = ",".join(str(n) for n in range(1, count + 1))
-    response = client.get(
+    response = dicomweb_client.get(
         instance_url(ds) + f"/frames/{listed}", headers={"Accept": OCTET_EXPLICIT_LE}
     )
     if _decodable([path]) is None:
@@ -591,7 +630,7 @@ def test_compressed_frames_and_instances_decompress_to_pydicoms_pixels(
     for part, frame in zip(parts, frames, strict=True):
         got = np.frombuffer(part.body, dtype=frame.dtype.newbyteorder("<")).reshape(frame.shape)
         assert np.array_equal(got, frame)
-    whole = client.get(
+    whole = dicomweb_client.get(
         instance_url(ds),
         headers={
             "Accept": f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}'

@@ -25,8 +25,8 @@ from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.stores import Stores
 from tests.apps import served
-from tests.conftest import CORPUS_DIR, stow, to_bytes
 from tests.dicomweb.multipart_util import boundary_of, split_multipart
+from tests.factories import CORPUS_DIR, stow, to_bytes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"

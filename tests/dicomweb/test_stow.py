@@ -1,4 +1,7 @@
-"""STOW-RS (PS3.18 §10.5): per-instance outcomes, status codes, idempotency."""
+"""STOW-RS (PS3.18 §10.5): per-instance outcomes, status codes, idempotency.
+
+Through the whole server (``client``), so that every outcome, refusals and partial stores
+included, is also held to the audit check of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from dicomweb import stow as stow_module
 from radcase_pacs.settings import Settings
 from storage.stores import Stores
 from tests.apps import served
-from tests.conftest import make_instance, multipart_body, stow, to_bytes
+from tests.factories import make_instance, multipart_body, stow, to_bytes
+
+pytestmark = pytest.mark.backends
 
 DICOM_JSON = "application/dicom+json"
 
@@ -36,7 +41,9 @@ def test_all_instances_stored_is_200_with_a_retrieve_url_each(client: TestClient
         assert client.get(url.removeprefix("http://testserver")).status_code == 200
 
 
-def test_a_malformed_part_is_reported_while_the_good_ones_are_stored(client: TestClient) -> None:
+def test_a_malformed_part_is_reported_while_the_good_ones_are_stored(
+    client: TestClient,
+) -> None:
     good = make_instance()
     response = stow(client, [b"this is not DICOM at all", to_bytes(good), b"\x00" * 10])
     assert response.status_code == 202

@@ -11,17 +11,19 @@ import pytest
 from pydicom.encaps import generate_frames
 from starlette.testclient import TestClient
 
-from tests.conftest import CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
+from tests.factories import CORPUS_DIR, make_instance, stow, to_bytes
+
+pytestmark = pytest.mark.backends
 
 ANY_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OHIF_FRAMES = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-def _store_file(client: TestClient, name: str) -> pydicom.Dataset:
+def _store_file(dicomweb_client: TestClient, name: str) -> pydicom.Dataset:
     data = (CORPUS_DIR / name).read_bytes()
-    assert stow(client, [data]).status_code in (200, 202)
+    assert stow(dicomweb_client, [data]).status_code in (200, 202)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(io.BytesIO(data))
@@ -35,46 +37,46 @@ def _instance_url(ds: pydicom.Dataset) -> str:
 
 
 def test_study_retrieval_returns_every_instance_in_one_multipart_body(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     study = "1.2.826.0.1.3680043.8.498.1"
     instances = [make_instance(study_uid=study, instance_number=n) for n in (1, 2, 3)]
-    stow(client, [to_bytes(ds) for ds in instances])
-    response = client.get(f"/dicomweb/studies/{study}", headers={"Accept": ANY_DICOM})
+    stow(dicomweb_client, [to_bytes(ds) for ds in instances])
+    response = dicomweb_client.get(f"/dicomweb/studies/{study}", headers={"Accept": ANY_DICOM})
     assert response.status_code == 200
     parts = split_multipart(response)
     assert sorted(p.body for p in parts) == sorted(to_bytes(ds) for ds in instances)
     assert all(p.headers["content-type"].startswith("application/dicom") for p in parts)
 
 
-def test_missing_accept_header_serves_the_stored_bytes(client: TestClient) -> None:
-    ds = _store_file(client, "CT_small.dcm")
-    response = client.get(_instance_url(ds), headers={"Accept": "*/*"})
+def test_missing_accept_header_serves_the_stored_bytes(dicomweb_client: TestClient) -> None:
+    ds = _store_file(dicomweb_client, "CT_small.dcm")
+    response = dicomweb_client.get(_instance_url(ds), headers={"Accept": "*/*"})
     assert response.status_code == 200
     (part,) = split_multipart(response)
     assert part.body == (CORPUS_DIR / "CT_small.dcm").read_bytes()
 
 
 def test_accept_with_several_ranges_and_q_values_picks_the_best_one_we_can_serve(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = _store_file(client, "JPEG2000.dcm")
+    ds = _store_file(dicomweb_client, "JPEG2000.dcm")
     accept = (
         'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50;'
         " q=0.9, multipart/related; type=application/dicom; transfer-syntax=*; q=0.5"
     )
-    response = client.get(_instance_url(ds), headers={"Accept": accept})
+    response = dicomweb_client.get(_instance_url(ds), headers={"Accept": accept})
     assert response.status_code == 200
     (part,) = split_multipart(response)
     assert "transfer-syntax=1.2.840.10008.1.2.4.91" in part.headers["content-type"]
 
 
 def test_compressed_instance_asked_as_explicit_little_endian_is_decompressed(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = _store_file(client, "JPEG2000.dcm")
+    ds = _store_file(dicomweb_client, "JPEG2000.dcm")
     accept = f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}'
-    response = client.get(_instance_url(ds), headers={"Accept": accept})
+    response = dicomweb_client.get(_instance_url(ds), headers={"Accept": accept})
     assert response.status_code == 200
     (part,) = split_multipart(response)
     decoded = pydicom.dcmread(io.BytesIO(part.body))
@@ -82,17 +84,19 @@ def test_compressed_instance_asked_as_explicit_little_endian_is_decompressed(
     assert np.array_equal(decoded.pixel_array, ds.pixel_array)
 
 
-def test_a_syntax_we_cannot_produce_is_406(client: TestClient) -> None:
-    ds = _store_file(client, "CT_small.dcm")
+def test_a_syntax_we_cannot_produce_is_406(dicomweb_client: TestClient) -> None:
+    ds = _store_file(dicomweb_client, "CT_small.dcm")
     accept = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
-    response = client.get(_instance_url(ds), headers={"Accept": accept})
+    response = dicomweb_client.get(_instance_url(ds), headers={"Accept": accept})
     assert response.status_code == 406
     assert "1.2.840.10008.1.2.1" in response.text
 
 
-def test_single_part_application_dicom_is_served_for_one_instance(client: TestClient) -> None:
-    ds = _store_file(client, "MR_small.dcm")
-    response = client.get(
+def test_single_part_application_dicom_is_served_for_one_instance(
+    dicomweb_client: TestClient,
+) -> None:
+    ds = _store_file(dicomweb_client, "MR_small.dcm")
+    response = dicomweb_client.get(
         _instance_url(ds), headers={"Accept": "application/dicom; transfer-syntax=*"}
     )
     assert response.status_code == 200
@@ -101,10 +105,12 @@ def test_single_part_application_dicom_is_served_for_one_instance(client: TestCl
     assert "immutable" in response.headers["cache-control"]
 
 
-def test_native_frames_are_octet_stream_slices_of_the_pixel_data(client: TestClient) -> None:
+def test_native_frames_are_octet_stream_slices_of_the_pixel_data(
+    dicomweb_client: TestClient,
+) -> None:
     ds = make_instance(rows=4, columns=6, frames=5)
-    stow(client, [to_bytes(ds)])
-    response = client.get(
+    stow(dicomweb_client, [to_bytes(ds)])
+    response = dicomweb_client.get(
         _instance_url(ds) + "/frames/2,5,1",
         headers={"Accept": "multipart/related; type=application/octet-stream"},
     )
@@ -132,14 +138,14 @@ def test_native_frames_are_octet_stream_slices_of_the_pixel_data(client: TestCli
     ],
 )
 def test_encapsulated_frames_come_in_their_own_media_type_or_as_ohif_asks(
-    client: TestClient, name: str, media_type: str
+    dicomweb_client: TestClient, name: str, media_type: str
 ) -> None:
-    ds = _store_file(client, name)
+    ds = _store_file(dicomweb_client, name)
     count = int(ds.get("NumberOfFrames", 1) or 1)
     expected = list(generate_frames(ds.PixelData, number_of_frames=count))
     frames = ",".join(str(n) for n in range(1, count + 1))
     syntax = str(ds.file_meta.TransferSyntaxUID)
-    own = client.get(
+    own = dicomweb_client.get(
         _instance_url(ds) + f"/frames/{frames}",
         headers={"Accept": f'multipart/related; type="{media_type}"; transfer-syntax={syntax}'},
     )
@@ -147,17 +153,19 @@ def test_encapsulated_frames_come_in_their_own_media_type_or_as_ohif_asks(
     parts = split_multipart(own)
     assert [p.body for p in parts] == expected
     assert parts[0].headers["content-type"] == f"{media_type}; transfer-syntax={syntax}"
-    ohif = client.get(_instance_url(ds) + f"/frames/{frames}", headers={"Accept": OHIF_FRAMES})
+    ohif = dicomweb_client.get(
+        _instance_url(ds) + f"/frames/{frames}", headers={"Accept": OHIF_FRAMES}
+    )
     assert ohif.status_code == 200
     assert [p.body for p in split_multipart(ohif)] == expected
 
 
 def test_encapsulated_frames_asked_as_uncompressed_octet_stream_are_decompressed(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = _store_file(client, "JPEG2000.dcm")
+    ds = _store_file(dicomweb_client, "JPEG2000.dcm")
     octet = "application/octet-stream"
-    response = client.get(
+    response = dicomweb_client.get(
         _instance_url(ds) + "/frames/1",
         headers={"Accept": "multipart/related; type=application/octet-stream"},
     )
@@ -167,9 +175,11 @@ def test_encapsulated_frames_asked_as_uncompressed_octet_stream_are_decompressed
     assert np.array_equal(np.frombuffer(part.body, "<i2").reshape(1024, 256), ds.pixel_array)
 
 
-def test_encapsulated_frames_that_do_not_decode_are_406_saying_why(client: TestClient) -> None:
-    ds = _store_file(client, "JPEG-lossy.dcm")
-    response = client.get(
+def test_encapsulated_frames_that_do_not_decode_are_406_saying_why(
+    dicomweb_client: TestClient,
+) -> None:
+    ds = _store_file(dicomweb_client, "JPEG-lossy.dcm")
+    response = dicomweb_client.get(
         _instance_url(ds) + "/frames/1",
         headers={"Accept": "multipart/related; type=application/octet-stream"},
     )
@@ -178,37 +188,37 @@ def test_encapsulated_frames_that_do_not_decode_are_406_saying_why(client: TestC
 
 
 @pytest.mark.parametrize("frames", ["0", "-1", "x", "1,,2", "1.5"])
-def test_malformed_frame_lists_are_400(client: TestClient, frames: str) -> None:
+def test_malformed_frame_lists_are_400(dicomweb_client: TestClient, frames: str) -> None:
     ds = make_instance()
-    stow(client, [to_bytes(ds)])
-    response = client.get(_instance_url(ds) + f"/frames/{frames}")
+    stow(dicomweb_client, [to_bytes(ds)])
+    response = dicomweb_client.get(_instance_url(ds) + f"/frames/{frames}")
     assert response.status_code == 400
     assert "frame" in response.text
 
 
-def test_a_frame_past_the_end_is_404_saying_how_many_there_are(client: TestClient) -> None:
+def test_a_frame_past_the_end_is_404_saying_how_many_there_are(dicomweb_client: TestClient) -> None:
     ds = make_instance(frames=3)
-    stow(client, [to_bytes(ds)])
-    response = client.get(_instance_url(ds) + "/frames/4")
+    stow(dicomweb_client, [to_bytes(ds)])
+    response = dicomweb_client.get(_instance_url(ds) + "/frames/4")
     assert response.status_code == 404
     assert "3 frames" in response.text
 
 
 def test_frames_of_a_truncated_pixel_data_element_are_409_with_the_reason(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = _store_file(client, "MR_truncated.dcm")
-    response = client.get(_instance_url(ds) + "/frames/1", headers={"Accept": OHIF_FRAMES})
+    ds = _store_file(dicomweb_client, "MR_truncated.dcm")
+    response = dicomweb_client.get(_instance_url(ds) + "/frames/1", headers={"Accept": OHIF_FRAMES})
     assert response.status_code == 409
     assert "8192" in response.text
 
 
-def test_bulk_data_uris_in_metadata_resolve_to_the_values(client: TestClient) -> None:
-    ds = _store_file(client, "examples_overlay.dcm")
-    (document,) = client.get(_instance_url(ds) + "/metadata").json()
+def test_bulk_data_uris_in_metadata_resolve_to_the_values(dicomweb_client: TestClient) -> None:
+    ds = _store_file(dicomweb_client, "examples_overlay.dcm")
+    (document,) = dicomweb_client.get(_instance_url(ds) + "/metadata").json()
     overlay_uri = document["60003000"]["BulkDataURI"]
     assert overlay_uri.startswith("http://testserver/dicomweb/studies/")
-    response = client.get(
+    response = dicomweb_client.get(
         overlay_uri.removeprefix("http://testserver"),
         headers={"Accept": "application/octet-stream"},
     )
@@ -216,48 +226,53 @@ def test_bulk_data_uris_in_metadata_resolve_to_the_values(client: TestClient) ->
     assert response.content == bytes(ds[0x60003000].value)
 
 
-def test_pixel_data_bulk_uri_returns_the_frames(client: TestClient) -> None:
+def test_pixel_data_bulk_uri_returns_the_frames(dicomweb_client: TestClient) -> None:
     ds = make_instance(frames=2)
-    stow(client, [to_bytes(ds)])
-    (document,) = client.get(_instance_url(ds) + "/metadata").json()
+    stow(dicomweb_client, [to_bytes(ds)])
+    (document,) = dicomweb_client.get(_instance_url(ds) + "/metadata").json()
     uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
-    response = client.get(uri, headers={"Accept": OHIF_FRAMES})
+    response = dicomweb_client.get(uri, headers={"Accept": OHIF_FRAMES})
     assert b"".join(p.body for p in split_multipart(response)) == ds.PixelData
 
 
-def test_metadata_of_a_series_lists_every_instance_and_revalidates(client: TestClient) -> None:
+def test_metadata_of_a_series_lists_every_instance_and_revalidates(
+    dicomweb_client: TestClient,
+) -> None:
     series = "1.2.826.0.1.3680043.8.498.7"
     stow(
-        client,
+        dicomweb_client,
         [
             to_bytes(make_instance(series_uid=series, study_uid="1.2.3", instance_number=n))
             for n in (2, 1)
         ],
     )
     url = f"/dicomweb/studies/1.2.3/series/{series}/metadata"
-    first = client.get(url)
+    first = dicomweb_client.get(url)
     assert first.status_code == 200
     assert [d["00200013"]["Value"] for d in first.json()] == [[1], [2]]
     assert first.headers["cache-control"] == "private, no-cache"
-    again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    again = dicomweb_client.get(url, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
-    stow(client, [to_bytes(make_instance(series_uid=series, study_uid="1.2.3", instance_number=3))])
-    changed = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    stow(
+        dicomweb_client,
+        [to_bytes(make_instance(series_uid=series, study_uid="1.2.3", instance_number=3))],
+    )
+    changed = dicomweb_client.get(url, headers={"If-None-Match": first.headers["etag"]})
     assert changed.status_code == 200
     assert len(changed.json()) == 3
 
 
-def test_metadata_uris_follow_the_forwarded_public_origin(client: TestClient) -> None:
+def test_metadata_uris_follow_the_forwarded_public_origin(dicomweb_client: TestClient) -> None:
     ds = make_instance()
-    stow(client, [to_bytes(ds)])
+    stow(dicomweb_client, [to_bytes(ds)])
     url = _instance_url(ds) + "/metadata"
-    forwarded = client.get(
+    forwarded = dicomweb_client.get(
         url, headers={"Forwarded": 'for=1.2.3.4;proto=https;host="pacs.example"'}
     )
     assert forwarded.json()[0]["7FE00010"]["BulkDataURI"].startswith(
         "https://pacs.example/dicomweb/studies/"
     )
-    x_forwarded = client.get(
+    x_forwarded = dicomweb_client.get(
         url,
         headers={
             "X-Forwarded-Proto": "https",
@@ -279,8 +294,8 @@ def test_metadata_uris_follow_the_forwarded_public_origin(client: TestClient) ->
         "/dicomweb/studies/1.2.3/series/4.5/instances/6.7/bulk/7FE00010",
     ],
 )
-def test_unknown_uids_are_404(client: TestClient, url: str) -> None:
-    assert client.get(url).status_code == 404
+def test_unknown_uids_are_404(dicomweb_client: TestClient, url: str) -> None:
+    assert dicomweb_client.get(url).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -291,22 +306,22 @@ def test_unknown_uids_are_404(client: TestClient, url: str) -> None:
         "/dicomweb/studies/1.2/series/x.y/instances/1.2/frames/1",
     ],
 )
-def test_malformed_uids_in_the_path_are_400(client: TestClient, url: str) -> None:
-    response = client.get(url)
+def test_malformed_uids_in_the_path_are_400(dicomweb_client: TestClient, url: str) -> None:
+    response = dicomweb_client.get(url)
     assert response.status_code == 400
     assert "not a valid UID" in response.text
 
 
 def test_delete_removes_the_instance_its_blob_and_its_cached_metadata(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
     study = "1.2.826.0.1.3680043.8.498.9"
     a, b = make_instance(study_uid=study), make_instance(study_uid=study)
-    stow(client, [to_bytes(a), to_bytes(b)])
-    assert len(client.get(f"/dicomweb/studies/{study}/metadata").json()) == 2
-    assert client.delete(_instance_url(a)).status_code == 204
-    assert client.get(_instance_url(a)).status_code == 404
-    assert len(client.get(f"/dicomweb/studies/{study}/metadata").json()) == 1
-    assert client.delete(f"/dicomweb/studies/{study}").status_code == 204
-    assert client.get(f"/dicomweb/studies/{study}/metadata").status_code == 404
-    assert client.delete(f"/dicomweb/studies/{study}").status_code == 404
+    stow(dicomweb_client, [to_bytes(a), to_bytes(b)])
+    assert len(dicomweb_client.get(f"/dicomweb/studies/{study}/metadata").json()) == 2
+    assert dicomweb_client.delete(_instance_url(a)).status_code == 204
+    assert dicomweb_client.get(_instance_url(a)).status_code == 404
+    assert len(dicomweb_client.get(f"/dicomweb/studies/{study}/metadata").json()) == 1
+    assert dicomweb_client.delete(f"/dicomweb/studies/{study}").status_code == 204
+    assert dicomweb_client.get(f"/dicomweb/studies/{study}/metadata").status_code == 404
+    assert dicomweb_client.delete(f"/dicomweb/studies/{study}").status_code == 404

@@ -8,7 +8,6 @@ import pytest
 from pydicom.dataset import Dataset
 from starlette.testclient import TestClient
 
-from tests.conftest import CORPUS_DIR, make_instance, stow, to_bytes
 from tests.dicomweb.render_util import (
     decode_image,
     instance_url,
@@ -17,21 +16,22 @@ from tests.dicomweb.render_util import (
     store,
     wado_url,
 )
+from tests.factories import CORPUS_DIR, make_instance, stow, to_bytes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 JPEG_2000 = "1.2.840.10008.1.2.4.91"
 
 
 def test_cornerstone_wadouri_request_gets_the_stored_file_byte_for_byte(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")  # stored in Explicit VR Little Endian
-    response = client.get(wado_url(ds, contentType="application/dicom"))
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")  # stored in Explicit VR Little Endian
+    response = dicomweb_client.get(wado_url(ds, contentType="application/dicom"))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/dicom"
     assert response.content == (CORPUS_DIR / "CT_small.dcm").read_bytes()
     assert "immutable" in response.headers["cache-control"]
-    again = client.get(
+    again = dicomweb_client.get(
         wado_url(ds, contentType="application/dicom"),
         headers={"If-None-Match": response.headers["etag"]},
     )
@@ -39,18 +39,20 @@ def test_cornerstone_wadouri_request_gets_the_stored_file_byte_for_byte(
 
 
 def test_dicom_defaults_to_explicit_vr_little_endian_and_honours_transfer_syntax(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = store(client, CORPUS_DIR / "JPEG2000.dcm")
-    default = client.get(wado_url(ds, contentType="application/dicom"))
+    ds = store(dicomweb_client, CORPUS_DIR / "JPEG2000.dcm")
+    default = dicomweb_client.get(wado_url(ds, contentType="application/dicom"))
     assert default.status_code == 200
     transcoded = read(default.content)
     assert transcoded.file_meta.TransferSyntaxUID == EXPLICIT_LE  # PS3.18 §9.4.2.4
     assert transcoded.SOPInstanceUID == ds.SOPInstanceUID
     assert np.array_equal(transcoded.pixel_array, ds.pixel_array)
-    stored = client.get(wado_url(ds, contentType="application/dicom", transferSyntax=JPEG_2000))
+    stored = dicomweb_client.get(
+        wado_url(ds, contentType="application/dicom", transferSyntax=JPEG_2000)
+    )
     assert stored.content == (CORPUS_DIR / "JPEG2000.dcm").read_bytes()
-    refused = client.get(
+    refused = dicomweb_client.get(
         wado_url(ds, contentType="application/dicom", transferSyntax="1.2.840.10008.1.2.4.50")
     )
     assert refused.status_code == 406
@@ -58,37 +60,40 @@ def test_dicom_defaults_to_explicit_vr_little_endian_and_honours_transfer_syntax
 
 
 def test_a_single_frame_image_defaults_to_jpeg_and_png_matches_the_reference(
-    client: TestClient,
+    dicomweb_client: TestClient,
 ) -> None:
-    ds = store(client, CORPUS_DIR / "MR_small.dcm")
-    default = client.get(wado_url(ds))
+    ds = store(dicomweb_client, CORPUS_DIR / "MR_small.dcm")
+    default = dicomweb_client.get(wado_url(ds))
     assert default.status_code == 200
     assert default.headers["content-type"] == "image/jpeg"
-    png = client.get(wado_url(ds, contentType="image/png"))
+    png = dicomweb_client.get(wado_url(ds, contentType="image/png"))
     assert png.headers["content-type"] == "image/png"
     assert np.array_equal(decode_image(png.content), reference(ds, 0))
-    rendered = client.get(instance_url(ds) + "/rendered", headers={"Accept": "image/png"})
+    rendered = dicomweb_client.get(instance_url(ds) + "/rendered", headers={"Accept": "image/png"})
     assert png.content == rendered.content
-    gif = client.get(wado_url(ds, contentType="image/gif"))
+    gif = dicomweb_client.get(wado_url(ds, contentType="image/gif"))
     assert gif.headers["content-type"] == "image/gif"
 
 
-def test_frame_number_of_a_multi_frame_instance(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "examples_ybr_color.dcm")
-    assert client.get(wado_url(ds)).headers["content-type"] == "application/dicom"
-    frame = client.get(wado_url(ds, contentType="image/png", frameNumber="7"))
+def test_frame_number_of_a_multi_frame_instance(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "examples_ybr_color.dcm")
+    assert dicomweb_client.get(wado_url(ds)).headers["content-type"] == "application/dicom"
+    frame = dicomweb_client.get(wado_url(ds, contentType="image/png", frameNumber="7"))
     assert frame.status_code == 200
     assert np.array_equal(decode_image(frame.content), reference(ds, 6))
-    jpeg = client.get(wado_url(ds, frameNumber="7"))  # a single frame: the image default
+    jpeg = dicomweb_client.get(wado_url(ds, frameNumber="7"))  # a single frame: the image default
     assert jpeg.headers["content-type"] == "image/jpeg"
-    assert client.get(wado_url(ds, contentType="image/png", frameNumber="31")).status_code == 400
+    assert (
+        dicomweb_client.get(wado_url(ds, contentType="image/png", frameNumber="31")).status_code
+        == 400
+    )
 
 
-def test_rows_columns_region_and_window(client: TestClient) -> None:
-    ds = store(client, CORPUS_DIR / "CT_small.dcm")  # 128 x 128
+def test_rows_columns_region_and_window(dicomweb_client: TestClient) -> None:
+    ds = store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")  # 128 x 128
 
     def image(**params: str) -> np.ndarray:
-        response = client.get(wado_url(ds, contentType="image/png", **params))
+        response = dicomweb_client.get(wado_url(ds, contentType="image/png", **params))
         assert response.status_code == 200, response.text
         return decode_image(response.content)
 
@@ -102,18 +107,18 @@ def test_rows_columns_region_and_window(client: TestClient) -> None:
     assert image(annotation="patient", charset="UTF-8", imageQuality="80").shape == (128, 128)
 
 
-def test_an_instance_without_pixel_data_is_dicom_by_default(client: TestClient) -> None:
+def test_an_instance_without_pixel_data_is_dicom_by_default(dicomweb_client: TestClient) -> None:
     report = make_instance()
     del report.PixelData
-    stow(client, [to_bytes(report)])
-    assert client.get(wado_url(report)).headers["content-type"] == "application/dicom"
-    response = client.get(wado_url(report, contentType="image/jpeg"))
+    stow(dicomweb_client, [to_bytes(report)])
+    assert dicomweb_client.get(wado_url(report)).headers["content-type"] == "application/dicom"
+    response = dicomweb_client.get(wado_url(report, contentType="image/jpeg"))
     assert response.status_code == 404
     assert "no pixel data" in response.text
 
 
-def test_unknown_uids_are_404(client: TestClient) -> None:
-    response = client.get(
+def test_unknown_uids_are_404(dicomweb_client: TestClient) -> None:
+    response = dicomweb_client.get(
         "/dicomweb/wado?requestType=WADO&studyUID=1.2.3&seriesUID=1.2.4&objectUID=1.2.5"
     )
     assert response.status_code == 404
@@ -197,13 +202,13 @@ BAD = [
 
 
 @pytest.fixture
-def ct(client: TestClient) -> Dataset:
-    return store(client, CORPUS_DIR / "CT_small.dcm")
+def ct(dicomweb_client: TestClient) -> Dataset:
+    return store(dicomweb_client, CORPUS_DIR / "CT_small.dcm")
 
 
 @pytest.mark.parametrize(("template", "named"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_a_4xx_that_says_what_was_wrong(
-    client: TestClient, ct: Dataset, template: str, named: str
+    dicomweb_client: TestClient, ct: Dataset, template: str, named: str
 ) -> None:
     url = template.format(
         instance=instance_url(ct),
@@ -212,6 +217,6 @@ def test_bad_input_is_a_4xx_that_says_what_was_wrong(
         sop=ct.SOPInstanceUID,
         wado=wado_url(ct),
     )
-    response = client.get(url)
+    response = dicomweb_client.get(url)
     assert response.status_code in (400, 404, 406), (response.status_code, response.text)
     assert named in response.text

@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 
 SIZE = 256
 HU_OFFSET = 1024  # stored value = HU + 1024 (RescaleIntercept -1024)

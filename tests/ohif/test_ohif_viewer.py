@@ -34,6 +34,8 @@ from tests.ohif.study import Study, store, studies, teaching_case
 from tests.ohif.webserver import viewer_server
 from tests.serving import ROOT, serve
 
+pytestmark = pytest.mark.e2e
+
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "viewer.mjs"
 MODES = ("same-origin", "cross-origin")

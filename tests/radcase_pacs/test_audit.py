@@ -44,7 +44,7 @@ from storage.errors import BackendFailure, NotFound
 from storage.stores import Stores
 from storage.urls import open_database
 from tests.apps import served
-from tests.conftest import free_port, make_instance, multipart_body, stow, to_bytes
+from tests.factories import free_port, make_instance, multipart_body, stow, to_bytes
 
 CT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
 

@@ -38,8 +38,8 @@ from storage.blobs.base import BlobStore
 from storage.index.base import Index
 from storage.urls import open_blobs, open_index
 from tests.backends import MOTO, free_port
-from tests.conftest import CT_IMAGE_STORAGE, make_instance, multipart_body, to_bytes
 from tests.dicomweb.multipart_util import split_multipart
+from tests.factories import CT_IMAGE_STORAGE, make_instance, multipart_body, to_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASHED = 86
@@ -433,7 +433,7 @@ def check_wado(server: ServerProcess, acked: Acknowledged, count: int) -> None:
             assert data_set_of(part.body) == sent_data_set(acked.cstore[sop])
 
 
-@pytest.mark.end_to_end
+@pytest.mark.e2e
 def test_a_server_killed_under_load_keeps_every_acknowledged_instance_and_the_sweep_only_orphans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 
 SERIES_METADATA = "/dicomweb/studies/{study}/series/{series}/metadata"
 FRAMES = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}"

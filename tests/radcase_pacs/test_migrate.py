@@ -18,9 +18,10 @@ from radcase_pacs.deployment import clinical_stores
 from radcase_pacs.settings import file_settings
 from storage.archive import Archive
 from tests.backends import MOTO
-from tests.conftest import CORPUS_UNIQUE, make_instance, to_bytes
+from tests.factories import CORPUS_UNIQUE, make_instance, to_bytes
 
-GENERATED = 2000
+# Enough that the migration is still copying when it is killed (after 300 copies).
+GENERATED = 800
 MIGRATE = [sys.executable, "-m", "radcase_pacs", "migrate", "--no-progress"]
 
 
@@ -68,6 +69,7 @@ def run_migrate(source: Path, target: Path) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.e2e
 def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
     tmp_path: Path, postgres_url: str, s3_bucket_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

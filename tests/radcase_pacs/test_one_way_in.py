@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.importer import import_paths
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.dimse.conftest import dimse_settings
 from tests.radcase_pacs.test_metrics import samples, value
 from tests.teaching.kos_builder import TEACHING_FILE_EXPORT_IHE, build_kos

@@ -19,7 +19,7 @@ from storage.index.sqlite import SqliteIndex
 from storage.stores import Stores
 from tests.apps import served
 from tests.backends import PrivateRedis
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 from tests.serving import production_environment, serve
 
 FRAME = {"Accept": "application/octet-stream"}
@@ -61,6 +61,7 @@ def sop_uids(metadata: list[dict]) -> set[str]:  # type: ignore[type-arg]
     return {doc["00080018"]["Value"][0] for doc in metadata}
 
 
+@pytest.mark.e2e
 def test_two_processes_sharing_postgres_redis_and_s3_answer_as_one(
     production_env: dict[str, str],
 ) -> None:
@@ -102,6 +103,7 @@ def test_two_processes_sharing_postgres_redis_and_s3_answer_as_one(
         assert gone.status_code == 404
 
 
+@pytest.mark.e2e
 def test_workers_share_one_port_and_their_metrics_add_up(
     production_env: dict[str, str],
 ) -> None:

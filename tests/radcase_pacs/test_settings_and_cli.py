@@ -17,7 +17,7 @@ from pynetdicom import AE
 
 from radcase_pacs.cli import main
 from radcase_pacs.settings import load_settings
-from tests.conftest import CORPUS, CORPUS_DIR, free_port
+from tests.factories import CORPUS, CORPUS_DIR, free_port
 
 
 def test_settings_come_from_defaults_then_file_then_environment_then_flags(
@@ -86,6 +86,7 @@ def test_import_names_each_failure_with_its_reason(
     assert "broken.dcm" in out
 
 
+@pytest.mark.e2e
 def test_serve_answers_healthz_once_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     """HTTP and DIMSE come up together over the same stores and go down together."""
     port, dimse_port = free_port(), free_port()

@@ -33,7 +33,7 @@ from storage.urls import open_blobs, open_database
 from teaching.cases.models import CaseCreate, CaseStatus, PixelReview, PixelReviewIn
 from teaching.cases.store import CaseStore, NewCase, TeachingInstance
 from tests.backends import MOTO, free_port
-from tests.conftest import make_instance, to_bytes
+from tests.factories import make_instance, to_bytes
 from tests.serving import serve
 
 TENANT = "default"
@@ -352,7 +352,7 @@ def test_the_first_periodic_sweep_comes_within_ten_minutes_of_start(tmp_path: Pa
     assert (sweeper.interval, sweeper.first_delay) == (21600, 600)
 
 
-@pytest.mark.end_to_end
+@pytest.mark.e2e
 def test_serve_sweeps_old_orphans_while_it_serves_and_keeps_young_ones(tmp_path: Path) -> None:
     """A real server process with a one-second interval (end to end: a few seconds)."""
     data = tmp_path / "data"

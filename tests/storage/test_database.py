@@ -22,7 +22,8 @@ from storage.database.postgres import FIXED_MIGRATION_LOCKS, RETRIES, PostgresDa
 from storage.database.sqlite import SqliteDatabase
 from storage.errors import BackendFailure
 from storage.urls import open_database
-from tests.backends import POSTGRES_URL, free_port, postgres_schema
+from tests.backends import POSTGRES_URL, postgres_schema
+from tests.factories import free_port
 
 NOTES = [
     ["CREATE TABLE notes (id {id}, body TEXT NOT NULL UNIQUE, data {blob}, size {bigint})"],

@@ -17,7 +17,7 @@ from storage.prepare import prepare
 from storage.records import StoredInstance
 from storage.stores import Stores
 from storage.transcode import EXPLICIT_VR_LITTLE_ENDIAN, transcode_problem
-from tests.conftest import CORPUS_DIR, make_instance, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, to_bytes
 
 UNDECODABLE = "JPEG-lossy.dcm"
 """12-bit JPEG Extended whose scan header the installed libjpeg refuses and Pillow cannot

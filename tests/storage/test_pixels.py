@@ -24,7 +24,7 @@ from storage.errors import NotFound, Unavailable
 from storage.index.sqlite import SqliteIndex
 from storage.pixels import PixelDescription, can_decode, decode_frame, native_bytes
 from storage.stores import Stores
-from tests.conftest import CORPUS_DIR, make_instance, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, to_bytes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 

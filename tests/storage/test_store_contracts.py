@@ -51,7 +51,7 @@ from tests.backends import (
     s3_bucket,
     stores_for,
 )
-from tests.conftest import make_instance, to_bytes
+from tests.factories import make_instance, to_bytes
 
 MiB = 1024 * 1024
 

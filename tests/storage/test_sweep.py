@@ -29,7 +29,7 @@ from storage.stores import Stores
 from storage.sweep import SweepReport, sweep_store
 from storage.urls import open_database
 from tests.backends import MOTO, make_blobs, make_index, s3_bucket, stores_for
-from tests.conftest import make_instance, to_bytes
+from tests.factories import make_instance, to_bytes
 
 HOUR = timedelta(hours=1)
 COMBINATIONS = ["sqlite-memory-folder", "postgres-memory-s3", "sqlite-memory-s3"]

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
 from tests.apps import served
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 
 PASSWORD = "quiz-password-123"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

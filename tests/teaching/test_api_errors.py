@@ -29,7 +29,7 @@ from storage.errors import (
 from storage.statuses import http_status
 from teaching.cases.service import CaseService
 from tests.apps import served
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 
 ERRORS = [
     NotFound("no such study"),

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from teaching.deid import Region, blank_regions, deidentify
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 SECRET = b"blanking-test-secret-0123456789ab"
 

@@ -17,7 +17,7 @@ from teaching.deid.burned_in import (
     ULTRASOUND,
     VIDEO_AND_PHOTOGRAPHIC,
 )
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 SECRET = b"burned-in-test-secret-0123456789"
 

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from radcase_pacs.settings import Settings
 from tests.apps import served
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 DICOM_JSON = {"Accept": "application/dicom+json"}

@@ -1,6 +1,6 @@
 """No original identifying value survives in the teaching copy of any file pydicom ships.
 
-For each corpus file (tests/conftest.py CORPUS_ALL), de-identified with the default options:
+For each corpus file (tests/factories.py CORPUS_ALL), de-identified with the default options:
 1. Every value the profile does not keep is looked for in the copy: the values of listed
    attributes whose expected action (from the table, see test_profile_conformance.expected) is
    not K, plus, listed or not, every person name, date (DA, DT), UID and free text (LT, ST,
@@ -39,7 +39,7 @@ from teaching.deid import DeidOptions, deidentify, is_well_known
 from teaching.deid.actions import CLEAN_TEXT, DUMMY_AGE, DUMMY_TEXT, DUMMY_URI
 from teaching.deid.dates import DUMMY_DATE, DUMMY_DATETIME, DUMMY_TIME
 from teaching.deid.profile import default_profile, table_rows
-from tests.conftest import CORPUS_ALL, CORPUS_DIR
+from tests.factories import CORPUS_ALL, CORPUS_DIR
 from tests.teaching.test_profile_conformance import expected
 
 SECRET = b"corpus-test-secret-0123456789abcdef"

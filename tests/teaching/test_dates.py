@@ -18,7 +18,7 @@ from teaching.deid.dates import (
     shift_date,
     shift_datetime,
 )
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 SECRET = b"date-test-secret-0123456789abcdef"
 

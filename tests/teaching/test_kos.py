@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
 from teaching.cases.kos import KeyImageReference, Reference, teaching_file_request
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 from tests.teaching.kos_builder import (
     FOR_TEACHING,
     OF_INTEREST,

@@ -24,7 +24,7 @@ from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.settings import Settings
 from storage.errors import BackendFailure
 from tests.apps import served
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 
 A, B = "default", "hospital-b"
 PASSWORD = "a long password"

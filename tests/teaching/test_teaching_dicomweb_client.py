@@ -14,7 +14,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 
 ROWS, COLUMNS = 8, 8
 DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'

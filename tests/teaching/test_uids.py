@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 
 from teaching.deid import DeidOptions, deidentify, is_well_known, remap_uid
 from teaching.deid.uids import UidMapper
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 SECRET = b"uid-test-secret-0123456789abcdef"
 OTHER_SECRET = b"another-deployment-secret-987654"

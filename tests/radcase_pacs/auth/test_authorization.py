@@ -25,7 +25,7 @@ from radcase_pacs.deployment import open_deployment
 from radcase_pacs.routes import route_table
 from radcase_pacs.settings import Settings
 from tests.apps import served
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 
 A, B = "default", "hospital-b"
 PASSWORD = "a long password"

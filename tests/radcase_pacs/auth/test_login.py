@@ -15,7 +15,7 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
 from storage.errors import BackendFailure
 from tests.apps import served
-from tests.conftest import make_instance, multipart_body, to_bytes
+from tests.factories import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.test_production import production_env
 from tests.serving import serve
 
@@ -162,6 +162,7 @@ def test_institutions_do_not_see_each_others_clinical_data(secured: TestClient) 
     assert gone.text.replace(ds.StudyInstanceUID, "X") == unknown.text.replace("1.2.3.4.5", "X")
 
 
+@pytest.mark.e2e
 def test_a_logout_in_one_process_is_seen_by_another_at_once(
     production_env: dict[str, str],
 ) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.urls import open_database
-from tests.conftest import free_port
-from tests.serving import dcmtk
+from tests.factories import free_port
+from tests.serving import dcmtk, dcmtk_environment
 
 AE_TITLE = "RADCASE"
 # The DIMSE requests that must each be audited, by the message pynetdicom received.
@@ -40,7 +41,12 @@ DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp"
 
 def run(tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [dcmtk(tool), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [dcmtk(tool), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dcmtk_environment(),
     )
 
 
@@ -71,6 +77,7 @@ def storescp(tmp_path: Path) -> Iterator[StoreScp]:
     process = subprocess.Popen(
         # +xa accepts every transfer syntax; -uf names files by SOP Instance UID.
         [dcmtk("storescp"), "-aet", "DEST", "+xa", "-uf", "-od", str(folder), str(port)],
+        env=dcmtk_environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -104,17 +111,26 @@ def dimse_settings(tmp_path: Path, **overrides: object) -> Settings:
 def dimse_audit(tmp_path: Path) -> Iterator[AuditLog]:
     """The audit log of the test's DIMSE servers, where ``serve`` keeps it: in the clinical
     index database of the settings (the one the ``client`` fixture's app records into)."""
-    log = AuditLog(open_database(Settings(data_dir=tmp_path / "data").resolved_index_url))
+    with opened_audit_log(tmp_path) as log:
+        yield log
+
+
+@contextmanager
+def opened_audit_log(folder: Path) -> Iterator[AuditLog]:
+    log = AuditLog(open_database(Settings(data_dir=folder / "data").resolved_index_url))
     log.open()
-    yield log
-    log.close()
+    try:
+        yield log
+    finally:
+        log.close()
 
 
-@pytest.fixture
-def start_dimse(
-    tmp_path: Path, archive: Archive, dimse_audit: AuditLog
+@contextmanager
+def audited_dimse(
+    folder: Path, archive: Archive, audit: AuditLog
 ) -> Iterator[Callable[..., DimseServer]]:
-    """Starts DIMSE servers over the test's archive with settings overridden as given."""
+    """Starts DIMSE servers over ``archive`` with settings overridden as given; once they are
+    stopped, checks that every request they received has its audit entry."""
     started: list[DimseServer] = []
     received: Counter[str] = Counter()
     lock = threading.Lock()
@@ -126,23 +142,34 @@ def start_dimse(
                 received[action] += 1
 
     def start(**overrides: object) -> DimseServer:
-        server = DimseServer(dimse_settings(tmp_path, **overrides), archive, audit=dimse_audit)
+        server = DimseServer(dimse_settings(folder, **overrides), archive, audit=audit)
         server.start()
         assert server._server is not None
         server._server.bind(evt.EVT_DIMSE_RECV, on_message)
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
-    _, entries = dimse_audit.search(None, channel="dimse", limit=sum(received.values()) + 1000)
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+    _, entries = audit.search(None, channel="dimse", limit=sum(received.values()) + 1000)
     recorded = Counter(e.action for e in entries)
     missing = received - recorded  # (a test calling a handler directly adds entries)
     assert not missing, f"DIMSE requests {dict(received)}, audited {dict(recorded)}"
     called = {server.settings.ae_title for server in started}
     routes = {e.route for e in entries}
     assert all(r.partition(" -> ")[2] in called for r in routes), routes
+
+
+@pytest.fixture
+def start_dimse(
+    tmp_path: Path, archive: Archive, dimse_audit: AuditLog
+) -> Iterator[Callable[..., DimseServer]]:
+    """Starts DIMSE servers over the test's archive with settings overridden as given."""
+    with audited_dimse(tmp_path, archive, dimse_audit) as start:
+        yield start
 
 
 @pytest.fixture

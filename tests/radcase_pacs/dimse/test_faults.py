@@ -29,7 +29,7 @@ from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.errors import ArchiveError, BackendFailure, NotFound, OutOfResources
 from storage.statuses import dimse_status
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 
 SCU = "FAULTSCU"
 FAULT_LOGGER = "radcase_pacs.dimse.statuses"

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 
 from radcase_pacs.dimse.server import DimseServer, no_delay
 from storage.archive import Archive
-from tests.conftest import make_instance, stow, to_bytes
+from tests.factories import make_instance, stow, to_bytes
 from tests.radcase_pacs.dimse.conftest import address, run
 
 PATIENTS = [
@@ -78,6 +78,7 @@ def qido_study_uids(client: TestClient, **params: str) -> set[str]:
     return {s["0020000D"]["Value"][0] for s in body}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("name", "dates"),
     [
@@ -123,6 +124,7 @@ def test_findscu_study_search_returns_exactly_what_qido_returns(
         assert response.RetrieveAETitle == "RADCASE"
 
 
+@pytest.mark.e2e
 def test_patient_root_patient_level_groups_studies_by_patient(
     dimse: DimseServer, client: TestClient, studies: dict[str, str], tmp_path: Path
 ) -> None:

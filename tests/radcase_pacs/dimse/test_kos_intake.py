@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.dimse.server import DimseServer
-from tests.conftest import free_port, make_instance
+from tests.factories import free_port, make_instance
 from tests.radcase_pacs.dimse.conftest import address, dimse_settings, run
 from tests.serving import dcmtk, serve
 from tests.teaching.kos_builder import TEACHING_FILE_EXPORT_IHE, build_kos
@@ -90,6 +90,7 @@ def assert_draft_case_of(
     assert {k["sop_instance_uid"] for k in case["key_images"]} == set(sop_uids)
 
 
+@pytest.mark.e2e
 def test_a_kos_for_teaching_file_export_sent_with_storescu_creates_a_draft_case(
     dimse_with_intake: DimseServer, client: TestClient, tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_a_kos_for_teaching_file_export_sent_with_storescu_creates_a_draft_case(
     assert teaching_instance_numbers(client.get, case) == [1, 3]
 
 
+@pytest.mark.e2e
 def test_images_sent_with_storescu_without_a_kos_create_no_case(
     dimse_with_intake: DimseServer, client: TestClient, tmp_path: Path
 ) -> None:
@@ -135,6 +137,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
         yield base, dimse_port
 
 
+@pytest.mark.e2e
 def test_the_served_dimse_listener_turns_a_teaching_kos_from_storescu_into_a_draft_case(
     served: tuple[str, int], tmp_path: Path
 ) -> None:

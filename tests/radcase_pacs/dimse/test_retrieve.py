@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (
 
 from radcase_pacs.dimse.server import DimseServer, no_delay
 from storage.archive import Archive
-from tests.conftest import CORPUS_DIR, make_instance, to_bytes
+from tests.factories import CORPUS_DIR, make_instance, to_bytes
 from tests.radcase_pacs.dimse.conftest import StoreScp, address, run
 
 
@@ -48,6 +48,7 @@ def study(archive: Archive) -> tuple[str, dict[str, list[str]]]:
     return study_uid, series
 
 
+@pytest.mark.e2e
 def test_movescu_of_a_study_delivers_every_instance_to_the_destination(
     start_dimse: Callable[..., DimseServer],
     storescp: StoreScp,
@@ -208,6 +209,7 @@ def test_a_c_get_sends_what_it_can_and_counts_an_undecodable_instance_as_failed(
     assert received == [good.SOPInstanceUID]
 
 
+@pytest.mark.e2e
 def test_a_move_of_a_compressed_instance_keeps_its_syntax_when_the_destination_takes_it(
     start_dimse: Callable[..., DimseServer], storescp: StoreScp, archive: Archive
 ) -> None:

@@ -5,10 +5,13 @@ costs the association."""
 from __future__ import annotations
 
 import io
+import re
 import resource
 import signal
 import subprocess
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -21,9 +24,22 @@ from starlette.testclient import TestClient
 
 from radcase_pacs.dimse.server import DimseServer, no_delay
 from storage.archive import Archive
-from tests.conftest import CORPUS_UNIQUE, make_instance, stow, to_bytes
-from tests.radcase_pacs.dimse.conftest import address, run
-from tests.serving import dcmtk
+from tests.backends import EMBEDDED, archive_for
+from tests.factories import (
+    CORPUS_UNIQUE,
+    corpus_header,
+    dicomweb_app,
+    make_instance,
+    stow,
+    to_bytes,
+)
+from tests.radcase_pacs.dimse.conftest import (
+    address,
+    audited_dimse,
+    opened_audit_log,
+    run,
+)
+from tests.serving import dcmtk, dcmtk_environment
 
 TRAILING_PADDING = 0xFFFCFFFC
 
@@ -34,6 +50,7 @@ def read(data: bytes) -> Dataset:
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
 
+@pytest.mark.e2e
 def test_echoscu_gets_success(dimse: DimseServer) -> None:
     result = run("echoscu", *address(dimse))
     assert result.returncode == 0, result.stderr
@@ -106,19 +123,87 @@ BY_STORESCU = [p for p in CORPUS_UNIQUE if p.name not in DCMTK_UNREADABLE]
 BY_PYNETDICOM = [p for p in CORPUS_UNIQUE if p.name in DCMTK_UNREADABLE]
 
 
+def proposal(path: Path) -> str:
+    """The storescu flag proposing the transfer syntax ``path`` is encoded in."""
+    header = corpus_header(path)
+    assert header is not None, path
+    syntax = str(header.file_meta.get("TransferSyntaxUID", ""))
+    return STORESCU_PROPOSAL.get(syntax, "-x=")
+
+
+SENT_FILE = re.compile(r"^I: Sending file: (.+)$", re.MULTILINE)
+STORE_OUTCOME = re.compile(
+    r"^(?:I: Received Store Response \((.+?)\)|E: Store Failed)", re.MULTILINE
+)
+
+
+def store_outcomes(log: str) -> dict[str, str]:
+    """Per file storescu sent, its C-STORE outcome as its verbose log tells it (the response
+    status, or "failed" when no response came back)."""
+    outcomes = {}
+    starts = list(SENT_FILE.finditer(log))
+    for start, following in zip(starts, [*starts[1:], None], strict=True):
+        section = log[start.end() : following.start() if following else len(log)]
+        found = STORE_OUTCOME.search(section)
+        outcomes[start.group(1)] = (found.group(1) or "failed") if found else "no response"
+    return outcomes
+
+
+@dataclass(frozen=True)
+class SentCorpus:
+    """The corpus as storescu delivered it: each file's outcome and the archive it went to."""
+
+    outcomes: dict[str, str]
+    logs: dict[str, str]
+    client: TestClient
+
+
+@pytest.fixture(scope="module")
+def sent_by_storescu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentCorpus]:
+    """Every corpus file storescu can read, sent to one server: one storescu process per
+    proposed transfer syntax, each sending all of its files over one association, so a
+    modality's batch is what arrives (``-nh``: a failed store does not stop the others)."""
+    folder = tmp_path_factory.mktemp("storescu")
+    groups: dict[str, list[Path]] = {}
+    for path in BY_STORESCU:
+        groups.setdefault(proposal(path), []).append(path)
+    with (
+        archive_for(EMBEDDED, folder) as archive,
+        opened_audit_log(folder) as audit,
+        audited_dimse(folder, archive, audit) as start,
+        TestClient(dicomweb_app(archive)) as client,
+    ):
+        server = start()
+        outcomes, logs = {}, {}
+        for flag, paths in groups.items():
+            args = ["-v", "-nh", "-R", flag, *address(server), *map(str, paths)]
+            log = subprocess.run(
+                [dcmtk("storescu"), *args],
+                env=dcmtk_environment(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=300,
+                check=False,
+            ).stdout
+            outcomes.update(store_outcomes(log))
+            logs.update({str(path): log for path in paths})
+        yield SentCorpus(outcomes, logs, client)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", BY_STORESCU, ids=lambda p: p.name)
 def test_storescu_of_a_corpus_file_lands_as_the_same_dataset(
-    path: Path, dimse: DimseServer, client: TestClient
+    path: Path, sent_by_storescu: SentCorpus
 ) -> None:
+    outcome = sent_by_storescu.outcomes.get(str(path), "never sent")
+    assert outcome == "Success", sent_by_storescu.logs[str(path)]
     original = read(path.read_bytes())
-    syntax = str(original.file_meta.get("TransferSyntaxUID", ""))
-    proposal = STORESCU_PROPOSAL.get(syntax, "-x=")
-    result = run("storescu", "-R", proposal, *address(dimse), str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    stored = retrieve_single(client, original)
+    stored = retrieve_single(sent_by_storescu.client, original)
     assert same_dataset(original, stored) == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", BY_PYNETDICOM, ids=lambda p: p.name)
 def test_a_file_dcmtk_cannot_read_is_accepted_from_pynetdicom(
     path: Path, dimse: DimseServer, client: TestClient
@@ -245,6 +330,8 @@ def _stored(archive: Archive, study_uid: str) -> bool:
         return False
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_thousand_instances_over_one_association_all_arrive_once(
     dimse: DimseServer, archive: Archive, client: TestClient, tmp_path: Path
 ) -> None:
@@ -268,6 +355,8 @@ def test_a_thousand_instances_over_one_association_all_arrive_once(
     assert counts[0]["00201208"]["Value"] == [1000]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_eight_concurrent_associations_lose_and_duplicate_nothing(
     dimse: DimseServer, archive: Archive, client: TestClient, tmp_path: Path
 ) -> None:
@@ -291,6 +380,7 @@ def test_eight_concurrent_associations_lose_and_duplicate_nothing(
     senders = [
         subprocess.Popen(
             [dcmtk("storescu"), *address(dimse), "+sd", str(folder)],
+            env=dcmtk_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -13,7 +13,7 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 from radcase_pacs.dimse.server import DimseServer
 from storage.archive import Archive
 from storage.errors import NotFound
-from tests.conftest import make_instance
+from tests.factories import make_instance
 
 
 def _store(server: DimseServer, calling: str, ds: Dataset) -> int:
