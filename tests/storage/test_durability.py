@@ -240,3 +240,22 @@ def test_the_durable_writes_setting_reaches_every_embedded_store(
         blobs = open_blobs(url)
         assert isinstance(blobs, FilesystemBlobStore)
         assert blobs.durable is durable
+
+
+def test_the_audit_log_does_not_wait_for_its_commits_to_sync_and_the_index_does(
+    tmp_path: Path,
+) -> None:
+    """One audit entry per clinical request: its commit is written, not synced (a process
+    crash loses none; see radcase_pacs.deployment.audit_url). The index in the same file
+    still commits in full."""
+    from radcase_pacs.deployment import audit_url
+
+    settings = Settings(data_dir=tmp_path / "data")
+    audit = open_database(audit_url(settings))
+    assert isinstance(audit, SqliteDatabase)
+    assert _synchronous(audit) == NORMAL
+    index = open_index(settings.resolved_index_url)
+    assert isinstance(index, SqliteIndex)
+    assert _synchronous(index.database) == FULL
+    postgres = "postgresql://postgres@127.0.0.1:5432/test?schema=s"
+    assert audit_url(settings.model_copy(update={"index_url": postgres})) == postgres
