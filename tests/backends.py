@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
@@ -394,3 +395,25 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+def deployment_settings(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings of a whole server: ``embedded`` (SQLite, folders, memory) or ``production``
+    (PostgreSQL, S3 and Redis, each of this test's own), the teaching stores derived."""
+    if kind == "embedded":
+        return Settings(data_dir=tmp_path / "data")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Settings(
+        data_dir=tmp_path / "unused",
+        index_url=request.getfixturevalue("postgres_url"),
+        cache_url=f"{REDIS_URL}?prefix={request.getfixturevalue('redis_key_prefix')}",
+        blob_url=f"s3://{request.getfixturevalue('s3_bucket_name')}/archive",
+        s3_endpoint_url=MOTO.endpoint,
+    )

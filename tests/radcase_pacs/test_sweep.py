@@ -32,7 +32,7 @@ from storage.sweep import SweepReport
 from storage.urls import open_blobs, open_database
 from teaching.cases.models import CaseCreate, CaseStatus, PixelReview, PixelReviewIn
 from teaching.cases.store import CaseStore, NewCase, TeachingInstance
-from tests.backends import MOTO, free_port
+from tests.backends import deployment_settings, free_port
 from tests.factories import make_instance, to_bytes
 from tests.serving import serve
 
@@ -44,21 +44,8 @@ HOUR = timedelta(hours=1)
 def settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
-    """SQLite and folders, or PostgreSQL and S3 (the teaching stores derived from them)."""
-    if request.param == "embedded":
-        return Settings(data_dir=tmp_path / "data")
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return Settings(
-        data_dir=tmp_path / "unused",
-        index_url=request.getfixturevalue("postgres_url"),
-        blob_url=f"s3://{request.getfixturevalue('s3_bucket_name')}/archive",
-        s3_endpoint_url=MOTO.endpoint,
-    )
+    """SQLite and folders, or PostgreSQL, S3 and Redis (the teaching stores derived)."""
+    return deployment_settings(request.param, request, tmp_path, monkeypatch)
 
 
 @contextmanager

@@ -3,7 +3,6 @@ tenant name, the UID and LIKE escaping."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,6 @@ from storage.index.sqlite import SqliteIndex
 from storage.query import is_valid_uid
 from storage.stores import Stores
 from storage.tenants import is_valid_tenant
-from storage.urls import open_database
-from tests.backends import postgres_schema
 
 
 def undecodable(keyword_tag: int) -> Dataset:
@@ -76,21 +73,6 @@ def test_uids_are_dotted_numbers_without_leading_zeros() -> None:
     assert is_valid_uid("1.2.840.10008.1.2.1") and is_valid_uid("0.0")
     for bad in ("", "1.02", "1..2", "1.2.", "1.2\n", "1.2a", "1." + "1" * 63):
         assert not is_valid_uid(bad), bad
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = open_database(f"sqlite://{tmp_path}/like.sqlite3")
-        db.open()
-        yield db
-        db.close()
-    else:
-        with postgres_schema() as url:
-            db = open_database(url)
-            db.open()
-            yield db
-            db.close()
 
 
 def test_like_escaping_matches_the_text_literally(database: Database) -> None:

@@ -3,16 +3,12 @@ SQLite and PostgreSQL; the older forms still read, and a migration rewrites them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from storage.database.base import Database
 from storage.database.timestamps import from_text, now_text, rewrite_older_forms, to_text
-from storage.urls import open_database
-from tests.backends import postgres_schema
 
 MOMENTS = [
     datetime(999, 1, 1, tzinfo=UTC),
@@ -23,21 +19,6 @@ MOMENTS = [
     datetime(2026, 1, 5, 10, 30, tzinfo=timezone(timedelta(hours=2))),  # 08:30 UTC
     datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        db = open_database(f"sqlite://{tmp_path}/times.sqlite3")
-        db.open()
-        yield db
-        db.close()
-    else:
-        with postgres_schema() as url:
-            db = open_database(url)
-            db.open()
-            yield db
-            db.close()
 
 
 def test_every_time_is_written_utc_with_microseconds_in_one_width() -> None:

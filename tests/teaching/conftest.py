@@ -12,8 +12,7 @@ from starlette.testclient import TestClient
 from radcase_pacs.settings import Settings
 from tests.apps import served
 from tests.backends import (
-    MOTO,
-    REDIS_URL,
+    deployment_settings,
     postgres_url,
     redis_key_prefix,
     s3_bucket_name,
@@ -28,21 +27,7 @@ def server_settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     """Settings of a server on SQLite + folder + memory, or PostgreSQL + S3 + Redis."""
-    if request.param == "embedded":
-        return Settings(data_dir=tmp_path / "data")
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return Settings(
-        data_dir=tmp_path / "unused",
-        index_url=request.getfixturevalue("postgres_url"),
-        cache_url=f"{REDIS_URL}?prefix={request.getfixturevalue('redis_key_prefix')}",
-        blob_url=f"s3://{request.getfixturevalue('s3_bucket_name')}/archive",
-        s3_endpoint_url=MOTO.endpoint,
-    )
+    return deployment_settings(request.param, request, tmp_path, monkeypatch)
 
 
 @pytest.fixture
