@@ -4,6 +4,7 @@ deployment."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sys
 
@@ -71,24 +72,31 @@ class AuthLayer:
                 flush=True,
             )
 
-    def router(self, audit: AuditHook) -> APIRouter:
-        throttle = LoginThrottle(
+    @functools.cached_property
+    def throttle(self) -> LoginThrottle:
+        """One count of failed sign-ins for the API's token route and the web app's form."""
+        return LoginThrottle(
             self.cache,
             max_failures=self.settings.login_max_failures,
             window=float(self.settings.login_window_seconds),
         )
+
+    def router(self, audit: AuditHook) -> APIRouter:
         return auth_router(
             AuthContext(
                 users=self.users,
                 sessions=self.sessions,
-                throttle=throttle,
+                throttle=self.throttle,
                 audit=audit,
             )
         )
 
 
-def login_recorder(log: AuditLog, default_tenant: str) -> AuditHook:
-    """Records login attempts; a failure to record fails the login (503)."""
+def login_recorder(
+    log: AuditLog, default_tenant: str, route: str = "POST /api/auth/token"
+) -> AuditHook:
+    """Records sign-in attempts (and the web app's sign-outs) on ``route``; a failure to
+    record fails the attempt (503)."""
 
     def record(action: str, who: Principal | None, detail: str, source: str) -> None:
         log.record(
@@ -98,7 +106,7 @@ def login_recorder(log: AuditLog, default_tenant: str) -> AuditHook:
                 role=who.role.value if who else None,
                 action=action,
                 channel=Channel.HTTP,
-                route="POST /api/auth/token",
+                route=route,
                 detail=detail,
                 source=source,
             )

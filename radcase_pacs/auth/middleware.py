@@ -1,22 +1,30 @@
 """Authentication and authorization of every HTTP request, in front of every mounted app.
 
 Credentials: ``Authorization: Bearer <JWT access token>`` (users, from ``POST
-/api/auth/token``) or ``Authorization: Bearer rk_...`` / ``X-API-Key: rk_...`` (service
-accounts). The principal found is put in the request scope (``principal``, ``user``,
-``tenant``), so the protocol apps scope every query by its institution without knowing how
-it was established. CORS preflights (OPTIONS) pass unauthenticated: browsers never send
-credentials on them, and they reach no data.
+/api/auth/token``), ``Authorization: Bearer rk_...`` / ``X-API-Key: rk_...`` (service
+accounts), or the web app's session cookie (people in a browser; :mod:`.browser`), which the
+same role rules apply to and which must come with its CSRF token on any request that changes
+state. The principal found is put in the request scope (``principal``, ``user``, ``tenant``),
+so the protocol apps scope every query by its institution without knowing how it was
+established. CORS preflights (OPTIONS) pass unauthenticated: browsers never send credentials
+on them, and they reach no data.
+
+Refusals are JSON for the protocol roots; for the web app's pages they are what a browser
+needs: a redirect to the sign-in page (401) or a page saying the role may not go there (403).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from radcase_pacs.auth.policy import rule_for
+from radcase_pacs.auth import browser
+from radcase_pacs.auth.policy import Rule, rule_for
 from radcase_pacs.auth.principal import Principal, Role, attach
 from radcase_pacs.auth.sessions import Sessions
 from radcase_pacs.auth.users import API_KEY_PREFIX, UserStore
@@ -38,6 +46,12 @@ class Authenticator:
             key = self.users.api_key(token)
             return None if key is None else Principal(key.name, key.tenant, Role.SERVICE)
         return self.sessions.verify(token)
+
+    def cookie_principal(self, cookie: str) -> Principal | None:
+        return self.sessions.verify_cookie(cookie)
+
+    def csrf_valid(self, principal: Principal, given: str) -> bool:
+        return browser.csrf_valid(self.sessions.signing_key, principal.session, given)
 
 
 class AuthMiddleware:
@@ -66,25 +80,58 @@ class AuthMiddleware:
             attach(scope, Principal("anonymous", self.open_tenant, Role.ADMIN))
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         rule = rule_for(scope["method"], scope["path"])
-        principal = await self._principal(scope)
+        principal, by_cookie = await self._principal(headers)
         if principal is not None:
             attach(scope, principal)
+            scope["state"][browser.BY_COOKIE] = by_cookie
+        refusal = self._refusal(principal, rule)
+        if refusal is None and by_cookie and scope["method"] in browser.UNSAFE:
+            forged = self._forged(scope, headers, principal, rule)
+            refusal = (403, forged) if forged else None
+        if refusal is not None:
+            await self._refuse(scope, send, *refusal, rule)
+            return
+        await self.app(scope, receive, _private_to_the_cookie(send) if by_cookie else send)
+
+    def _refusal(self, principal: Principal | None, rule: Rule | None) -> tuple[int, str] | None:
+        """(status, reason) when the access rule refuses the principal, else None."""
         roles = rule.roles if rule is not None else frozenset()
         if roles is None:
-            await self.app(scope, receive, send)
-        elif principal is None:
-            await self._refuse(scope, send, 401, "authentication required")
-        elif principal.role not in roles or (
+            return None
+        if principal is None:
+            return 401, "authentication required"
+        if principal.role not in roles or (
             rule is not None and rule.home_only and principal.tenant != self.home_tenant
         ):
-            await self._refuse(scope, send, 403, f"not allowed for the {principal.role.value} role")
-        else:
-            await self.app(scope, receive, send)
+            return 403, f"not allowed for the {principal.role.value} role"
+        return None
 
-    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str) -> None:
+    def _forged(
+        self, scope: Scope, headers: dict[str, str], principal: Principal | None, rule: Rule | None
+    ) -> str:
+        """Why a state-changing request carried by the session cookie may be forged, or ""
+        when it is not. A page's form carries its token in the body, which the page's own
+        handler checks (:func:`radcase_pacs.web.forms.submitted`); everything else must
+        carry it in the header."""
+        if browser.cross_origin(headers, scope.get("scheme", "http")):
+            return "cross-origin request refused"
+        if rule is not None and rule.page:
+            return ""
+        token = headers.get(browser.CSRF_HEADER, "")
+        if principal is None or not self.authenticator.csrf_valid(principal, token):
+            return f"missing or invalid {browser.CSRF_HEADER} header"
+        return ""
+
+    async def _refuse(
+        self, scope: Scope, send: Send, status: int, detail: str, rule: Rule | None
+    ) -> None:
         """A JSON refusal a browser on another origin can read (else a viewer would see a
-        CORS failure instead of "log in again")."""
+        CORS failure instead of "log in again"); on a page, what a person needs."""
+        if rule is not None and rule.page:
+            await _refuse_page(scope, send, status, detail)
+            return
         body = json.dumps({"detail": detail}).encode()
         headers = [
             (b"content-type", b"application/json"),
@@ -100,13 +147,59 @@ class AuthMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _principal(self, scope: Scope) -> Principal | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    async def _principal(self, headers: dict[str, str]) -> tuple[Principal | None, bool]:
+        """The principal and whether the session cookie (rather than a header) named it."""
         authorization = headers.get("authorization", "")
         api_key = headers.get("x-api-key", "")
-        if not (authorization or api_key):
-            return None
+        cookie = "" if authorization or api_key else browser.cookie_value(headers)
+        if not (authorization or api_key or cookie):
+            return None, False
         try:
-            return await run_in_threadpool(self.authenticator.principal, authorization, api_key)
+            if cookie:
+                found = await run_in_threadpool(self.authenticator.cookie_principal, cookie)
+                return found, found is not None
+            found = await run_in_threadpool(self.authenticator.principal, authorization, api_key)
+            return found, False
         except ArchiveError:
-            return None
+            return None, False
+
+
+async def _refuse_page(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """401 on a page: to the sign-in form, back here afterwards (GET only: a form's post
+    cannot be replayed). 403: a short page saying so, with a way home."""
+    if status == 401:
+        here = scope["path"] if scope["method"] == "GET" else "/"
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = here + (f"?{query}" if query and scope["method"] == "GET" else "")
+        location = "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
+        headers = [(b"location", location.encode()), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 303, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = (
+        '<!doctype html><html lang="en"><meta charset="utf-8"><title>Not allowed</title>'
+        f'<main><h1>Not allowed</h1><p>{detail.capitalize()}.</p><p><a href="/">Home</a></p>'
+        "</main></html>"
+    ).encode()
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _private_to_the_cookie(send: Send) -> Send:
+    """What a cookie-authenticated request gets is one user's: a browser cache must not hand
+    it to the next user of a shared workstation (``Vary: Cookie``, never ``public``)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers.add_vary_header("Cookie")
+            control = headers.get("cache-control", "")
+            if "public" in control:
+                headers["cache-control"] = control.replace("public", "private")
+        await send(message)
+
+    return sending

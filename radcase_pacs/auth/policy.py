@@ -37,6 +37,9 @@ class Rule:
     home_only: bool = False
     """Only for principals of the deployment's home institution: what it shows spans every
     institution (the server's metrics, the list of institutions)."""
+    page: bool = False
+    """A page of the web app: refused the way a browser needs (to the sign-in form, or a page
+    saying no), and its forms carry their CSRF token in the body."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +47,8 @@ class Rule:
 
     @property
     def is_root(self) -> bool:
-        return self.path.endswith("/")
+        """A protocol root ("/dicomweb/"); "/" alone is the web app's home page."""
+        return self.path != "/" and self.path.endswith("/")
 
     def matches(self, method: str, path: str) -> bool:
         if method not in self.methods:
@@ -66,6 +70,17 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 RULES: tuple[Rule, ...] = (
+    # -- the web app's pages (radcase_pacs.web) -------------------------------------------
+    Rule("/login", READ | POST, None, page=True),
+    Rule("/logout", POST, None, page=True),
+    Rule("/static/{path:path}", READ, None),
+    Rule("/", READ, PEOPLE, page=True),
+    Rule("/review", POST, PEOPLE, page=True),
+    Rule("/sessions/{session_id}/items/{position}", READ, PEOPLE, page=True),
+    Rule("/sessions/{session_id}/items/{position}/hint", POST, PEOPLE, page=True),
+    Rule("/sessions/{session_id}/items/{position}/answer", POST, PEOPLE, page=True),
+    Rule("/progress", READ, PEOPLE, page=True),
+    # -- protocol roots and the JSON API -------------------------------------------------
     Rule("/healthz", READ, None),
     Rule("/metrics", READ, MONITORING, home_only=True),
     Rule("/dicomweb/", READ | WRITE, CLINICAL),

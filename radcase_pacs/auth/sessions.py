@@ -80,6 +80,33 @@ class Sessions:
         self.users.register_session(sid, user.username, expires)
         return self._issue(sid, user.username, user.tenant, user.role)
 
+    def open_browser_session(self, user: User) -> str:
+        """A session for a browser: the value of its cookie (``sid.secret``). It is a record
+        of the same kind as a token login's, so logout, a password change or disabling the
+        user ends it exactly as it ends tokens."""
+        sid = secrets.token_urlsafe(18)
+        expires = datetime.now(UTC) + timedelta(seconds=self.refresh_seconds)
+        self.users.register_session(sid, user.username, expires)
+        secret = secrets.token_urlsafe(32)
+        record = {"user": user.username, "tenant": user.tenant, "role": user.role.value}
+        record["cookie"] = _digest(secret)
+        self.cache.set(SESSION_KEY + sid, json.dumps(record).encode(), self.refresh_seconds)
+        return f"{sid}.{secret}"
+
+    def verify_cookie(self, value: str) -> Principal | None:
+        """The principal of a browser session cookie whose session is alive."""
+        sid, _, secret = value.partition(".")
+        record = self._record(sid) if sid and secret else None
+        if record is None or not hmac.compare_digest(record.get("cookie", ""), _digest(secret)):
+            return None
+        return self._alive(sid, record)
+
+    def _alive(self, sid: str, record: dict[str, str]) -> Principal | None:
+        if self.check_registry and not self.users.session_alive(sid):
+            self.cache.delete(SESSION_KEY + sid)
+            return None
+        return Principal(record["user"], record["tenant"], Role(record["role"]), sid)
+
     def _issue(self, sid: str, username: str, tenant: str, role: Role) -> Tokens:
         refresh_secret = secrets.token_urlsafe(32)
         record = {"user": username, "tenant": tenant, "role": role.value}
@@ -122,10 +149,7 @@ class Sessions:
         record = self._record(sid)
         if record is None or record.get("user") != claims["sub"]:
             return None
-        if self.check_registry and not self.users.session_alive(sid):
-            self.cache.delete(SESSION_KEY + sid)
-            return None
-        return Principal(record["user"], record["tenant"], Role(record["role"]), sid)
+        return self._alive(sid, record)
 
     def refresh(self, refresh_token: str) -> Tokens | None:
         """New tokens for a live session; the refresh token is single-use (rotated), and

@@ -83,6 +83,14 @@ class QuizService:
     def due_queue(self, tenant: str, learner: str, at: datetime) -> list[tuple[str, str]]:
         """What the learner should answer now: due cards by due time, then new questions,
         each within what the program's daily limits leave for today."""
+        reviews, fresh = self.queue_parts(tenant, learner, at)
+        return reviews + fresh
+
+    def queue_parts(
+        self, tenant: str, learner: str, at: datetime
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The due queue's two parts, (question id, case id) each: the reviews due now and
+        the new questions, within what the daily limits leave for today."""
         program = self.questions.program(tenant)
         day_start = start_of_day(at, program.timezone)
         live = self.catalog.live_questions(tenant, self.catalog.published(tenant))
@@ -102,9 +110,10 @@ class QuizService:
             key=lambda c: (c.card.due, c.question_id),
         )
         fresh = [q for q in live if q.id not in seen]
-        return [(c.question_id, c.case_id) for c in due[:reviews_left]] + [
-            (q.id, q.case_id) for q in fresh[:new_left]
-        ]
+        return (
+            [(c.question_id, c.case_id) for c in due[:reviews_left]],
+            [(q.id, q.case_id) for q in fresh[:new_left]],
+        )
 
     def _tag_items(self, tenant: str, learner: str, body: FromTags) -> list[tuple[str, str]]:
         """Questions of the published cases matching the tags: those never met first, then
