@@ -1,7 +1,8 @@
 """App assembly: mount the protocol apps over an open :class:`~radcase_pacs.deployment.Deployment`.
 
 Mounted routes: ``/dicomweb`` (clinical DICOMweb root), ``/teaching/dicomweb`` (the teaching
-collection, read-only), ``/api`` (the teaching JSON API), ``/healthz`` and ``/metrics``. The
+collection, read-only), ``/api`` (the teaching JSON API), ``/healthz``, ``/metrics``, and the
+web app for people at ``/`` (after the others, which it never shadows). The
 app builds no store: the deployment is opened before it (``serve``, the tests) or by the
 worker's lifespan (:func:`app_from_environment`), so ``/healthz`` answers only once the server
 can serve.
@@ -38,6 +39,7 @@ from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import MetricsMiddleware
 from radcase_pacs.settings import Settings, load_settings
+from radcase_pacs.web.app import create_web_app
 from storage.errors import ArchiveError
 from teaching.api import Caller, create_api
 
@@ -93,6 +95,7 @@ def create_app(deployment: Deployment) -> Starlette:
                 ),
             ),
             Mount("/api", app=ChangeAuditMiddleware(api, audit, settings.tenant)),
+            Mount("", app=create_web_app(deployment)),
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=deployment.metrics),

@@ -1,0 +1,49 @@
+"""The web app's assembly: its routes over an open deployment, mounted at ``/`` after the
+protocol roots (``/dicomweb``, ``/teaching/dicomweb``, ``/api``), which it never shadows.
+
+Who may open which page is the deployment's access policy (:mod:`radcase_pacs.auth.policy`,
+the page rules), applied by the auth middleware in front of everything; the handlers here
+scope what they read by the signed-in person's institution and name.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from radcase_pacs.deployment import Deployment
+from radcase_pacs.web.context import Web
+from radcase_pacs.web.signin import signin_routes
+from radcase_pacs.web.templating import Pages, StaticFiles
+from radcase_pacs.web.today import today_routes
+from teaching.cases.errors import NotFound
+
+
+def create_web_app(deployment: Deployment) -> Starlette:
+    static = StaticFiles()
+    pages = Pages(
+        static,
+        lambda: deployment.auth.sessions.signing_key,
+        auth_on=deployment.settings.auth == "on",
+    )
+    web = Web(deployment, pages)
+
+    async def static_file(request: Request) -> Response:
+        return static.response(request)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        detail = exc.detail if isinstance(exc, HTTPException) else "There is no such page."
+        return pages.render(request, "error.html", {"message": detail}, status_code=status)
+
+    return Starlette(
+        routes=[
+            Route("/static/{path:path}", static_file, methods=["GET"]),
+            *signin_routes(web),
+            *today_routes(web),
+        ],
+        exception_handlers={HTTPException: refused, NotFound: refused},
+    )
