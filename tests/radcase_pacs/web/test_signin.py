@@ -154,7 +154,8 @@ def test_a_cross_site_form_post_is_refused(secured: TestClient) -> None:
 
 def test_bearer_tokens_need_no_csrf_token(secured: TestClient) -> None:
     tokens = secured.post(
-        "/api/auth/token", data={"grant_type": "password", "username": "admin", "password": PASSWORD}
+        "/api/auth/token",
+        data={"grant_type": "password", "username": "admin", "password": PASSWORD},
     ).json()
     answer = secured.post(
         "/api/users",
