@@ -142,8 +142,10 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         "host": settings.host,
         "port": settings.http_port,
         "log_level": settings.log_level.lower(),
-        "proxy_headers": False,
+        "proxy_headers": bool(settings.trusted_proxies),
     }
+    if settings.trusted_proxies:
+        options["forwarded_allow_ips"] = settings.trusted_proxies
     with contextlib.ExitStack() as stack:
         if workers > 1:
             metrics_dir = stack.enter_context(

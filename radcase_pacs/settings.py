@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     teaching_cache_url: str | None = None
     base_url: str | None = None
     cors_origins: str = "*"
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        "(uvicorn's forwarded_allow_ips, comma-separated); empty: none. Behind a proxy that "
+        "terminates TLS, list it so that the session cookie is marked Secure",
+    )
     qido_max_results: int = Field(1000, ge=1)
     max_request_bytes: int = Field(4 * 1024**3, ge=1)
     max_part_bytes: int = Field(2 * 1024**3, ge=1)

@@ -247,3 +247,13 @@ def test_the_cookie_stops_at_a_logout_or_password_change_in_another_process(
         assert changed.returncode == 0, changed.stderr
         assert second.get("/api/me", cookies=cookie).status_code == 401
         assert first.get("/", cookies=cookie).status_code == 303
+
+
+def test_over_https_the_cookie_is_secure(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "d", auth="on", admin_password=PASSWORD, password_hash_rounds=4
+    )
+    with served(settings, base_url="https://pacs.test", follow_redirects=False) as client:
+        answer = sign_in(client)
+        assert answer.status_code == 303
+        assert "; Secure" in answer.headers["set-cookie"]
