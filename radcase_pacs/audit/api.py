@@ -71,6 +71,7 @@ def filters(
     action: Text = None,
     study_uid: Text = None,
     channel: ChannelParam = None,
+    source: Annotated[str | None, Query(max_length=256, description="Client address")] = None,
     since: Moment = None,
     until: Moment = None,
 ) -> dict[str, Any]:
@@ -80,6 +81,7 @@ def filters(
         "action": action,
         "study_uid": study_uid,
         "channel": channel,
+        "source": source,
         "since": since,
         "until": until,
     }

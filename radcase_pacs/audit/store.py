@@ -152,13 +152,14 @@ class AuditFilter:
     action: str | None = None
     study_uid: str | None = None
     channel: str | None = None
+    source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
-        for column in ("tenant", "actor", "action", "study_uid", "channel"):
+        for column in ("tenant", "actor", "action", "study_uid", "channel", "source"):
             value = getattr(self, column)
             if value is not None:
                 clauses.append(f"{column} = ?")

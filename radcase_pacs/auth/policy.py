@@ -80,6 +80,12 @@ RULES: tuple[Rule, ...] = (
     Rule("/sessions/{session_id}/items/{position}/hint", POST, PEOPLE, page=True),
     Rule("/sessions/{session_id}/items/{position}/answer", POST, PEOPLE, page=True),
     Rule("/progress", READ, PEOPLE, page=True),
+    Rule("/admin/users", READ | POST, ADMINS, page=True),
+    Rule("/admin/users/{username}", POST, ADMINS, page=True),
+    Rule("/admin/keys", READ | POST, ADMINS, page=True),
+    Rule("/admin/keys/{key_id}/revoke", POST, ADMINS, page=True),
+    Rule("/admin/institutions", READ | POST, ADMINS, home_only=True, page=True),
+    Rule("/admin/audit", READ, ADMINS, page=True),
     # -- protocol roots and the JSON API -------------------------------------------------
     Rule("/healthz", READ, None),
     Rule("/metrics", READ, MONITORING, home_only=True),

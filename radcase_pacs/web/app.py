@@ -15,6 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from radcase_pacs.deployment import Deployment
+from radcase_pacs.web.admin import admin_routes
+from radcase_pacs.web.audit_page import audit_routes
 from radcase_pacs.web.context import Web
 from radcase_pacs.web.signin import signin_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
@@ -28,6 +30,7 @@ def create_web_app(deployment: Deployment) -> Starlette:
         static,
         lambda: deployment.auth.sessions.signing_key,
         auth_on=deployment.settings.auth == "on",
+        home_tenant=deployment.settings.tenant,
     )
     web = Web(deployment, pages)
 
@@ -44,6 +47,8 @@ def create_web_app(deployment: Deployment) -> Starlette:
             Route("/static/{path:path}", static_file, methods=["GET"]),
             *signin_routes(web),
             *today_routes(web),
+            *admin_routes(web),
+            *audit_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )

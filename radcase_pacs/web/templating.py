@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from radcase_pacs.auth import browser
-from radcase_pacs.auth.principal import Principal, principal_of
+from radcase_pacs.auth.principal import Principal, Role, principal_of
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -102,12 +102,15 @@ class Pages:
     """The template environment and what every page knows: who is signed in, their CSRF
     token, whether signing out means anything (not with authentication off)."""
 
-    def __init__(self, static: StaticFiles, signing_key: Any, *, auth_on: bool) -> None:
+    def __init__(
+        self, static: StaticFiles, signing_key: Any, *, auth_on: bool, home_tenant: str
+    ) -> None:
         """``signing_key``: a callable giving the session signing key, asked for on the first
         page that needs a CSRF token (the store that keeps it is open by then)."""
         self.static = static
         self._signing_key = signing_key
         self.auth_on = auth_on
+        self.home_tenant = home_tenant
         self.environment = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(("html",)),
@@ -134,6 +137,10 @@ class Pages:
             "principal": principal,
             "csrf_token": self.csrf_token(principal),
             "auth_on": self.auth_on,
+            "is_admin": principal is not None and principal.role is Role.ADMIN,
+            "home_admin": principal is not None
+            and principal.role is Role.ADMIN
+            and principal.tenant == self.home_tenant,
             "path": request.url.path,
             **(context or {}),
         }
