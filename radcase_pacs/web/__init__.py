@@ -1,0 +1,1 @@
+"""The web app served at /: server-rendered pages for people."""
