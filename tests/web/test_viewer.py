@@ -220,9 +220,10 @@ def base(archive: Archive, study: Study) -> Iterator[str]:
 def open_viewer(context: BrowserContext, url: str) -> tuple[Page, Any]:
     page, problems = new_page(context)
     page.goto(url)
+    # Everything loaded and announced: what a test does next is not raced by loading.
     page.wait_for_function(
         "() => { const v = document.querySelector('[data-viewer]')?.stackViewer;"
-        " return v && v.firstImageShown; }"
+        " return v && v.firstImageShown && v.announcedLoaded; }"
     )
     return page, problems
 
@@ -269,7 +270,7 @@ def pixel_at_image(page: Page, x: float, y: float) -> list[int]:
             const [sx, sy] = v.toScreen(x, y);
             const r = window.devicePixelRatio || 1;
             const c = v.canvas.getContext('2d');
-            return Array.from(c.getImageData(Math.round(sx * r), Math.round(sy * r), 1, 1).data);
+            return Array.from(c.getImageData(Math.floor(sx * r), Math.floor(sy * r), 1, 1).data);
         }""",
         [x, y],
     )
@@ -415,14 +416,15 @@ def test_zoom_pan_and_reset(desktop: BrowserContext, base: str) -> None:
     page.get_by_role("button", name="Zoom in").click()
     zoomed = state(page)["zoom"]
     page.get_by_role("button", name="Pan", exact=True).click()
+    before = state(page)["pan"]  # the zoom about the pointer moved the image a little
     page.mouse.move(*centre)
     page.mouse.down()
     page.mouse.move(centre[0] + 80, centre[1] + 30, steps=5)
     page.mouse.up()
-    assert state(page)["pan"] == [80, 30]
+    assert state(page)["pan"] == pytest.approx([before[0] + 80, before[1] + 30])
     page.get_by_text("More controls").click()
     page.get_by_role("button", name="Move left").click()
-    assert state(page)["pan"] == [40, 30]
+    assert state(page)["pan"] == pytest.approx([before[0] + 40, before[1] + 30])
     page.get_by_role("button", name="Reset").click()
     after = state(page)
     assert (after["zoom"], after["pan"]) == (1, [0, 0]) and zoomed > 1
@@ -445,10 +447,10 @@ def test_overlays_are_drawn_at_their_image_coordinates_under_zoom_and_pan(
     sop = study.ct_sops[0]
     page.evaluate(
         """(sop) => document.querySelector('[data-viewer]').stackViewer.setOverlays([
-            {sop, frame: 1, kind: 'point', x: 100, y: 120, label: 'Your answer'},
-            {sop, frame: 1, kind: 'polygon', points: [[300, 300], [400, 300], [400, 380]]},
-            {sop, frame: 1, kind: 'ellipse', cx: 256, cy: 100, rx: 40, ry: 20},
-            {sop, frame: 2, kind: 'point', x: 10, y: 10},
+            {sop, frame: 1, kind: 'point', x: 200, y: 230, label: 'Your answer'},
+            {sop, frame: 1, kind: 'polygon', points: [[260, 260], [330, 260], [330, 320]]},
+            {sop, frame: 1, kind: 'ellipse', cx: 256, cy: 300, rx: 40, ry: 20},
+            {sop, frame: 2, kind: 'point', x: 200, y: 245},
         ])""",
         sop,
     )
@@ -456,15 +458,20 @@ def test_overlays_are_drawn_at_their_image_coordinates_under_zoom_and_pan(
         "() => { const v = document.querySelector('[data-viewer]').stackViewer;"
         " v.setZoom(2.5); v.panBy(-120, 90); }"
     )
+    # Image pixels per CSS pixel: the image fits the canvas, then the zoom.
+    zoom = page.evaluate(
+        "() => { const v = document.querySelector('[data-viewer]').stackViewer;"
+        " return v.toScreen(1, 0)[0] - v.toScreen(0, 0)[0]; }"
+    )
     yellow, green = (255, 212, 0), (61, 220, 132)
     for x, y, colour in [
-        (100 - 7 / 2.5, 120, yellow),  # on the point's circle (7 CSS pixels)
-        (350, 300, green),  # on the polygon's first edge
-        (296, 100, green),  # on the ellipse's right end
+        (200 - 7 / zoom, 230, yellow),  # on the point's circle (7 CSS pixels)
+        (295, 260, green),  # on the polygon's first edge
+        (296, 300, green),  # on the ellipse's right end
     ]:
         assert tuple(pixel_at_image(page, x, y)[:3]) == colour, (x, y)
     # The overlay of another frame is not drawn here.
-    assert tuple(pixel_at_image(page, 10, 10)[:3]) != yellow
+    assert tuple(pixel_at_image(page, 200 - 7 / zoom, 245)[:3]) != yellow
     screenshot(page, "viewer-overlays-desktop")
     problems.assert_none()
 
@@ -482,7 +489,7 @@ def test_locate_by_click_and_by_keyboard_gives_image_coordinates_under_zoom(
     )
     settle(page)
     screen = page.evaluate(
-        "() => document.querySelector('[data-viewer]').stackViewer.toScreen(200, 150)"
+        "() => document.querySelector('[data-viewer]').stackViewer.toScreen(280, 270)"
     )
     box = canvas_box(page)
     page.mouse.click(box["x"] + screen[0], box["y"] + screen[1])
@@ -490,10 +497,10 @@ def test_locate_by_click_and_by_keyboard_gives_image_coordinates_under_zoom(
     assert page.evaluate("() => window.located[0]") == {
         "sop": study.ct_sops[4],
         "frame": 1,
-        "x": 200,
-        "y": 150,
+        "x": 280,
+        "y": 270,
     }
-    assert tuple(pixel_at_image(page, 200 - 7 / 3, 150)[:3]) == (255, 212, 0)
+    assert tuple(pixel_at_image(page, 280 - 7 / 3, 270)[:3]) == (255, 212, 0)
     page.wait_for_function(
         "() => document.querySelector('.sv-status').textContent.startsWith('Point placed')"
     )
@@ -508,8 +515,8 @@ def test_locate_by_click_and_by_keyboard_gives_image_coordinates_under_zoom(
     assert page.evaluate("() => window.located[1]") == {
         "sop": study.ct_sops[4],
         "frame": 1,
-        "x": 211,
-        "y": 149,
+        "x": 291,
+        "y": 269,
     }
     assert state(page)["index"] == 4, "the crosshair's arrows do not scroll"
     problems.assert_none()
@@ -581,7 +588,7 @@ def test_decoding_of_stored_values(desktop: BrowserContext, base: str) -> None:
             // 12 bits stored, signed: 0xF800 masks to 0x800 = -2048; high bits ignored.
             const signed12 = m.decodeFrame(new Uint8Array([0x00, 0xF8, 0xFF, 0x17]),
                 {...base, bitsAllocated: 16, bitsStored: 12, pixelRepresentation: 1});
-            const unsigned12 = m.decodeFrame(new Uint8Array([0x00, 0xF8, 0xFF, 0x17]),
+            const unsigned12 = m.decodeFrame(new Uint8Array([0x00, 0xF8, 0xFF, 0xFF]),
                 {...base, bitsAllocated: 16, bitsStored: 12, pixelRepresentation: 0});
             const signed16 = m.decodeFrame(new Uint8Array([0x30, 0xF8, 0xFF, 0x7F]),
                 {...base, bitsAllocated: 16, bitsStored: 16, pixelRepresentation: 1});

@@ -288,17 +288,19 @@ export class StackViewer extends EventTarget {
     this.firstImageShown = false;
     this.announcedLoaded = false;
     root.stackViewer = this;
-    this.build();
     const opened = options.open ? this.find(options.open.sop, options.open.frame || 1) : null;
     if (opened) {
       this.current = opened.series;
       this.series[opened.series].index = opened.index;
     }
+    // The first image is asked for before anything else, and alone: the rest of the stack
+    // and the thumbnails wait for it so as not to compete with it at the server.
     const slot = this.slot();
-    if (slot) this.fetch(slot.image, [slot.frame], true);
+    const first = slot ? this.fetch(slot.image, [slot.frame], true) : Promise.resolve();
+    this.build();
     this.refreshControls();
-    this.scheduleBackground();
     this.requestRender();
+    first.then(() => this.scheduleBackground());
   }
 
   // -- public API ------------------------------------------------------------------------
@@ -422,7 +424,7 @@ export class StackViewer extends EventTarget {
     this.seriesList = element("div", { class: "sv-series", role: "group", "aria-label": "Series" });
     this.seriesButtons = this.series.map((series, i) => {
       const thumb = element("img", {
-        src: series.thumbnail,
+        "data-src": series.thumbnail,
         alt: "",
         width: 48,
         height: 48,
@@ -775,8 +777,10 @@ export class StackViewer extends EventTarget {
       if (!urgent) this.active -= 1;
       const slot = this.slot();
       if (slot && keys.includes(this.key(slot))) {
+        // Drawn now rather than at the next animation frame: the image someone is waiting
+        // for goes on the canvas as soon as it is decoded.
         this.refreshControls();
-        this.requestRender();
+        this.render();
       }
       this.pump();
     }
@@ -850,6 +854,9 @@ export class StackViewer extends EventTarget {
       this.firstImageShown = true;
       if (!performance.getEntriesByName(FIRST_IMAGE_MARK).length) performance.mark(FIRST_IMAGE_MARK);
       this.dispatchEvent(new CustomEvent("firstimage"));
+      for (const thumb of this.seriesList.querySelectorAll("img[data-src]")) {
+        thumb.src = thumb.dataset.src;
+      }
     }
   }
 
