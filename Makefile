@@ -7,6 +7,8 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 OHIF := tests/ohif
 STAMP_OHIF := $(OHIF)/node_modules/.installed
+WEB := tests/web
+STAMP_WEB := $(WEB)/node_modules/.installed
 
 .PHONY: run test test-quick lint format clean
 
@@ -28,13 +30,20 @@ $(STAMP_OHIF): $(OHIF)/package.json $(OHIF)/package-lock.json | $(STAMP_TEST)
 	if command -v npm >/dev/null 2>&1; then $(BIN)/python -m tests.ohif.install && touch $@; \
 	else echo "npm not found: the OHIF viewer test cannot run"; fi
 
+# The web app's browser tests check each page with axe-core, pinned in $(WEB)/package.json
+# and installed from its lockfile; without npm those checks are skipped (a failure under CI).
+$(STAMP_WEB): $(WEB)/package.json $(WEB)/package-lock.json
+	if command -v npm >/dev/null 2>&1; then \
+		cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the web app's accessibility checks cannot run"; fi
+
 run: $(STAMP_RUN)
 	$(BIN)/radcase-pacs serve
 
 # The whole suite on every core (pytest-xdist), after lint, format and strict typing of the
 # library packages. --dist loadfile keeps each test module in one worker, so that a module's
 # shared archive or server (module-scoped fixtures) is built once.
-test: $(STAMP_TEST) $(STAMP_OHIF)
+test: $(STAMP_TEST) $(STAMP_OHIF) $(STAMP_WEB)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -56,4 +65,4 @@ format: $(STAMP_TEST)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(OHIF)/node_modules build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) $(OHIF)/node_modules $(WEB)/node_modules $(WEB)/artifacts build *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
