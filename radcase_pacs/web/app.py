@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.web.context import Web
+from radcase_pacs.web.learner import learner_routes
 from radcase_pacs.web.signin import signin_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
 from radcase_pacs.web.today import today_routes
@@ -44,6 +45,7 @@ def create_web_app(deployment: Deployment) -> Starlette:
             Route("/static/{path:path}", static_file, methods=["GET"]),
             *signin_routes(web),
             *today_routes(web),
+            *learner_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )
