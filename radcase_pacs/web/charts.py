@@ -14,8 +14,8 @@ from itertools import count
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 30
+WIDTH, HEIGHT = 480, 200
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 30
 _ids = count(1)
 
 
@@ -91,7 +91,7 @@ def percent_chart(title: str, description: str, points: Sequence[Point]) -> Mark
 
 
 def bar_chart(title: str, description: str, points: Sequence[Point]) -> Markup:
-    """One bar per point, its count written above it."""
+    """One bar per point, its count written above it (none above an empty day)."""
     top = max((p.value or 0 for p in points), default=0) or 1
     span = (WIDTH - LEFT - RIGHT) / max(1, len(points))
     body = [
@@ -102,6 +102,8 @@ def bar_chart(title: str, description: str, points: Sequence[Point]) -> Markup:
         value = point.value or 0
         x = LEFT + i * span + span * 0.15
         y = _y(value / top)
+        if value <= 0:
+            continue
         body.append(
             f'<rect class="chart-bar" x="{x:.1f}" y="{y:.1f}" width="{span * 0.7:.1f}" '
             f'height="{_y(0) - y:.1f}"/>'

@@ -126,15 +126,17 @@ def locate_overlays(solution: LocateKey, given: LocateAnswer | None) -> list[dic
 def when(due: datetime, now: datetime) -> str:
     """How far off a due time is, in words."""
     seconds = (due - now).total_seconds()
-    if seconds < 60:
+    if seconds <= 0:
         return "now"
+    if seconds < 90:
+        return "in a minute"
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds >= size:
             n = round(seconds / size)
             if unit == "day" and n == 1:
                 return "tomorrow"
             return f"in {n} {unit}{'' if n == 1 else 's'}"
-    return "now"
+    return "in a minute"
 
 
 @dataclass(frozen=True)
