@@ -237,7 +237,9 @@ def test_the_whole_loop_leaks_nothing_before_each_answer(ward: Ward) -> None:
         assert f"Question {position} of 3" in html
         assert "64-year-old smoker" in html and "64 years" in html and "male" in html
         assert "CT" in html
-        before = [html, *referenced(client, html)]
+        # Today and progress are pages the learner may open mid-session too.
+        before = [html, *referenced(client, html), client.get("/").text]
+        before.append(client.get("/progress").text)
         kind = next(
             k for k in ("multiple_choice", "free_text", "locate") if f'data-kind="{k}"' in html
         )
@@ -377,6 +379,15 @@ def test_another_institution_cannot_open_the_item(ward: Ward) -> None:
     token = csrf_of(client.get("/").text)
     posted = client.post(f"{url}/answer", data={"kind": "free_text", "text": "x", "csrf": token})
     assert posted.status_code == 404
+
+
+def test_the_viewer_link_needs_a_study_slot_and_a_web_address() -> None:
+    for bad in ("javascript:alert(1)//{study}", "https://ohif.example.org/viewer"):
+        with pytest.raises(ValueError):
+            Settings(viewer_url=bad)
+    link = Settings(viewer_url=OHIF).viewer_link("1.2.3")
+    assert link == "https://ohif.example.org/viewer?StudyInstanceUIDs=1.2.3"
+    assert Settings().viewer_link("1.2.3") is None
 
 
 def start_practice(client: TestClient) -> str:
