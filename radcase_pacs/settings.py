@@ -13,6 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
         "(uvicorn's forwarded_allow_ips, comma-separated); empty: none. Behind a proxy that "
         "terminates TLS, list it so that the session cookie is marked Secure",
     )
+    viewer_url: str | None = Field(
+        None,
+        description="A department's OHIF (or other) viewer for the feedback page's \"Open in "
+        'OHIF" link: a URL with {study} where the teaching study UID goes; None: no link',
+    )
     qido_max_results: int = Field(1000, ge=1)
     max_request_bytes: int = Field(4 * 1024**3, ge=1)
     max_part_bytes: int = Field(2 * 1024**3, ge=1)
@@ -142,6 +148,25 @@ class Settings(BaseSettings):
                 "bind to 127.0.0.1 (or ::1) for a local demo"
             )
         return self
+
+    @field_validator("viewer_url")
+    @classmethod
+    def _viewer_url(cls, value: str | None) -> str | None:
+        """An http(s) address with a ``{study}`` slot: the link must open the case's study."""
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://", "/")) or "{study}" not in value:
+            raise ValueError(
+                "viewer_url is an http(s) URL (or a path of this site) with {study} where "
+                "the study UID goes"
+            )
+        return value
+
+    def viewer_link(self, study_uid: str) -> str | None:
+        """The configured viewer's address for ``study_uid``; None when none is set."""
+        if self.viewer_url is None:
+            return None
+        return self.viewer_url.replace("{study}", quote(study_uid, safe=""))
 
     @field_validator("dimse_ae_tenants")
     @classmethod

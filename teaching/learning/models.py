@@ -9,14 +9,14 @@ answered.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from teaching.cases.models import Category, KeyImage, Level, Modality, Strict, Tags
-from teaching.learning.questions import Key, QuestionPrompt
+from teaching.learning.questions import Answer, Key, QuestionPrompt
 
 CaseId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -171,6 +171,8 @@ class ItemView(BaseModel):
     question: QuestionPrompt
     presented_at: datetime
     answered: bool
+    hinted: bool = False
+    hint: str | None = Field(default=None, description="the hint, once asked for")
     result: AnswerResult | None = None
     revealed: RevealedCase | None = None
 
@@ -180,6 +182,7 @@ class AnswerResult(BaseModel):
     rating: str = Field(description="the FSRS rating the answer earned: again, good or easy")
     duration_ms: int | None
     hinted: bool
+    answer: Answer | None = Field(default=None, description="what the learner answered")
     feedback: str
     solution: Key
     card: CardView
@@ -214,6 +217,21 @@ class Streak(BaseModel):
     active_days: int
 
 
+class DueDay(BaseModel):
+    day: date = Field(description="a day of the program's time zone")
+    due: int = Field(description="reviews due that day (today: overdue ones included)")
+
+
+class DayFigures(BaseModel):
+    day: date
+    reviews: int
+    correct: int
+    accuracy: float | None = Field(description="correct / answers that day; None without any")
+    retention: float | None = Field(
+        description="mean FSRS probability of recall at the day's end, over the cards reviewed"
+    )
+
+
 class LearnerProgress(BaseModel):
     learner: str
     as_of: datetime
@@ -225,6 +243,9 @@ class LearnerProgress(BaseModel):
     by_category: list[Tally]
     by_modality: list[Tally]
     by_level: list[Tally]
+    due_forecast: list[DueDay] = Field(
+        default_factory=list, description="reviews due on each of the next 14 days, today first"
+    )
 
 
 class ReviewEntry(BaseModel):
@@ -241,6 +262,9 @@ class ReviewEntry(BaseModel):
     hinted: bool
     state_before: dict[str, object] | None
     state_after: dict[str, object]
+    answer: dict[str, object] | None = Field(
+        default=None, description="what the learner answered, as sent"
+    )
 
 
 class ReviewPage(BaseModel):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import TypeAdapter, ValidationError
+
 from teaching.cases.errors import Conflict, InvalidField, NotFound
 from teaching.cases.models import Case
 from teaching.cases.service import CaseService
@@ -53,6 +55,7 @@ from teaching.learning.stores.reviews import (
 )
 
 RACE_ATTEMPTS = 5
+ANSWER: TypeAdapter[Answer] = TypeAdapter(Answer)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class QuizService:
             question=QuestionPrompt.of(question),
             presented_at=shown,
             answered=item.answered_at is not None,
+            hinted=item.hinted,
+            hint=question.hint if item.hinted and question.hint else None,
         )
         if item.review_id is not None:
             review = self._review(tenant, learner, item.review_id)
@@ -275,12 +280,23 @@ def _result(
         rating=review.rating,
         duration_ms=review.duration_ms,
         hinted=review.hinted,
+        answer=_given(review),
         feedback=question.feedback,
         solution=question.key,
         card=CardView.model_validate(review.state_after),
         revealed=revealed(case) if done else None,
         next_position=next_unanswered(session),
     )
+
+
+def _given(review: ReviewEntry) -> Answer | None:
+    """The learner's answer as logged (None for a log entry that predates keeping it)."""
+    if review.answer is None:
+        return None
+    try:
+        return ANSWER.validate_python(review.answer)
+    except ValidationError:
+        return None
 
 
 def next_unanswered(session: QuizSession) -> int | None:

@@ -14,11 +14,12 @@ from typing import Any
 from teaching.cases.models import CaseStatus
 from teaching.cases.store import CaseFilter
 from teaching.learning.catalog import Catalog
-from teaching.learning.models import LearnerProgress, ReviewEntry, ReviewPage
+from teaching.learning.models import DayFigures, LearnerProgress, ReviewEntry, ReviewPage
 from teaching.learning.progress import Snapshot, learner_progress
 from teaching.learning.scheduling import Scheduling, start_of_day
 from teaching.learning.stores.questions import QuestionStore
 from teaching.learning.stores.reviews import ReviewStore
+from teaching.learning.timeline import TIMELINE_DAYS, due_forecast, timeline
 from teaching.learning.xapi import statement_result
 
 CSV_COLUMNS = (
@@ -74,7 +75,17 @@ class ReportService:
         )
 
     def progress(self, tenant: str, learner: str) -> LearnerProgress:
-        return learner_progress(self.snapshot(tenant, [learner]), learner)
+        return self.overview(tenant, learner, days=0)[0]
+
+    def overview(
+        self, tenant: str, learner: str, days: int = TIMELINE_DAYS
+    ) -> tuple[LearnerProgress, list[DayFigures]]:
+        """The learner's progress with its due forecast, and the last ``days`` days'
+        accuracy and retention, from one snapshot."""
+        snap = self.snapshot(tenant, [learner])
+        progress = learner_progress(snap, learner)
+        progress.due_forecast = due_forecast(snap, learner)
+        return progress, timeline(snap, learner, days) if days else []
 
     def history(self, tenant: str, learner: str, limit: int, offset: int) -> ReviewPage:
         total, rows = self.reviews.reviews(tenant, learners=[learner], limit=limit, offset=offset)

@@ -22,7 +22,7 @@ from teaching.learning.scheduling import RATING_NAMES
 
 REVIEW_COLUMNS = (
     "id, learner, reviewed_at, case_id, question_id, session_id, kind, correct, rating, "
-    "duration_ms, hinted, state_before, state_after"
+    "duration_ms, hinted, state_before, state_after, answer"
 )
 
 
@@ -388,4 +388,5 @@ def _review(row: Sequence[Any]) -> ReviewEntry:
         hinted=bool(row[10]),
         state_before=json.loads(row[11]) if row[11] else None,
         state_after=json.loads(row[12]),
+        answer=json.loads(row[13]) if row[13] else None,
     )
