@@ -82,11 +82,11 @@ def page_times(base: str, requests: int) -> tuple[list[tuple[str, float, float]]
         question = started.headers["location"]
         rows.append(("Question", *timed(lambda: client.get(question), requests)))
         page = client.get(question).text
-        option = re.search(r'name="selected" value="([^"]+)"', page)
+        option = re.search(r'name="option" value="([^"]+)"', page)
         assert option is not None, "the first question is the multiple-choice one"
         answered = client.post(
             f"{question}/answer",
-            data={"kind": "multiple_choice", "selected": option.group(1), "csrf": csrf(page)},
+            data={"kind": "multiple_choice", "option": option.group(1), "csrf": csrf(page)},
             headers={"Origin": base},
         )
         assert answered.status_code == 303, answered.text

@@ -96,8 +96,14 @@ class Problems:
         self.found: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.found.append(f"uncaught: {error}"))
-        page.on("requestfailed", lambda r: self.found.append(f"failed: {r.method} {r.url}"))
+        page.on("requestfailed", self._failed)
         page.on("response", self._response)
+
+    def _failed(self, request: Any) -> None:
+        """A request the page itself gave up (a navigation away cancels the background
+        loading of the stack) is not a problem; any other failure is."""
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.found.append(f"failed: {request.method} {request.url} ({request.failure})")
 
     def _console(self, message: Any) -> None:
         if message.type == "error":
