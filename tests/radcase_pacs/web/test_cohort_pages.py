@@ -286,3 +286,29 @@ def test_learners_are_refused_and_another_institution_finds_nothing(w: World) ->
     assert renamed.status_code == 404
     assert w.ok("edu", "GET", f"/api/groups/{group_id}")["name"] == "Secret PGY1"
     assert audited(w, "b-edu") == []
+
+
+def test_administrators_set_the_program_but_keep_out_of_the_groups(w: World) -> None:
+    admin = browser(w, "admin")
+    page = admin.get("/teach/program")
+    assert page.status_code == 200 and 'href="/teach/groups"' not in page.text
+    assert 'value="UTC" selected' in page.text
+    settings = {
+        "desired_retention": "0.85",
+        "new_per_day": "5",
+        "reviews_per_day": "50",
+        "fast_answer_seconds": "12.5",
+        "timezone": "America/New_York",
+    }
+    assert post(admin, "/teach/program", settings).status_code == 303
+    saved = admin.get("/teach/program?notice=saved")
+    assert "Settings saved." in saved.text and 'value="America/New_York" selected' in saved.text
+    assert w.ok("ann", "GET", "/api/program") == {
+        "desired_retention": 0.85,
+        "new_per_day": 5,
+        "reviews_per_day": 50,
+        "fast_answer_seconds": 12.5,
+        "timezone": "America/New_York",
+    }
+    assert admin.get("/teach/groups").status_code == 403
+    assert audited(w, "admin") == ["program.update"]
