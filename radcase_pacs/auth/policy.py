@@ -86,6 +86,13 @@ RULES: tuple[Rule, ...] = (
     Rule("/admin/keys/{key_id}/revoke", POST, ADMINS, page=True),
     Rule("/admin/institutions", READ | POST, ADMINS, home_only=True, page=True),
     Rule("/admin/audit", READ, ADMINS, page=True),
+    Rule("/teach/groups", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/groups/{group_id}", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/groups/{group_id}/delete", POST, EDUCATORS, page=True),
+    Rule("/teach/groups/{group_id}/assignments", POST, EDUCATORS, page=True),
+    Rule("/teach/groups/{group_id}/assignments/{assignment_id}/delete", POST, EDUCATORS, page=True),
+    Rule("/teach/groups/{group_id}/progress", READ, EDUCATORS, page=True),
+    Rule("/teach/program", READ | POST, PROGRAM_OWNERS, page=True),
     # -- protocol roots and the JSON API -------------------------------------------------
     Rule("/healthz", READ, None),
     Rule("/metrics", READ, MONITORING, home_only=True),

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.web.admin import admin_routes
 from radcase_pacs.web.audit_page import audit_routes
+from radcase_pacs.web.cohorts import cohort_routes
 from radcase_pacs.web.context import Web
 from radcase_pacs.web.learner import learner_routes
 from radcase_pacs.web.signin import signin_routes
@@ -51,6 +52,7 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *admin_routes(web),
             *audit_routes(web),
             *learner_routes(web),
+            *cohort_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )

@@ -288,6 +288,21 @@ class MissedCase(BaseModel):
     miss_rate: float
 
 
+class CaseDifficulty(BaseModel):
+    """How hard a case measured out for the learners who met it, from the review log."""
+
+    case_id: str
+    title: str
+    learners: int = Field(description="members who answered a question of the case")
+    reviews: int
+    wrong: int
+    error_rate: float = Field(description="wrong answers / answers")
+    difficulty: float | None = Field(
+        description="mean over those learners of the FSRS difficulty (1 easiest to 10 hardest) "
+        "of their cards of the case after their latest answer to each"
+    )
+
+
 class CohortProgress(BaseModel):
     group_id: str
     as_of: datetime
@@ -297,6 +312,11 @@ class CohortProgress(BaseModel):
     by_modality: list[Tally]
     by_level: list[Tally]
     most_missed: list[MissedCase]
+    by_case: list[CaseDifficulty] = Field(
+        default_factory=list,
+        description="every case the members answered, hardest first (FSRS difficulty, then "
+        "error rate)",
+    )
 
 
 ItemView.model_rebuild()

@@ -5,7 +5,11 @@ figures always agree with the log they come from).
 - retention: FSRS's probability of recall now, averaged over the cards reviewed at least once;
 - due counts: cards of live (published) questions due now, and before the day ends;
 - streaks: consecutive days, in the program's time zone, with at least one answer; today
-  counts once answered, and a streak is still current until a whole day passes without one.
+  counts once answered, and a streak is still current until a whole day passes without one;
+- a case's measured difficulty: its error rate over a group's answers, and the FSRS difficulty
+  of the learners' cards of it after their latest answers (FSRS moves a card's difficulty up
+  at each Again and down at each Easy, so its mean says how hard the case was for these
+  learners, beyond one wrong answer).
 
 Every figure is also given per IHE TCE category, modality and level, by the case's tags now.
 """
@@ -20,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from teaching.cases.models import CaseSummary
 from teaching.learning.models import (
+    CaseDifficulty,
     CohortProgress,
     LearnerProgress,
     LearnerSummary,
@@ -171,7 +176,7 @@ def most_missed(snap: Snapshot, learners: Sequence[str]) -> list[MissedCase]:
     missed = [
         MissedCase(
             case_id=case_id,
-            title=snap.cases[case_id].title if case_id in snap.cases else "(deleted case)",
+            title=_title(snap, case_id),
             reviews=answers[case_id],
             wrong=wrong[case_id],
             miss_rate=wrong[case_id] / answers[case_id],
@@ -181,6 +186,51 @@ def most_missed(snap: Snapshot, learners: Sequence[str]) -> list[MissedCase]:
     ]
     missed.sort(key=lambda m: (-m.wrong, -m.miss_rate, m.case_id))
     return missed[:MOST_MISSED]
+
+
+def _title(snap: Snapshot, case_id: str) -> str:
+    return snap.cases[case_id].title if case_id in snap.cases else "(deleted case)"
+
+
+def case_difficulty(snap: Snapshot, learners: Sequence[str]) -> list[CaseDifficulty]:
+    """Every case ``learners`` answered, hardest first: its error rate over their answers,
+    and the mean over the learners who met it of the FSRS difficulty of their cards of it (a
+    learner's cards of a case averaged first, so each learner counts once)."""
+    wanted = set(learners)
+    answers: Counter[str] = Counter()
+    wrong: Counter[str] = Counter()
+    latest: dict[tuple[str, str, str], float | None] = {}
+    for review in sorted(snap.reviews, key=lambda r: (r.reviewed_at, r.id)):
+        if review.learner not in wanted:
+            continue
+        answers[review.case_id] += 1
+        wrong[review.case_id] += int(not review.correct)
+        value = review.state_after.get("difficulty")
+        number = float(value) if isinstance(value, int | float) else None
+        latest[(review.case_id, review.learner, review.question_id)] = number
+    per_learner: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    met: defaultdict[str, set[str]] = defaultdict(set)
+    for (case_id, learner, _), number in latest.items():
+        met[case_id].add(learner)
+        if number is not None:
+            per_learner[(case_id, learner)].append(number)
+    means: defaultdict[str, list[float]] = defaultdict(list)
+    for (case_id, _), numbers in per_learner.items():
+        means[case_id].append(sum(numbers) / len(numbers))
+    cases = [
+        CaseDifficulty(
+            case_id=case_id,
+            title=_title(snap, case_id),
+            learners=len(met[case_id]),
+            reviews=answers[case_id],
+            wrong=wrong[case_id],
+            error_rate=wrong[case_id] / answers[case_id],
+            difficulty=sum(means[case_id]) / len(means[case_id]) if means[case_id] else None,
+        )
+        for case_id in answers
+    ]
+    cases.sort(key=lambda c: (-(c.difficulty or 0.0), -c.error_rate, c.case_id))
+    return cases
 
 
 def cohort_progress(snap: Snapshot, group_id: str, members: Sequence[str]) -> CohortProgress:
@@ -199,4 +249,5 @@ def cohort_progress(snap: Snapshot, group_id: str, members: Sequence[str]) -> Co
         by_modality=tallies.dimension("modality"),
         by_level=tallies.dimension("level"),
         most_missed=most_missed(snap, members),
+        by_case=case_difficulty(snap, members),
     )
