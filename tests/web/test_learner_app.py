@@ -141,7 +141,7 @@ def run_loop(context: BrowserContext, department: Department, size: str) -> None
     if touch:
         page.get_by_label("Pneumonia").tap()
     else:
-        page.locator("h1").click()  # the focus away from the images: digit keys then choose
+        page.locator("#option-3").focus()  # digit keys act while the options have the focus
         page.keyboard.press("1")
         assert page.get_by_label("Pneumonia").is_checked()
     received.assert_hidden(list(HIDDEN.values()))

@@ -1,6 +1,6 @@
 // The question page's enhancements over its server-rendered forms:
-// - keys 1 to 9 choose a multiple-choice option, unless the images or a text field have the
-//   focus (the viewer's own single-key shortcuts act there);
+// - keys 1 to 9 choose a multiple-choice option while the answer form has the focus (a
+//   single-key shortcut active only on focus, WCAG 2.1.4; the viewer's act only in it);
 // - a locate question's point, placed in the stack viewer (its "locate" event), fills the
 //   form's hidden fields and enables the submit button;
 // - on the feedback, the right region and the learner's point are drawn on the image
@@ -34,7 +34,7 @@ function typing(target) {
 }
 
 function optionKeys(form) {
-  document.addEventListener("keydown", (event) => {
+  form.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
     if (!/^[1-9]$/.test(event.key)) return;
     const input = form.querySelector(`input[data-key="${event.key}"]`);
