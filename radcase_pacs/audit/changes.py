@@ -26,6 +26,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("PATCH", "/cases/{case_id}"): "case.update",
     ("DELETE", "/cases/{case_id}"): "case.delete",
     ("POST", "/cases/{case_id}/publish"): "case.publish",
+    ("POST", "/cases/{case_id}/unpublish"): "case.unpublish",
     ("POST", "/cases/{case_id}/instances/{sop_instance_uid}/review"): "case.review",
     ("POST", "/users"): "user.create",
     ("PATCH", "/users/{username}"): "user.update",

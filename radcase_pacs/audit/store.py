@@ -52,6 +52,7 @@ class Action(StrEnum):
     CASE_CREATE = "case.create"
     CASE_UPDATE = "case.update"
     CASE_PUBLISH = "case.publish"
+    CASE_UNPUBLISH = "case.unpublish"
     CASE_DELETE = "case.delete"
 
 

@@ -17,10 +17,12 @@ from starlette.routing import Route
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.web.admin import admin_routes
 from radcase_pacs.web.audit_page import audit_routes
+from radcase_pacs.web.cases import case_routes
 from radcase_pacs.web.cohorts import cohort_routes
 from radcase_pacs.web.context import Web
 from radcase_pacs.web.learner import learner_routes
 from radcase_pacs.web.signin import signin_routes
+from radcase_pacs.web.studies import study_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
 from radcase_pacs.web.today import today_routes
 from teaching.cases.errors import NotFound
@@ -53,6 +55,8 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *audit_routes(web),
             *learner_routes(web),
             *cohort_routes(web),
+            *study_routes(web),
+            *case_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )

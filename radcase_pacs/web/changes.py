@@ -20,8 +20,11 @@ from storage.errors import BackendFailure
 log = logging.getLogger(__name__)
 
 
-async def record_change(web: Web, request: Request, action: str, detail: str = "") -> None:
-    """Writes the entry of ``action`` (``user.create``...) for this request's route."""
+async def record_change(
+    web: Web, request: Request, action: str, detail: str = "", *, study_uid: str | None = None
+) -> None:
+    """Writes the entry of ``action`` (``user.create``...) for this request's route;
+    ``study_uid`` names the clinical study a page read or made a case from."""
     principal = who(request)
     route = request.scope.get("route")
     template = getattr(route, "path", request.url.path)
@@ -32,6 +35,7 @@ async def record_change(web: Web, request: Request, action: str, detail: str = "
         action=action,
         channel=Channel.HTTP,
         route=f"{request.method} {template}",
+        study_uid=study_uid,
         detail=detail,
         source=request.client.host if request.client else "",
     )

@@ -16,6 +16,7 @@ Photometric Interpretation (YBR_FULL_422 for baseline JPEG) and Planar Configura
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +49,24 @@ class _Image:
     entry: dict[str, Any]
 
 
-def stack_manifest(archive: Archive, study_uid: str, root: str = DEFAULT_ROOT) -> dict[str, Any]:
+def stack_manifest(
+    archive: Archive,
+    study_uid: str,
+    root: str = DEFAULT_ROOT,
+    *,
+    only: Collection[str] | None = None,
+) -> dict[str, Any]:
     """The manifest of ``study_uid`` as the caller's ``archive`` (already restricted to what
     the caller may see) holds it: series by Series Number, images by Instance Number then
     position along the stack. Instances the viewer cannot show (no pixel data, a colour
     model or bit depth it does not decode, frames the server cannot deliver natively) are
-    left out. Raises :class:`storage.errors.NotFound` for a study the archive does not hold.
+    left out, and so are those not in ``only`` when given (the instances of one teaching
+    case, where the teaching study holds those of other cases too). Raises
+    :class:`storage.errors.NotFound` for a study the archive does not hold.
     """
     documents = archive.documents(study_uid)
+    if only is not None:
+        documents = [d for d in documents if jv.text(d, "00080018") in only]
     stored = {instance.sop_uid: instance for instance in archive.instances(study_uid)}
     images = []
     for document in documents:

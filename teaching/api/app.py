@@ -6,7 +6,7 @@ are answered by :mod:`teaching.api.errors`, an unexpected one as 500 naming that
 """
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from starlette.middleware import Middleware
@@ -66,10 +66,14 @@ def create_api(
         anatomy: Annotated[str | None, Query(max_length=64)] = None,
         tag: Annotated[str | None, Query(max_length=64)] = None,
         author: Annotated[str | None, Query(max_length=200)] = None,
+        origin: Annotated[
+            Literal["api", "kos"] | None,
+            Query(description="api: made by an educator; kos: flagged from a workstation"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> CasePage:
-        where = CaseFilter(q, status, category, level, modality, anatomy, tag, author)
+        where = CaseFilter(q, status, category, level, modality, anatomy, tag, author, origin)
         return service.search(caller.tenant, where, limit, offset)
 
     @api.get("/cases/{case_id}", tags=["cases"], response_model=Case)
@@ -85,6 +89,12 @@ def create_api(
     def publish_case(case_id: str, caller: CallerDep) -> Case:
         """409 while an instance flagged for burned-in text awaits review."""
         return service.publish(caller.tenant, case_id)
+
+    @api.post("/cases/{case_id}/unpublish", tags=["cases"], response_model=Case)
+    def unpublish_case(case_id: str, caller: CallerDep) -> Case:
+        """Back to draft: learners no longer meet the case (their review history of it
+        stays); a case that is not published is answered as it is."""
+        return service.unpublish(caller.tenant, case_id)
 
     @api.post(
         "/cases/{case_id}/instances/{sop_instance_uid}/review",

@@ -151,6 +151,7 @@ class CaseSummary(BaseModel):
     title: str
     status: CaseStatus
     author: str
+    origin: Literal["api", "kos"] = "api"
     tags: Tags
     teaching_study_instance_uid: str
     pending_reviews: int

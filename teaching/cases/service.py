@@ -238,7 +238,7 @@ class CaseService:
             if value is None:
                 raise InvalidField((name,), f"{name} cannot be null")
         if current.status is CaseStatus.PUBLISHED and "status" in changes:
-            raise Conflict("a published case stays published; delete it to withdraw it")
+            raise Conflict("a published case stays published; unpublish it to change its status")
         members = {i.sop_instance_uid for i in current.instances}
         for index, key in enumerate(body.key_images or []):
             if key.sop_instance_uid not in members:
@@ -267,6 +267,17 @@ class CaseService:
                 pending,
             )
         self.store.publish(tenant, case_id, utc_now())
+        return self.get(tenant, case_id)
+
+    def unpublish(self, tenant: str, case_id: str) -> Case:
+        """Withdraws a published case from learners without deleting it: back to draft, to
+        be corrected and published again. Learners stop meeting it (only published cases are
+        quizzed or reachable over the teaching root); their cards and review log of it stay.
+        A case that is not published is answered as it is."""
+        case = self.get(tenant, case_id)
+        if case.status is not CaseStatus.PUBLISHED:
+            return case
+        self.store.unpublish(tenant, case_id, utc_now())
         return self.get(tenant, case_id)
 
     def delete(self, tenant: str, case_id: str) -> None:

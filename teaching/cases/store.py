@@ -80,6 +80,8 @@ class CaseFilter:
     anatomy: str | None = None
     tag: str | None = None
     author: str | None = None
+    origin: str | None = None
+    """``api`` (made by an educator) or ``kos`` (flagged from a workstation)."""
 
 
 def search_text(content: dict[str, Any]) -> str:
@@ -275,6 +277,15 @@ class CaseStore(Tables):
                 (CaseStatus.PUBLISHED.value, to_text(at), to_text(at), tenant, case_id),
             )
 
+    def unpublish(self, tenant: str, case_id: str, at: datetime) -> None:
+        """Back to draft: learners no longer meet the case; its history stays."""
+        with self.db.transaction() as cur:
+            cur.execute(
+                "UPDATE cases SET status = ?, published_at = NULL, updated_at = ? "
+                "WHERE tenant = ? AND case_id = ?",
+                (CaseStatus.DRAFT.value, to_text(at), tenant, case_id),
+            )
+
     def delete(self, tenant: str, case_id: str) -> list[TeachingInstance] | None:
         """Remove the case; returns its instances that no other case still uses (the caller
         removes those from the teaching collection), None when there was no such case."""
@@ -313,6 +324,9 @@ class CaseStore(Tables):
         if where.author is not None:
             clauses.append("author = ?")
             params.append(where.author)
+        if where.origin is not None:
+            clauses.append("origin = ?")
+            params.append(where.origin)
         tag_filters = [
             ("category", where.category),
             ("level", where.level),
@@ -334,7 +348,7 @@ class CaseStore(Tables):
             )
             rows = cur.execute(
                 "SELECT case_id, title, status, author, tags, teaching_study_uid, updated_at, "
-                "(SELECT COUNT(*) FROM case_instances c JOIN teaching_instances t "
+                "origin, (SELECT COUNT(*) FROM case_instances c JOIN teaching_instances t "
                 "ON t.tenant = c.tenant AND t.sop_uid = c.sop_uid "
                 "WHERE c.case_pk = cases.id AND t.review = ?) "
                 f"FROM cases WHERE {condition} ORDER BY updated_at DESC, id DESC "
@@ -350,7 +364,8 @@ class CaseStore(Tables):
                 tags=Tags.model_validate_json(row[4]),
                 teaching_study_instance_uid=row[5],
                 updated_at=from_text(row[6]),
-                pending_reviews=int(row[7]),
+                origin=row[7],
+                pending_reviews=int(row[8]),
             )
             for row in rows
         ]

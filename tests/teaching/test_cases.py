@@ -449,6 +449,46 @@ def test_a_published_case_cannot_go_back_to_draft(client: TestClient) -> None:
     assert edited.json()["status"] == "published" and edited.json()["discussion"] == "more"
 
 
+def test_unpublishing_takes_a_case_back_to_draft_and_away_from_learners(
+    client: TestClient,
+) -> None:
+    instances = study(series=1, per_series=1)
+    store(client, *instances)
+    case = create(client, study_instance_uid=instances[0].StudyInstanceUID, title="t")
+    teaching_uid = case["teaching_study_instance_uid"]
+    store_ = client.app.state.deployment.cases.store  # type: ignore[attr-defined]
+    not_yet = client.post(f"/api/cases/{case['id']}/unpublish")
+    assert not_yet.status_code == 200 and not_yet.json()["status"] == "draft"
+    client.post(f"/api/cases/{case['id']}/publish")
+    assert teaching_uid in store_.published_study_uids("default")
+    back = client.post(f"/api/cases/{case['id']}/unpublish")
+    assert back.status_code == 200, back.text
+    assert back.json()["status"] == "draft" and back.json()["published_at"] is None
+    assert teaching_uid not in store_.published_study_uids("default")
+    assert (
+        client.patch(f"/api/cases/{case['id']}", json={"status": "awaiting_pathology"}).json()[
+            "status"
+        ]
+        == "awaiting_pathology"
+    )
+    assert client.post("/api/cases/nope/unpublish").status_code == 404
+
+
+def test_cases_are_filtered_by_origin(client: TestClient) -> None:
+    instances = study(series=1, per_series=1)
+    store(client, *instances)
+    case = create(client, study_instance_uid=instances[0].StudyInstanceUID, title="made")
+    store_ = client.app.state.deployment.cases.store  # type: ignore[attr-defined]
+    with store_.db.transaction() as cur:
+        cur.execute("UPDATE cases SET origin = 'kos' WHERE case_id = ?", (case["id"],))
+    other = create(client, study_instance_uid=instances[0].StudyInstanceUID, title="other")
+    kos = client.get("/api/cases", params={"origin": "kos"}).json()["cases"]
+    assert [(c["id"], c["origin"]) for c in kos] == [(case["id"], "kos")]
+    api = client.get("/api/cases", params={"origin": "api"}).json()["cases"]
+    assert [c["id"] for c in api] == [other["id"]]
+    assert client.get("/api/cases", params={"origin": "pacs"}).status_code == 422
+
+
 def test_deleting_a_case_removes_copies_no_other_case_uses(server: TestClient) -> None:
     instances = study(series=2, per_series=1)
     store(server, *instances)

@@ -224,3 +224,13 @@ def test_a_study_outside_the_callers_view_is_not_found(archive: Archive) -> None
     store(archive, signed_ct(study, generate_uid(), 1))
     with pytest.raises(NotFound):
         stack_manifest(archive.restricted_to(frozenset({generate_uid()})), study)
+
+
+def test_only_the_instances_given_are_in_the_manifest(archive: Archive) -> None:
+    study, first, second = generate_uid(), generate_uid(), generate_uid()
+    kept = signed_ct(study, first, 1)
+    store(archive, kept, signed_ct(study, first, 2), signed_ct(study, second, 1, SeriesNumber=4))
+    manifest = stack_manifest(archive, study, only={kept.SOPInstanceUID})
+    assert [[i["sop"] for i in s["images"]] for s in manifest["series"]] == [[kept.SOPInstanceUID]]
+    assert manifest["series"][0]["label"] == "CT · series 3 · 1 image"
+    assert stack_manifest(archive, study, only=set())["series"] == []

@@ -207,6 +207,9 @@ REMOVING = {
     ("/admin/keys/{key_id}/revoke", "POST"),
     ("/teach/groups/{group_id}/delete", "POST"),
     ("/teach/groups/{group_id}/assignments/{assignment_id}/delete", "POST"),
+    ("/api/cases/{case_id}/unpublish", "POST"),
+    ("/teach/cases/{case_id}/unpublish", "POST"),
+    ("/teach/cases/{case_id}/delete", "POST"),
 }
 MISSING = {
     "study": "1.2.3.999",
