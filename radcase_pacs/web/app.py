@@ -18,6 +18,8 @@ from radcase_pacs.deployment import Deployment
 from radcase_pacs.web.admin import admin_routes
 from radcase_pacs.web.audit_page import audit_routes
 from radcase_pacs.web.context import Web
+from radcase_pacs.web.question_pages import question_routes
+from radcase_pacs.web.review_page import review_routes
 from radcase_pacs.web.signin import signin_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
 from radcase_pacs.web.today import today_routes
@@ -49,6 +51,8 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *today_routes(web),
             *admin_routes(web),
             *audit_routes(web),
+            *review_routes(web),
+            *question_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )

@@ -203,7 +203,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 # Deleting is answered for a resource that does not exist, so the matrix removes nothing; so
 # are the pages' posts that remove something.
-REMOVING = {("/admin/keys/{key_id}/revoke", "POST")}
+REMOVING = {
+    ("/admin/keys/{key_id}/revoke", "POST"),
+    ("/teach/cases/{case_id}/questions/{question_id}/delete", "POST"),
+}
 MISSING = {
     "study": "1.2.3.999",
     "series": "1.2.3.998",
