@@ -88,7 +88,11 @@ def build(client: httpx.Client, admin_password: str) -> Authoring:
         headers=admin,
     )
     assert made.status_code == 201, made.text
-    educator = bearer(client, EDUCATOR, PASSWORD)
+    return new_case(client, bearer(client, EDUCATOR, PASSWORD))
+
+
+def new_case(client: httpx.Client, educator: dict[str, str]) -> Authoring:
+    """A draft case of a new study: a CT stack and one flagged capture."""
     study = generate_uid()
     instances = [*ct_stack(study), capture(study)]
     body, content_type = multipart_body([to_bytes(ds) for ds in instances])
