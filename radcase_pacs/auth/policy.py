@@ -101,6 +101,18 @@ RULES: tuple[Rule, ...] = (
     Rule("/teach/cases/{case_id}/publish", POST, EDUCATORS, page=True),
     Rule("/teach/cases/{case_id}/unpublish", POST, EDUCATORS, page=True),
     Rule("/teach/cases/{case_id}/delete", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/cases/{case_id}/review", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/cases/{case_id}/review/{sop_instance_uid}/frames/{frames}", READ, EDUCATORS),
+    Rule("/teach/cases/{case_id}/questions", READ, EDUCATORS, page=True),
+    Rule("/teach/cases/{case_id}/questions/new", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/cases/{case_id}/questions/{question_id}", READ | POST, EDUCATORS, page=True),
+    Rule("/teach/cases/{case_id}/questions/{question_id}/move", POST, EDUCATORS, page=True),
+    Rule(
+        "/teach/cases/{case_id}/questions/{question_id}/delete", READ | POST, EDUCATORS, page=True
+    ),
+    Rule(
+        "/teach/cases/{case_id}/questions/{question_id}/preview", READ | POST, EDUCATORS, page=True
+    ),
     # -- protocol roots and the JSON API -------------------------------------------------
     Rule("/healthz", READ, None),
     Rule("/metrics", READ, MONITORING, home_only=True),

@@ -21,6 +21,8 @@ from radcase_pacs.web.cases import case_routes
 from radcase_pacs.web.cohorts import cohort_routes
 from radcase_pacs.web.context import Web
 from radcase_pacs.web.learner import learner_routes
+from radcase_pacs.web.question_pages import question_routes
+from radcase_pacs.web.review_page import review_routes
 from radcase_pacs.web.signin import signin_routes
 from radcase_pacs.web.studies import study_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
@@ -57,6 +59,8 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *cohort_routes(web),
             *study_routes(web),
             *case_routes(web),
+            *review_routes(web),
+            *question_routes(web),
         ],
         exception_handlers={HTTPException: refused, NotFound: refused},
     )

@@ -10,6 +10,14 @@
 // Usage: markup <section class="stack-viewer" data-viewer> holding a
 // <script type="application/json" class="stack-manifest"> (radcase_pacs/web/stack.py), this
 // module loaded; every [data-viewer] is mounted on load, the instance at element.stackViewer.
+//
+// Draw mode (`{draw: "rectangle" | "ellipse" | "polygon"}` or setDraw) makes shapes in image
+// pixel coordinates (shapes.js): a drag draws a rectangle or an ellipse, clicks or taps place
+// a polygon's points (double-click, Enter or "Close shape" ends it), handles edit them; every
+// change is a `shape` event. The page's numeric fields are the keyboard's way to the same
+// shapes (setShapes), so nothing needs a pointer.
+
+import * as shapes from "./shapes.js";
 
 const ACCEPT =
   'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
@@ -21,6 +29,15 @@ const CLICK_SLOP = 5;
 const MIN_ZOOM = 0.25;
 const MAX_ZOOM = 16;
 const PAN_STEP = 40;
+const HANDLE_SIZE = 10;
+const HANDLE_REACH = { mouse: 12, pen: 16, touch: 24 };
+const SHAPE_COLOUR = "#00e5ff";
+const DRAW_TOOL = { id: "draw", name: "Draw", key: "d" };
+const DRAW_HELP = {
+  rectangle: "Drag from corner to corner to draw a rectangle",
+  ellipse: "Drag across the finding to draw an ellipse",
+  polygon: "Click or tap each point of the outline; double-click, Enter or Close shape ends it",
+};
 
 // Center/width in Hounsfield units.
 const CT_PRESETS = [
@@ -50,7 +67,10 @@ const SHORTCUTS = [
   ["R", "Reset window, zoom and position"],
   ["X", "Show the crosshair, where a point is asked for"],
   ["Arrows, Shift+arrows, Enter", "Move the crosshair by 1 or 10 pixels, place the point"],
-  ["Escape", "Hide the crosshair"],
+  ["Escape", "Hide the crosshair; drop an unfinished outline"],
+  ["D", "Draw tool, where shapes are asked for"],
+  ["Enter", "End the outline being drawn"],
+  ["Delete", "Remove the chosen shape"],
 ];
 
 // -- multipart/related (RFC 2046 §5.1, PS3.18 §8.7.3.5) --------------------------------
@@ -250,7 +270,8 @@ export class StackViewer extends EventTarget {
   /**
    * @param {HTMLElement} root the [data-viewer] element
    * @param {object} manifest see radcase_pacs/web/stack.py
-   * @param {{open?: {sop: string, frame?: number}, locate?: boolean}} options
+   * @param {{open?: {sop: string, frame?: number}, locate?: boolean,
+   *          draw?: "rectangle" | "ellipse" | "polygon", multiple?: boolean}} options
    */
   constructor(root, manifest, options = {}) {
     super();
@@ -278,6 +299,12 @@ export class StackViewer extends EventTarget {
     this.overlays = [];
     this.located = null;
     this.crosshair = null;
+    this.drawKind = null;
+    this.multiple = false;
+    this.drawn = [];
+    this.chosen = -1;
+    this.outline = null;
+    this.previewing = false;
     this.tool = "scroll";
     this.zoom = 1;
     this.pan = [0, 0];
@@ -298,6 +325,7 @@ export class StackViewer extends EventTarget {
     const slot = this.slot();
     const first = slot ? this.fetch(slot.image, [slot.frame], true) : Promise.resolve();
     this.build();
+    if (options.draw) this.setDraw(options.draw, { multiple: options.multiple });
     this.refreshControls();
     this.requestRender();
     first.then(() => this.scheduleBackground());
@@ -329,6 +357,63 @@ export class StackViewer extends EventTarget {
     this.requestRender();
   }
 
+  /** Turns draw mode on with a kind of shape ("rectangle", "ellipse", "polygon"), or off
+   * (null). `multiple`: several shapes are kept (else a new one replaces the old). */
+  setDraw(kind, { multiple = false } = {}) {
+    this.drawKind = shapes.KINDS.includes(kind) ? kind : null;
+    this.multiple = Boolean(multiple);
+    this.outline = null;
+    this.drawButton.hidden = !this.drawKind;
+    this.setTool(this.drawKind ? "draw" : this.tool === "draw" ? "scroll" : this.tool);
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** The shapes drawn so far: [{kind, sop, frame, ...numbers}], copies. */
+  shapes() {
+    return this.drawn.map((shape) => structuredClone(shape));
+  }
+
+  /** Replaces the drawn shapes (from a page's fields); no `shape` event is sent back. */
+  setShapes(list) {
+    this.drawn = (Array.isArray(list) ? list : [])
+      .filter((shape) => shape && shapes.KINDS.includes(shape.kind))
+      .map((shape) => ({ frame: 1, ...structuredClone(shape) }));
+    if (this.chosen >= this.drawn.length) this.chosen = this.drawn.length - 1;
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** Ends the polygon being drawn (three points at least, not all on one line). */
+  closeShape() {
+    const outline = this.outline;
+    if (!outline) return false;
+    const shape = { kind: "polygon", sop: outline.sop, frame: outline.frame, points: outline.points };
+    if (!shapes.hasArea(shape)) {
+      this.announce("An outline needs three points or more, not all on one line");
+      return false;
+    }
+    this.outline = null;
+    this.keep(shape);
+    return true;
+  }
+
+  removeShape(index = this.chosen) {
+    if (index < 0 || index >= this.drawn.length) return;
+    this.drawn.splice(index, 1);
+    this.chosen = -1;
+    this.announce("Shape removed");
+    this.emitShape({ removed: true, index });
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** Shows the drawn rectangles filled black: the image as it will be once they are blanked. */
+  setPreview(on) {
+    this.previewing = Boolean(on);
+    this.requestRender();
+  }
+
   state() {
     const series = this.series[this.current];
     const slot = this.slot();
@@ -343,6 +428,8 @@ export class StackViewer extends EventTarget {
       zoom: this.zoom,
       pan: [this.pan[0], this.pan[1]],
       loaded: series ? series.slots.every((s) => this.frames.has(this.key(s))) : true,
+      draw: this.drawKind,
+      shapes: this.shapes(),
     };
   }
 
@@ -446,12 +533,24 @@ export class StackViewer extends EventTarget {
 
     this.toolButtons = new Map();
     const tools = element("div", { class: "sv-group", role: "group", "aria-label": "Mouse and touch tool" });
-    for (const tool of TOOLS) {
+    for (const tool of [...TOOLS, DRAW_TOOL]) {
       const b = button(tool.name, { "aria-pressed": "false", "aria-keyshortcuts": tool.key.toUpperCase() });
       b.addEventListener("click", () => this.setTool(tool.id));
       tools.append(b);
       this.toolButtons.set(tool.id, b);
     }
+    this.drawButton = this.toolButtons.get("draw");
+    this.drawButton.hidden = true;
+    this.closeButton = button("Close shape", { "aria-keyshortcuts": "Enter" });
+    this.closeButton.addEventListener("click", () => this.closeShape());
+    this.removeButton = button("Remove shape", { "aria-keyshortcuts": "Delete" });
+    this.removeButton.addEventListener("click", () => this.removeShape());
+    this.closeButton.hidden = true;
+    this.removeButton.hidden = true;
+    const drawing = element("div", { class: "sv-group", role: "group", "aria-label": "Shapes" }, [
+      this.closeButton,
+      this.removeButton,
+    ]);
     this.presetGroup = element("div", { class: "sv-group", role: "group", "aria-label": "Window presets" });
     const view = element("div", { class: "sv-group", role: "group", "aria-label": "View" });
     const zoomOut = button("Zoom out", { "aria-keyshortcuts": "-" });
@@ -467,7 +566,7 @@ export class StackViewer extends EventTarget {
     });
     this.crosshairButton.hidden = !this.locateMode;
     view.append(zoomOut, zoomIn, reset, this.crosshairButton);
-    const toolbar = element("div", { class: "sv-toolbar" }, [tools, this.presetGroup, view]);
+    const toolbar = element("div", { class: "sv-toolbar" }, [tools, drawing, this.presetGroup, view]);
 
     const more = element("details", { class: "sv-more" }, [element("summary", { text: "More controls" })]);
     const adjust = element("div", { class: "sv-group", role: "group", "aria-label": "Adjust window" });
@@ -532,6 +631,7 @@ export class StackViewer extends EventTarget {
     this.canvas.addEventListener("pointerup", (event) => this.onPointerUp(event));
     this.canvas.addEventListener("pointercancel", (event) => this.onPointerUp(event, true));
     this.canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+    this.canvas.addEventListener("dblclick", (event) => this.onDoubleClick(event));
     root.addEventListener("keydown", (event) => this.onKey(event));
     if (typeof ResizeObserver === "function") {
       new ResizeObserver(() => this.requestRender()).observe(this.stage);
@@ -575,8 +675,11 @@ export class StackViewer extends EventTarget {
       : "";
     const zoomText = this.zoom === 1 ? "" : `, zoom ${Math.round(this.zoom * 100)}%`;
     const locating = this.locateMode ? ". Click or tap to place a point, or press X for a crosshair" : "";
-    this.canvas.setAttribute("aria-label", `${series.label}: ${text.toLowerCase()}${windowText}${zoomText}${locating}`);
+    const drawing = this.drawKind ? `. ${DRAW_HELP[this.drawKind]}, or use the numeric fields` : "";
+    this.canvas.setAttribute("aria-label", `${series.label}: ${text.toLowerCase()}${windowText}${zoomText}${locating}${drawing}`);
     this.crosshairButton.setAttribute("aria-pressed", String(Boolean(this.crosshair)));
+    this.closeButton.hidden = !(this.drawKind === "polygon" && this.outline);
+    this.removeButton.hidden = !(this.drawKind && this.drawn[this.chosen]);
   }
 
   announce(message) {
@@ -641,6 +744,7 @@ export class StackViewer extends EventTarget {
   }
 
   setTool(tool) {
+    if (tool === "draw" && !this.drawKind) return;
     this.tool = tool;
     for (const [id, b] of this.toolButtons) b.setAttribute("aria-pressed", String(id === tool));
     this.canvas.dataset.tool = tool;
@@ -748,6 +852,8 @@ export class StackViewer extends EventTarget {
   }
 
   frameUrl(image, numbers) {
+    // An image may name its own address (a copy held back for review is not in the archive).
+    if (image.url) return `${image.url}/frames/${numbers.join(",")}`;
     const series = this.series.find((s) => s.images.includes(image));
     const { root, study } = this.manifest;
     return `${root}/studies/${study}/series/${series.uid}/instances/${image.sop}/frames/${numbers.join(",")}`;
@@ -932,6 +1038,15 @@ export class StackViewer extends EventTarget {
         context.ellipse(x, y, Math.abs(shape.rx) * t.scale, Math.abs(shape.ry) * t.scale, 0, 0, 2 * Math.PI);
         context.stroke();
         labelAt = [x + Math.abs(shape.rx) * t.scale, y - Math.abs(shape.ry) * t.scale];
+      } else if (shape.kind === "rectangle") {
+        const [x, y] = at(shape.x - 0.5, shape.y - 0.5);
+        if (shape.fill) {
+          context.fillStyle = shape.fill;
+          context.fillRect(x, y, shape.width * t.scale, shape.height * t.scale);
+        } else {
+          context.strokeRect(x, y, shape.width * t.scale, shape.height * t.scale);
+        }
+        labelAt = [x, y - 4];
       }
       if (shape.label && labelAt) {
         context.font = "14px system-ui, sans-serif";
@@ -943,6 +1058,7 @@ export class StackViewer extends EventTarget {
       }
       context.restore();
     }
+    this.drawShapes(context, slot, at, t);
     if (this.crosshair) {
       const [x, y] = at(this.crosshair[0], this.crosshair[1]);
       context.save();
@@ -957,6 +1073,204 @@ export class StackViewer extends EventTarget {
       context.stroke();
       context.restore();
     }
+  }
+
+  /** The drawn shapes of this image: outlined, the chosen one thicker, handles on each
+   * while drawing; in preview, rectangles filled black as blanking will leave them. */
+  drawShapes(context, slot, at, t) {
+    const here = (shape) => shape.sop === slot.image.sop && (shape.frame || 1) === slot.frame;
+    context.save();
+    this.drawn.forEach((shape, index) => {
+      if (!here(shape)) return;
+      if (this.previewing && shape.kind === "rectangle") {
+        const [x, y] = at(shape.x - 0.5, shape.y - 0.5);
+        context.fillStyle = "#000";
+        context.fillRect(x, y, shape.width * t.scale, shape.height * t.scale);
+        return;
+      }
+      context.strokeStyle = SHAPE_COLOUR;
+      context.lineWidth = index === this.chosen ? 3 : 2;
+      context.beginPath();
+      this.tracePath(context, shape, at, t);
+      context.stroke();
+      if (this.drawKind && !this.previewing) {
+        for (const handle of shapes.handles(shape)) this.drawHandle(context, at(...handle.at));
+      }
+    });
+    const outline = this.outline;
+    if (outline && here(outline) && outline.points.length) {
+      context.strokeStyle = SHAPE_COLOUR;
+      context.lineWidth = 2;
+      context.setLineDash([6, 4]);
+      context.beginPath();
+      outline.points.forEach(([px, py], i) => {
+        const [x, y] = at(px, py);
+        if (i === 0) context.moveTo(x, y);
+        else context.lineTo(x, y);
+      });
+      context.stroke();
+      context.setLineDash([]);
+      for (const point of outline.points) this.drawHandle(context, at(...point));
+    }
+    context.restore();
+  }
+
+  tracePath(context, shape, at, t) {
+    if (shape.kind === "rectangle") {
+      const [x, y] = at(shape.x - 0.5, shape.y - 0.5);
+      context.rect(x, y, shape.width * t.scale, shape.height * t.scale);
+    } else if (shape.kind === "ellipse") {
+      const [x, y] = at(shape.cx, shape.cy);
+      context.ellipse(x, y, Math.abs(shape.rx) * t.scale, Math.abs(shape.ry) * t.scale, 0, 0, 2 * Math.PI);
+    } else {
+      shape.points.forEach(([px, py], i) => {
+        const [x, y] = at(px, py);
+        if (i === 0) context.moveTo(x, y);
+        else context.lineTo(x, y);
+      });
+      context.closePath();
+    }
+  }
+
+  drawHandle(context, [x, y]) {
+    const half = HANDLE_SIZE / 2;
+    context.fillStyle = "#fff";
+    context.strokeStyle = "#000";
+    context.lineWidth = 1;
+    context.fillRect(x - half, y - half, HANDLE_SIZE, HANDLE_SIZE);
+    context.strokeRect(x - half, y - half, HANDLE_SIZE, HANDLE_SIZE);
+  }
+
+  // -- drawing shapes ----------------------------------------------------------------------
+
+  /** What a press of the draw tool at CSS point (sx, sy) starts: dragging a handle, moving a
+   * shape, a new rectangle or ellipse, or a polygon's next point. */
+  drawGesture(sx, sy, pointerType) {
+    const slot = this.slot();
+    const point = this.toImage(sx, sy);
+    const base = { tool: "draw", start: [sx, sy], last: [sx, sy], moved: false, rest: 0 };
+    if (!slot || !point) return { ...base, mode: "none" };
+    const here = (shape) => shape.sop === slot.image.sop && (shape.frame || 1) === slot.frame;
+    const reach = HANDLE_REACH[pointerType] || HANDLE_REACH.mouse;
+    if (this.outline && here(this.outline)) {
+      const first = this.outline.points[0];
+      const [fx, fy] = this.toScreen(...first);
+      const closing = this.outline.points.length >= 3 && Math.hypot(fx - sx, fy - sy) <= reach;
+      return { ...base, mode: closing ? "close" : "point" };
+    }
+    let best = null;
+    this.drawn.forEach((shape, index) => {
+      if (!here(shape)) return;
+      for (const handle of shapes.handles(shape)) {
+        const [hx, hy] = this.toScreen(...handle.at);
+        const d = Math.hypot(hx - sx, hy - sy);
+        if (d <= reach && (!best || d < best.d)) best = { d, index, name: handle.name };
+      }
+    });
+    if (best) {
+      return { ...base, mode: "handle", index: best.index, name: best.name, original: this.drawn[best.index] };
+    }
+    for (let index = this.drawn.length - 1; index >= 0; index -= 1) {
+      const shape = this.drawn[index];
+      if (here(shape) && shapes.contains(shape, point[0], point[1])) {
+        return { ...base, mode: "move", index, original: shape, from: point };
+      }
+    }
+    return { ...base, mode: this.drawKind === "polygon" ? "point" : "new", from: point, index: -1 };
+  }
+
+  drawMove(g, sx, sy) {
+    const slot = this.slot();
+    const point = this.toImage(sx, sy);
+    if (!slot || !point || !g.moved) return;
+    const { columns, rows } = slot.image;
+    if (g.mode === "handle") {
+      this.drawn[g.index] = shapes.moveHandle(g.original, g.name, point, columns, rows);
+    } else if (g.mode === "move") {
+      this.drawn[g.index] = shapes.moveShape(g.original, point[0] - g.from[0], point[1] - g.from[1], columns, rows);
+    } else if (g.mode === "new") {
+      const numbers =
+        this.drawKind === "rectangle"
+          ? shapes.rectangleBetween(g.from, point, columns, rows)
+          : shapes.ellipseBetween(g.from, point);
+      const shape = { kind: this.drawKind, sop: slot.image.sop, frame: slot.frame, ...numbers };
+      if (g.index < 0) {
+        if (!this.multiple) this.drawn = [];
+        this.drawn.push(shape);
+        g.index = this.drawn.length - 1;
+        this.chosen = g.index;
+      } else {
+        this.drawn[g.index] = shape;
+      }
+    } else {
+      return;
+    }
+    this.requestRender();
+  }
+
+  drawEnd(g, sx, sy) {
+    const slot = this.slot();
+    if (!slot) return;
+    if (g.mode === "close") {
+      this.closeShape();
+    } else if (g.mode === "point" && !g.moved) {
+      const point = this.toImage(sx, sy);
+      if (!point) return;
+      const here = this.outline && this.outline.sop === slot.image.sop && this.outline.frame === slot.frame;
+      if (!here) this.outline = { kind: "polygon", sop: slot.image.sop, frame: slot.frame, points: [] };
+      this.outline.points.push([shapes.tenth(point[0]), shapes.tenth(point[1])]);
+      const count = this.outline.points.length;
+      this.announce(`Point ${count} placed${count >= 3 ? "; Close shape or Enter ends the outline" : ""}`);
+    } else if ((g.mode === "handle" || g.mode === "move" || g.mode === "new") && g.moved && g.index >= 0) {
+      const shape = this.drawn[g.index];
+      if (!shapes.hasArea(shape)) {
+        this.drawn.splice(g.index, 1);
+        this.chosen = -1;
+        this.emitShape({ removed: true, index: g.index });
+      } else {
+        this.chosen = g.index;
+        this.announce(shapes.describe(shape));
+        this.emitShape(shape);
+      }
+    } else if ((g.mode === "handle" || g.mode === "move") && !g.moved) {
+      this.chosen = g.index;
+      this.announce(`${shapes.describe(this.drawn[g.index])} chosen`);
+    }
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** A finished shape joins the drawn ones (replacing them unless several are kept). */
+  keep(shape) {
+    if (!this.multiple) this.drawn = [];
+    this.drawn.push(shape);
+    this.chosen = this.drawn.length - 1;
+    this.announce(shapes.describe(shape));
+    this.emitShape(shape);
+    this.refreshControls();
+    this.requestRender();
+  }
+
+  /** `shape` on the viewer and, bubbling, on its element: the shape changed (or `removed`),
+   * with every drawn shape in `shapes`. */
+  emitShape(shape) {
+    const detail = { ...structuredClone(shape), index: shape.removed ? shape.index : this.drawn.indexOf(shape), shapes: this.shapes() };
+    this.dispatchEvent(new CustomEvent("shape", { detail }));
+    this.root.dispatchEvent(new CustomEvent("shape", { detail, bubbles: true }));
+  }
+
+  onDoubleClick(event) {
+    if (this.drawKind !== "polygon" || !this.outline || this.tool !== "draw") return;
+    event.preventDefault();
+    // The double-click's two clicks placed two points at one spot: one is enough.
+    const points = this.outline.points;
+    const [a, b] = [points[points.length - 2], points[points.length - 1]];
+    if (a && b) {
+      const [ax, ay] = this.toScreen(...a);
+      const [bx, by] = this.toScreen(...b);
+      if (Math.hypot(ax - bx, ay - by) <= CLICK_SLOP) points.pop();
+    }
+    this.closeShape();
   }
 
   // -- locate ----------------------------------------------------------------------------
@@ -1038,6 +1352,10 @@ export class StackViewer extends EventTarget {
     if (event.pointerType === "mouse" && event.button === 2) tool = "window";
     if (event.pointerType === "mouse" && event.button === 1) tool = "pan";
     const [x, y] = this.localPoint(event);
+    if (tool === "draw" && this.pointers.size === 1) {
+      this.gesture = this.drawGesture(x, y, event.pointerType);
+      return;
+    }
     this.gesture = { tool, start: [x, y], last: [x, y], moved: false, rest: 0 };
   }
 
@@ -1061,7 +1379,9 @@ export class StackViewer extends EventTarget {
     g.last = point;
     if (Math.hypot(point[0] - g.start[0], point[1] - g.start[1]) > CLICK_SLOP) g.moved = true;
     if (!g.moved) return;
-    if (g.tool === "scroll") {
+    if (g.tool === "draw") {
+      this.drawMove(g, point[0], point[1]);
+    } else if (g.tool === "scroll") {
       const series = this.series[this.current];
       const perImage = clamp(this.canvas.clientHeight / Math.max(1, series?.slots.length || 1), 4, 24);
       g.rest += dy;
@@ -1088,7 +1408,9 @@ export class StackViewer extends EventTarget {
     if (!this.pointers.has(event.pointerId)) return;
     this.pointers.delete(event.pointerId);
     const g = this.gesture;
-    if (g && !g.pinch && !g.moved && !cancelled && this.locateMode && this.pointers.size === 0) {
+    if (g && g.tool === "draw" && !cancelled && this.pointers.size === 0) {
+      this.drawEnd(g, ...this.localPoint(event));
+    } else if (g && !g.pinch && !g.moved && !cancelled && this.locateMode && this.pointers.size === 0) {
       const point = this.toImage(...this.localPoint(event));
       if (point) this.place(point[0], point[1]);
     }
@@ -1110,6 +1432,11 @@ export class StackViewer extends EventTarget {
       event.preventDefault();
       return;
     }
+    if (this.drawKind && !onControl && this.drawKey(event)) {
+      event.preventDefault();
+      event.stopPropagation();
+      return;
+    }
     const scrolling = {
       PageUp: -10,
       PageDown: 10,
@@ -1125,7 +1452,7 @@ export class StackViewer extends EventTarget {
     else if (key === "p" || key === "P") this.cyclePreset(event.shiftKey ? -1 : 1);
     else if ((key === "x" || key === "X") && this.locateMode) this.toggleCrosshair();
     else {
-      const tool = TOOLS.find((t) => t.key === key.toLowerCase());
+      const tool = [...TOOLS, DRAW_TOOL].find((t) => t.key === key.toLowerCase());
       if (tool) this.setTool(tool.id);
       else handled = false;
     }
@@ -1133,6 +1460,22 @@ export class StackViewer extends EventTarget {
       event.preventDefault();
       event.stopPropagation();
     }
+  }
+
+  drawKey(event) {
+    if (event.key === "Enter" && this.outline) return this.closeShape() || true;
+    if (event.key === "Escape" && this.outline) {
+      this.outline = null;
+      this.announce("Outline dropped");
+      this.refreshControls();
+      this.requestRender();
+      return true;
+    }
+    if ((event.key === "Delete" || event.key === "Backspace") && this.drawn[this.chosen]) {
+      this.removeShape();
+      return true;
+    }
+    return false;
   }
 
   crosshairKey(event) {
@@ -1179,7 +1522,7 @@ export class StackViewer extends EventTarget {
 }
 
 /** Mounts a viewer on `root` from its embedded manifest; options from data attributes:
- * data-open-sop, data-open-frame, data-locate. */
+ * data-open-sop, data-open-frame, data-locate, data-draw (a kind of shape), data-multiple. */
 export function mount(root) {
   if (root.stackViewer) return root.stackViewer;
   const source = root.querySelector("script.stack-manifest");
@@ -1189,6 +1532,8 @@ export function mount(root) {
   const options = {
     open: sop ? { sop, frame: Number(root.dataset.openFrame || 1) } : undefined,
     locate: root.dataset.locate !== undefined && root.dataset.locate !== "false",
+    draw: root.dataset.draw || undefined,
+    multiple: root.dataset.multiple !== undefined && root.dataset.multiple !== "false",
   };
   return new StackViewer(root, manifest, options);
 }

@@ -210,6 +210,7 @@ REMOVING = {
     ("/api/cases/{case_id}/unpublish", "POST"),
     ("/teach/cases/{case_id}/unpublish", "POST"),
     ("/teach/cases/{case_id}/delete", "POST"),
+    ("/teach/cases/{case_id}/questions/{question_id}/delete", "POST"),
 }
 MISSING = {
     "study": "1.2.3.999",
