@@ -158,7 +158,9 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         sweeper.start()
         stack.callback(sweeper.stop)
         if settings.dimse_port:
-            dimse = DimseServer(settings, deployment.clinical, audit=deployment.audit)
+            dimse = DimseServer(
+                settings, deployment.clinical, audit=deployment.audit, metrics=deployment.metrics
+            )
             try:
                 dimse.start()
             except OSError as exc:

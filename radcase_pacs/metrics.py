@@ -24,6 +24,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -39,7 +40,15 @@ from storage.cache.base import Cache
 from storage.errors import BackendFailure, InstanceRejected
 from storage.index.base import Index
 from storage.query import Query
-from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance, View
+from storage.records import (
+    AddResult,
+    InstanceRecord,
+    Match,
+    Removed,
+    StoredInstance,
+    Usage,
+    View,
+)
 from storage.stores import Stores
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,6 +67,8 @@ class Metrics:
     ingests: Counter
     cache: Counter
     store_latency: Histogram
+    associations: Counter
+    open_associations: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -95,6 +106,18 @@ class Metrics:
                 ["store", "operation"],
                 buckets=STORE_BUCKETS,
                 registry=registry,
+            ),
+            associations=Counter(
+                "radcase_dimse_associations",
+                "DIMSE associations by outcome: accepted, rejected, released or aborted",
+                ["outcome"],
+                registry=registry,
+            ),
+            open_associations=Gauge(
+                "radcase_dimse_open_associations",
+                "DIMSE associations accepted and not yet released or aborted",
+                registry=registry,
+                multiprocess_mode="livesum",
             ),
         )
 
@@ -240,6 +263,10 @@ class TimedIndex:
     ) -> Removed:
         with self._timed("remove"):
             return self._inner.remove(view, study_uid, series_uid, sop_uid)
+
+    def usage(self, tenant: str) -> Usage:
+        with self._timed("usage"):
+            return self._inner.usage(tenant)
 
     def tenants(self) -> list[str]:
         return self._inner.tenants()

@@ -46,6 +46,7 @@ from storage.records import (
     Match,
     Stamp,
     StoredInstance,
+    Usage,
     View,
 )
 from storage.stores import Stores
@@ -510,6 +511,11 @@ class Archive:
     def tenants(self) -> list[str]:
         """Every tenant that holds at least one study in these stores."""
         return self._stores.index.tenants()
+
+    def usage(self) -> Usage:
+        """This view's institution's studies, instances and stored bytes (all of them,
+        whatever the view's visible studies)."""
+        return self._stores.index.usage(self.tenant)
 
     def frames(
         self,

@@ -124,3 +124,13 @@ class Removed:
 
     instances: tuple[StoredInstance, ...]
     stale: tuple[Stamp, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one institution keeps in the archive: its studies, its instances and the bytes
+    their stored files take."""
+
+    studies: int
+    instances: int
+    stored_bytes: int

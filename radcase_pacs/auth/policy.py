@@ -86,6 +86,7 @@ RULES: tuple[Rule, ...] = (
     Rule("/admin/keys/{key_id}/revoke", POST, ADMINS, page=True),
     Rule("/admin/institutions", READ | POST, ADMINS, home_only=True, page=True),
     Rule("/admin/audit", READ, ADMINS, page=True),
+    Rule("/admin/status", READ, ADMINS, home_only=True, page=True),
     Rule("/teach/groups", READ | POST, EDUCATORS, page=True),
     Rule("/teach/groups/{group_id}", READ | POST, EDUCATORS, page=True),
     Rule("/teach/groups/{group_id}/delete", POST, EDUCATORS, page=True),

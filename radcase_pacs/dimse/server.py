@@ -82,6 +82,7 @@ from radcase_pacs.dimse.statuses import (
     faults_logged_iter,
     status_dataset,
 )
+from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.errors import ArchiveError, BackendFailure
@@ -135,11 +136,21 @@ AUDIT_REFUSED = "audit log unavailable: request refused"
 class DimseServer:
     """One listener per deployment, started and stopped by ``radcase-pacs serve``."""
 
-    def __init__(self, settings: Settings, archive: Archive, audit: AuditLog | None = None) -> None:
-        """``audit``: where every C-STORE/C-FIND/C-MOVE/C-GET is recorded (None: nowhere)."""
+    def __init__(
+        self,
+        settings: Settings,
+        archive: Archive,
+        audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``audit``: where every C-STORE/C-FIND/C-MOVE/C-GET is recorded (None: nowhere);
+        ``metrics``: where associations are counted (None: nowhere)."""
         self.settings = settings
         self.archive = archive
         self.audit = audit
+        self.metrics = metrics
+        self._open: set[int] = set()
+        """The associations accepted and not yet ended, by id (for the gauge)."""
         self.peers: dict[str, Peer] = settings.peers
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._application_entity()
@@ -182,6 +193,13 @@ class DimseServer:
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_CONN_OPEN, no_delay),
         ]
+        if self.metrics is not None:
+            handlers += [
+                (evt.EVT_ACCEPTED, self._counted("accepted")),
+                (evt.EVT_REJECTED, self._counted("rejected")),
+                (evt.EVT_RELEASED, self._counted("released")),
+                (evt.EVT_ABORTED, self._counted("aborted")),
+            ]
         address = (self.settings.host, self.settings.dimse_port)
         self._server = self.ae.start_server(address, block=False, evt_handlers=handlers)
         log.info("DIMSE listening on %s:%d as %s", address[0], self.port, self.settings.ae_title)
@@ -192,6 +210,24 @@ class DimseServer:
             self._server = None
 
     # -- handlers -------------------------------------------------------------------------
+
+    def _counted(self, outcome: str) -> Callable[[evt.Event], None]:
+        """Counts an association's outcome; the gauge of open ones follows those accepted
+        until their release or abort (an abort during negotiation was never open)."""
+        metrics = self.metrics
+        assert metrics is not None
+
+        def count(event: evt.Event) -> None:
+            metrics.associations.labels(outcome).inc()
+            key = id(event.assoc)
+            if outcome == "accepted":
+                self._open.add(key)
+                metrics.open_associations.inc()
+            elif outcome in ("released", "aborted") and key in self._open:
+                self._open.discard(key)
+                metrics.open_associations.dec()
+
+        return count
 
     @staticmethod
     def _on_established(event: evt.Event) -> None:

@@ -24,6 +24,7 @@ from radcase_pacs.web.learner import learner_routes
 from radcase_pacs.web.question_pages import question_routes
 from radcase_pacs.web.review_page import review_routes
 from radcase_pacs.web.signin import signin_routes
+from radcase_pacs.web.status_page import status_routes
 from radcase_pacs.web.studies import study_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
 from radcase_pacs.web.today import today_routes
@@ -55,6 +56,7 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *today_routes(web),
             *admin_routes(web),
             *audit_routes(web),
+            *status_routes(web),
             *learner_routes(web),
             *cohort_routes(web),
             *study_routes(web),

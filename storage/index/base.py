@@ -12,7 +12,15 @@ from typing import Protocol
 
 from storage.errors import InstanceRejected
 from storage.query import Query
-from storage.records import AddResult, InstanceRecord, Match, Removed, StoredInstance, View
+from storage.records import (
+    AddResult,
+    InstanceRecord,
+    Match,
+    Removed,
+    StoredInstance,
+    Usage,
+    View,
+)
 
 
 class Index(Protocol):
@@ -78,6 +86,9 @@ class Index(Protocol):
 
     def tenants(self) -> list[str]:
         """Every tenant that holds at least one study."""
+
+    def usage(self, tenant: str) -> Usage:
+        """How many studies and instances a tenant holds and the bytes of their files."""
 
     def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
         """Up to ``limit`` instances of a tenant with SOP Instance UIDs after ``after``, in

@@ -27,6 +27,7 @@ from storage.records import (
     Removed,
     Stamp,
     StoredInstance,
+    Usage,
     View,
 )
 
@@ -381,6 +382,17 @@ class SqlIndex(Generic[D]):
         with self.database.read() as cur:
             rows = cur.execute("SELECT DISTINCT tenant FROM studies ORDER BY tenant").fetchall()
         return [str(row[0]) for row in rows]
+
+    def usage(self, tenant: str) -> Usage:
+        with self.database.read() as cur:
+            studies = cur.execute("SELECT COUNT(*) FROM studies WHERE tenant = ?", (tenant,))
+            (study_count,) = studies.fetchone()
+            instances = cur.execute(
+                "SELECT COUNT(*), COALESCE(SUM(blob_size), 0) FROM instances WHERE tenant = ?",
+                (tenant,),
+            )
+            instance_count, size = instances.fetchone()
+        return Usage(int(study_count), int(instance_count), int(size))
 
     def stored_instances(self, tenant: str, after: str, limit: int) -> list[StoredInstance]:
         """A page of a tenant's instances in SOP Instance UID order after ``after``: keyset
