@@ -1,17 +1,29 @@
 """A Redis server the storage tests can stop and restart, a PostgreSQL schema of a test's own,
-moto's S3 server, and a database of each dialect for the SQL written once for both."""
+moto's S3 server, and a database and an index of each dialect for the SQL written once for
+both."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 from storage.database.base import Database
+from storage.index.base import Index
 from storage.urls import open_database
-from tests.backends import postgres_schema, postgres_url, private_redis, s3_server
+from tests.backends import make_index, postgres_schema, postgres_url, private_redis, s3_server
 
 __all__ = ["database", "postgres_url", "private_redis", "s3_server"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
+    """An opened index of each dialect, gone after the test."""
+    with ExitStack() as stack:
+        opened = make_index(request.param, stack, tmp_path)
+        opened.open()
+        stack.callback(opened.close)
+        yield opened
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

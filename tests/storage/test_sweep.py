@@ -28,7 +28,7 @@ from storage.index.base import Index
 from storage.stores import Stores
 from storage.sweep import SweepReport, sweep_store
 from storage.urls import open_database
-from tests.backends import MOTO, make_blobs, make_index, s3_bucket, stores_for
+from tests.backends import MOTO, make_blobs, s3_bucket, stores_for
 from tests.factories import make_instance, to_bytes
 
 HOUR = timedelta(hours=1)
@@ -190,15 +190,6 @@ def test_an_s3_upload_in_parts_never_completed_is_a_partial_write_until_aborted(
 
 
 # == the index's reference check (both dialects) ============================================
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
-    with ExitStack() as stack:
-        opened = make_index(request.param, stack, tmp_path)
-        opened.open()
-        stack.callback(opened.close)
-        yield opened
 
 
 def test_referenced_keys_names_blobs_and_sidecars_of_every_tenant_in_batches(

@@ -4,11 +4,7 @@ dialect, each institution counted apart."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
-
-import pytest
 
 from storage.archive import Archive
 from storage.blobs.filesystem import FilesystemBlobStore
@@ -16,17 +12,7 @@ from storage.cache.memory import MemoryCache
 from storage.index.base import Index
 from storage.records import Usage
 from storage.stores import Stores
-from tests.backends import make_index
 from tests.factories import make_instance, to_bytes
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
-    with ExitStack() as stack:
-        opened = make_index(request.param, stack, tmp_path)
-        opened.open()
-        stack.callback(opened.close)
-        yield opened
 
 
 def test_usage_counts_one_institutions_studies_instances_and_bytes(
