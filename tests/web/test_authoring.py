@@ -31,13 +31,18 @@ from tests.radcase_pacs.web.authoring_world import (
 )
 from tests.web.axe import assert_accessible
 from tests.web.browser import new_page, screenshot, serving, swipe
+from tests.web.drawing import (
+    canvas_pixel,
+    drag,
+    screen,
+    shapes,
+    teaching_frame,
+    viewer_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "a long admin password"
-FRAME_ACCEPT = (
-    'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
-)
 
 
 @dataclass
@@ -82,69 +87,13 @@ def signed_in(context: BrowserContext, server: Server, path: str) -> tuple[Page,
     return page, problems
 
 
-def viewer_ready(page: Page) -> None:
-    page.wait_for_function(
-        "() => { const v = document.querySelector('[data-viewer]')?.stackViewer;"
-        " return v && v.firstImageShown && v.announcedLoaded; }"
-    )
-    settle(page)
-
-
-def settle(page: Page) -> None:
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-
-
-def screen(page: Page, x: float, y: float) -> tuple[float, float]:
-    """The viewport point where image point (x, y) is drawn (the image scrolled into view)."""
-    page.evaluate("() => document.querySelector('.sv-canvas').scrollIntoView({block: 'center'})")
-    box = page.locator(".sv-canvas").bounding_box()
-    assert box is not None
-    at = page.evaluate(
-        "([x, y]) => document.querySelector('[data-viewer]').stackViewer.toScreen(x, y)", [x, y]
-    )
-    return box["x"] + at[0], box["y"] + at[1]
-
-
-def shapes(page: Page) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = page.evaluate(
-        "() => document.querySelector('[data-viewer]').stackViewer.shapes()"
-    )
-    return found
-
-
-def drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*end, steps=8)
-    page.mouse.up()
-
-
-def canvas_pixel(page: Page, x: float, y: float) -> list[int]:
-    settle(page)
-    found: list[int] = page.evaluate(
-        """([x, y]) => {
-            const v = document.querySelector('[data-viewer]').stackViewer;
-            const [sx, sy] = v.toScreen(x, y);
-            const r = window.devicePixelRatio || 1;
-            return Array.from(v.canvas.getContext('2d')
-                .getImageData(Math.floor(sx * r), Math.floor(sy * r), 1, 1).data);
-        }""",
-        [x, y],
-    )
-    return found
-
-
 def teaching_pixels(page: Page, server: Server, case: Authoring) -> np.ndarray:
     """The flagged image's frame as the teaching root serves it, with the page's cookie."""
     url = (
         f"{server.base}/teaching/dicomweb/studies/{case.teaching_study}/series/"
-        f"{case.flagged_series}/instances/{case.flagged_sop}/frames/1"
+        f"{case.flagged_series}/instances/{case.flagged_sop}"
     )
-    answer = page.request.get(url, headers={"Accept": FRAME_ACCEPT})
-    assert answer.status == 200, answer.text()
-    body = answer.body()
-    frame = body[body.index(b"\r\n\r\n") + 4 : body.rindex(b"\r\n--")]
-    return np.frombuffer(frame, "<u2").reshape(CAPTURE_SIZE, CAPTURE_SIZE)
+    return teaching_frame(page, url, CAPTURE_SIZE, CAPTURE_SIZE)
 
 
 # -- burned-in review -----------------------------------------------------------------------
