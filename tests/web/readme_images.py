@@ -1,6 +1,6 @@
 """The README's screenshots, from the browser tests' artifacts.
 
-    python -m pytest tests/web -m e2e        # writes tests/web/artifacts/*.png
+    python -m pytest tests/web               # writes tests/web/artifacts/*.png
     python -m tests.web.readme_images        # copies the chosen ones, scaled, to docs/screens
 
 Scaled to 960 pixels wide (phone shots to 375) and cut at 1600 pixels high, so the README
@@ -24,6 +24,19 @@ CHOSEN = {
     "learner-desktop-6-feedback": "feedback",
     "learner-desktop-7-progress": "progress",
     "learner-phone-3-question": "question-phone",
+    "educator-desktop-02-studies": "teach-studies",
+    "educator-desktop-03-study": "teach-study",
+    "educator-desktop-05-case-filled": "teach-case",
+    "educator-desktop-08-burned-in-preview": "teach-review",
+    "educator-desktop-13-question-locate-drawn": "teach-locate",
+    "educator-desktop-14-question-preview": "teach-preview",
+    "teach-cases-desktop": "teach-cases",
+    "educator-desktop-20-group-assigned": "teach-group",
+    "educator-desktop-28-cohort-progress": "teach-progress",
+    "admin-desktop-03-user-added": "admin-users",
+    "admin-desktop-05-key-created": "admin-keys",
+    "admin-desktop-08-audit-filtered": "admin-audit",
+    "admin-desktop-10-status": "admin-status",
 }
 WIDTH = {"phone": 375}
 MAX_HEIGHT = 1600

@@ -166,6 +166,12 @@ def test_an_administrator_adds_a_learner_revokes_a_key_and_reads_the_audit_log(
     admin_nav(page, "Institutions")
     page.wait_for_url(base + "/admin/institutions")
     screens.check(page, "institutions")
+
+    admin_nav(page, "Status")
+    page.wait_for_url(base + "/admin/status")
+    assert "Serving" in page.inner_text("main")
+    assert "GET /admin/users" in page.inner_text("main")
+    screens.check(page, "status")
     problems.assert_none()
 
 
@@ -185,4 +191,6 @@ def test_the_administration_pages_at_phone_size(base: str, phone: BrowserContext
     screens.check(page, "audit")
     page.goto(base + "/admin/institutions")
     screens.check(page, "institutions")
+    page.goto(base + "/admin/status")
+    screens.check(page, "status")
     problems.assert_none()
