@@ -15,19 +15,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from radcase_pacs.deployment import Deployment
-from radcase_pacs.web.admin import admin_routes
-from radcase_pacs.web.audit_page import audit_routes
-from radcase_pacs.web.cases import case_routes
-from radcase_pacs.web.cohorts import cohort_routes
+from radcase_pacs.web.admin.accounts import admin_routes
+from radcase_pacs.web.admin.audit import audit_routes
+from radcase_pacs.web.admin.status import status_routes
 from radcase_pacs.web.context import Web
-from radcase_pacs.web.learner import learner_routes
-from radcase_pacs.web.question_pages import question_routes
-from radcase_pacs.web.review_page import review_routes
+from radcase_pacs.web.learn.quiz_pages import learner_routes
+from radcase_pacs.web.learn.today import today_routes
 from radcase_pacs.web.signin import signin_routes
-from radcase_pacs.web.status_page import status_routes
-from radcase_pacs.web.studies import study_routes
+from radcase_pacs.web.teach.cases import case_routes
+from radcase_pacs.web.teach.cohorts import cohort_routes
+from radcase_pacs.web.teach.questions import question_routes
+from radcase_pacs.web.teach.review import review_routes
+from radcase_pacs.web.teach.studies import study_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
-from radcase_pacs.web.today import today_routes
 from teaching.cases.errors import NotFound
 
 

@@ -1,7 +1,7 @@
 // The case editor's key images: "Mark as key image" adds the image the viewer shows (its
 // instance and frame) to the list, as a row of the case form with a note and a "Remove on
 // save" box; "Show" brings a listed image back into the viewer. The list is saved with the
-// rest of the form (radcase_pacs/web/case_form.py reads the rows), so nothing is changed
+// rest of the form (radcase_pacs/web/teach/case_form.py reads the rows), so nothing is changed
 // until the educator saves, and the page works without this script for everything else.
 
 const list = document.getElementById("key-images");

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.settings import Settings
-from radcase_pacs.web.giveaways import find_giveaways, words
+from radcase_pacs.web.teach.giveaways import find_giveaways, words
 from tests.apps import served
 from tests.factories import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.web.test_signin import PASSWORD, csrf_of, sign_in
@@ -187,8 +187,8 @@ def test_studies_are_found_by_wildcard_name_date_range_and_modality(
     assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
     assert "clinical.search" in site.actions()
 
-    monkeypatch.setattr("radcase_pacs.web.worklist.PAGE", 2)
-    monkeypatch.setattr("radcase_pacs.web.studies.PAGE", 2)
+    monkeypatch.setattr("radcase_pacs.web.teach.worklist.PAGE", 2)
+    monkeypatch.setattr("radcase_pacs.web.teach.studies.PAGE", 2)
     first = site.client.get("/teach/studies").text
     second = site.client.get("/teach/studies", params={"page": "2"}).text
     assert len(listed_studies(first)) == 2 and "page=2" in first
@@ -485,7 +485,7 @@ def test_the_library_filters_by_words_tags_status_author_and_origin(
     assert "Status: 'lost' is not one of the choices." in html.unescape(bad.text)
     assert "Origin: 'fax'" in html.unescape(bad.text)
 
-    monkeypatch.setattr("radcase_pacs.web.cases.PAGE", 2)
+    monkeypatch.setattr("radcase_pacs.web.teach.cases.PAGE", 2)
     first = found()
     second = found(page="2")
     assert len(first) == 2 and len(second) == 1 and first | second == {lung, brain, flagged}

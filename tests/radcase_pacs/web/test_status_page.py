@@ -18,7 +18,7 @@ from radcase_pacs.deployment import open_deployment
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
-from radcase_pacs.web.status_page import _quantile, read_figures, size_text
+from radcase_pacs.web.admin.status import _quantile, read_figures, size_text
 from tests.apps import served
 from tests.factories import free_port, make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.web.test_signin import PASSWORD, csrf_of, sign_in

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from radcase_pacs.web.charts import Point, bar_chart, percent_chart
 from radcase_pacs.web.context import Web, who
+from radcase_pacs.web.learn.charts import Point, bar_chart, percent_chart
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.learning.models import ReviewEntry, Tally
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from radcase_pacs.web.changes import record_change
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
-from radcase_pacs.web.held import NotShowable, frames_body, held_manifest
+from radcase_pacs.web.teach.held import NotShowable, frames_body, held_manifest
 from teaching.cases.errors import Conflict, InvalidField
 from teaching.cases.models import Case, InstanceState, PixelReview, PixelReviewIn, RegionIn
 

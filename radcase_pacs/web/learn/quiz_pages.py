@@ -25,9 +25,9 @@ from starlette.routing import Route
 from radcase_pacs.auth.principal import Principal
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
-from radcase_pacs.web.progress_page import progress_route
-from radcase_pacs.web.question_page import item_context
-from radcase_pacs.web.today import item_url
+from radcase_pacs.web.learn.progress import progress_route
+from radcase_pacs.web.learn.question import item_context
+from radcase_pacs.web.learn.today import item_url
 from teaching.cases.errors import CaseError, Conflict, InvalidField, NotFound
 from teaching.learning.questions import (
     Answer,

@@ -23,7 +23,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from radcase_pacs.web.admin import parsed
+from radcase_pacs.web.admin.accounts import parsed
 from radcase_pacs.web.forms import field
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.cases.models import CaseSummary

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from radcase_pacs.web.cohort_forms import checked_id
 from radcase_pacs.web.context import Web, who
+from radcase_pacs.web.teach.cohort_forms import checked_id
 from teaching.cases.errors import NotFound
 from teaching.learning.models import CaseDifficulty
 

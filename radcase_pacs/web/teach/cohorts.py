@@ -22,11 +22,11 @@ from starlette.routing import Route
 
 from radcase_pacs.auth.principal import Role
 from radcase_pacs.web.changes import record_change
-from radcase_pacs.web.cohort_forms import assignment_in, checked_id, chosen, group_in
-from radcase_pacs.web.cohort_progress import progress_routes
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
-from radcase_pacs.web.program import program_routes
+from radcase_pacs.web.teach.cohort_forms import assignment_in, checked_id, chosen, group_in
+from radcase_pacs.web.teach.cohort_progress import progress_routes
+from radcase_pacs.web.teach.program import program_routes
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.cases.errors import InvalidField
 from teaching.cases.models import CaseSummary

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from radcase_pacs.web.admin import parsed
+from radcase_pacs.web.admin.accounts import parsed
 from radcase_pacs.web.changes import record_change
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted

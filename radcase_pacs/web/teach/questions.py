@@ -23,7 +23,8 @@ from starlette.routing import Route
 from radcase_pacs.web.changes import record_change
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
-from radcase_pacs.web.question_form import (
+from radcase_pacs.web.stack import stack_manifest
+from radcase_pacs.web.teach.question_form import (
     KINDS,
     MAX_OPTIONS,
     Draft,
@@ -33,7 +34,6 @@ from radcase_pacs.web.question_form import (
     sentences,
     to_question,
 )
-from radcase_pacs.web.stack import stack_manifest
 from storage.errors import NotFound as ArchiveNotFound
 from teaching.cases.errors import InvalidField, NotFound
 from teaching.cases.models import Case

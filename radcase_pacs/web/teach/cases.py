@@ -21,13 +21,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from radcase_pacs.web.case_form import case_values, read_form, sentences, shown, where
 from radcase_pacs.web.changes import record_change
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
-from radcase_pacs.web.giveaways import Hit, find_giveaways
 from radcase_pacs.web.stack import stack_manifest
-from radcase_pacs.web.studies import manifest_json
+from radcase_pacs.web.teach.case_form import case_values, read_form, sentences, shown, where
+from radcase_pacs.web.teach.giveaways import Hit, find_giveaways
+from radcase_pacs.web.teach.studies import manifest_json
 from storage.errors import NotFound
 from teaching.cases.codes import CATEGORIES, LEVELS
 from teaching.cases.errors import Conflict, InvalidField

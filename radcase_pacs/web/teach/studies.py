@@ -27,12 +27,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from radcase_pacs.audit.store import Action
-from radcase_pacs.web.case_form import sentences
 from radcase_pacs.web.changes import record_change
 from radcase_pacs.web.context import Web, who
 from radcase_pacs.web.forms import field, submitted
 from radcase_pacs.web.stack import stack_manifest
-from radcase_pacs.web.worklist import PAGE, read_search, study_row
+from radcase_pacs.web.teach.case_form import sentences
+from radcase_pacs.web.teach.worklist import PAGE, read_search, study_row
 from storage import json_values as jv
 from storage.archive import Archive
 from storage.attributes import BY_KEYWORD, Level

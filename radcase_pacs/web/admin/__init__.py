@@ -1,0 +1,2 @@
+"""The administrators' pages: users, API keys, institutions, the audit log and the
+server's status."""

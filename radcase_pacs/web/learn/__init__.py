@@ -1,0 +1,1 @@
+"""The learner's pages: Today, a quiz's questions and feedback, progress."""
