@@ -26,7 +26,7 @@ from itertools import islice
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
-from storage.blobs.base import Staged
+from storage.blobs.base import CHUNK_SIZE, Staged
 from storage.errors import (
     ArchiveError,
     BackendFailure,
@@ -492,8 +492,8 @@ class Archive:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         return found
 
-    def stream(self, instance: StoredInstance) -> Iterator[bytes]:
-        return self._stores.blobs.stream(instance.blob_key)
+    def stream(self, instance: StoredInstance, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        return self._stores.blobs.stream(instance.blob_key, chunk_size)
 
     def read(self, instance: StoredInstance) -> bytes:
         return self._stores.blobs.get(instance.blob_key)
