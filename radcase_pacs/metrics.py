@@ -207,6 +207,10 @@ class TimedIndex:
         with self._timed("query"):
             return self._inner.query(view, query, limit)
 
+    def generation(self) -> int:
+        with self._timed("generation"):
+            return self._inner.generation()
+
     def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
         with self._timed("version"):
             return self._inner.version(view, study_uid, series_uid)

@@ -62,6 +62,8 @@ METADATA_TTL = 24 * 3600.0
 # straight through, so that one of them cannot evict hundreds of metadata bodies.
 FRAME_TTL = 3600.0
 CURSOR_TTL = 600.0
+SEARCH_TTL = 600.0
+"""Search answers expire by generation; the time limit only bounds what a cache keeps."""
 FRAME_CACHE_LIMIT = 2 * 1024 * 1024
 
 
@@ -445,6 +447,26 @@ class Archive:
                     key = self._cursor_key(query, query.offset + shown)
                     self._stores.cache.set(key, str(position).encode(), CURSOR_TTL)
         return matches
+
+    def cached_search(self, search: str, build: Callable[[], bytes]) -> bytes:
+        """The answer to ``search`` (a text naming the whole request: the query, its limit,
+        how results are written) from the cache, else ``build()``, then cached.
+
+        Entries are keyed by the index's generation, which every commit that adds or removes
+        instances raises, so a search never sees an answer older than the last store or
+        delete, in any process: the generation is read before ``build`` queries the index,
+        so an answer cached under it is at least as new as it. Also by tenant and by the
+        set of studies this view may see."""
+        generation = self._stores.index.generation()
+        seen = sorted(self.visible_studies) if self.visible_studies is not None else None
+        digest = hashlib.blake2b(repr((search, seen)).encode(), digest_size=16).hexdigest()
+        key = f"{self.tenant}/search/{generation}/{digest}"
+        found = self._stores.cache.get(key)
+        if found is not None:
+            return found
+        answer = build()
+        self._stores.cache.set(key, answer, SEARCH_TTL)
+        return answer
 
     def _resumed(self, query: Query) -> Query | None:
         if query.level is not Level.STUDY or query.offset == 0 or query.after is not None:
