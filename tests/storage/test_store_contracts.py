@@ -28,6 +28,7 @@ from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
+from storage.cache.sqlite import EVICT_EVERY, SqliteCache
 from storage.errors import (
     BackendFailure,
     DuplicateConflict,
@@ -258,13 +259,16 @@ def test_s3_errors_of_the_service_become_backend_failures(s3: Any) -> None:
 # == Cache =================================================================================
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A cache whose per-value limit is 256 KiB (MemoryCache refuses a quarter of its budget)."""
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A cache whose per-value limit is 256 KiB (MemoryCache and SqliteCache refuse a quarter of
+    their budget)."""
     with ExitStack() as stack:
         store: Any
         if request.param == "memory":
             store = MemoryCache(max_bytes=1 * MiB)
+        elif request.param == "sqlite":
+            store = SqliteCache(tmp_path / "cache.sqlite", max_bytes=1 * MiB)
         else:
             from storage.cache.redis import RedisCache
 
@@ -343,6 +347,41 @@ def test_cache_is_safe_under_threads(cache: Cache) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+
+def test_sqlite_cache_is_shared_by_every_opener_of_its_file(tmp_path: Path) -> None:
+    """Two processes of one server open the same file: what one writes or deletes, the other
+    sees at once; counters add up across them."""
+    first, second = SqliteCache(tmp_path / "c.sqlite"), SqliteCache(tmp_path / "c.sqlite")
+    first.open()
+    second.open()
+    try:
+        first.set("session", b"alice")
+        assert second.get("session") == b"alice"
+        second.delete("session")
+        assert first.get("session") is None
+        assert [first.incr("n", 60), second.incr("n", 60), first.incr("n", 60)] == [1, 2, 3]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_sqlite_cache_forgets_its_oldest_writes_past_its_budget(tmp_path: Path) -> None:
+    store = SqliteCache(tmp_path / "c.sqlite", max_bytes=64 * 1024)
+    store.open()
+    try:
+        for n in range(200):
+            store.set(f"k{n:03d}", b"v" * 1000)
+        assert store.get("k000") is None
+        assert store.get("k199") == b"v" * 1000
+        # Checked every EVICT_EVERY writes: at most that many past the budget's 64 entries.
+        kept = sum(store.get(f"k{n:03d}") is not None for n in range(200))
+        assert kept <= 64 + EVICT_EVERY
+    finally:
+        store.close()
 
 
 # -- Redis only ------------------------------------------------------------------------------
