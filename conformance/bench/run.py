@@ -130,6 +130,12 @@ def one_round(target: Target, population: Population, plan: Plan, number: int, w
         sent = Series.make(CT_100, patient, description="CT round via DIMSE")
         folder = work / f"{target.label}-{number}"
         step(target, figures.CSTORE, lambda: figures.c_store(dimse, sent, folder))
+        batch = [Series.make(CT_100, patient, description="CT round via DIMSE") for _ in range(2)]
+        step(
+            target,
+            figures.CSTORE_4,
+            lambda: figures.c_store_parallel(dimse, batch, folder / "parallel"),
+        )
     step(target, figures.FIRST_IMAGE, lambda: 1000 * figures.first_image(target.server, fresh[0]))
     step(
         target,
