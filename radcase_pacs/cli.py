@@ -141,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if settings.log_level.lower() != "debug":
         # pynetdicom narrates every PDU at INFO; our own log says what an operator needs.
+        # Its narrating handlers also build their text before the logger drops it: unbound.
+        from pynetdicom import _config as pynetdicom_config
+
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     try:
         if args.command == "serve":
             workers = default_workers() if args.workers is None else max(1, args.workers)
