@@ -206,6 +206,10 @@ trip and sent as one chunk (a 512 KB CT slice then costs an eighth of a trip, no
 its part head and one per 1 MB chunk); a larger instance is read this much per trip."""
 
 
+SMALL_PIECE = 64 * 1024
+"""Pieces shorter than this are joined before they are sent, larger ones sent as they are."""
+
+
 @dataclass
 class _Pending:
     """What the next trip starts with: the parts still to send and a large instance's stream
@@ -222,7 +226,7 @@ class _Pending:
 
 def _trip(
     archive: Archive, pending: _Pending, boundary: str, root: str, ready: dict[str, bytes], rid: str
-) -> list[bytes]:
+) -> list[bytes | memoryview]:
     """The next pieces of the multipart body, about :data:`TRIP_BYTES` of them, read in one
     worker-thread trip; empty once the close delimiter has been returned.
 
@@ -230,7 +234,7 @@ def _trip(
     streamed a chunk per trip; a transcoded body is made before its part head goes out."""
     if pending.failure is not None:
         raise pending.failure
-    pieces: list[bytes] = []
+    pieces: list[bytes | memoryview] = []
     size = 0
     while size < TRIP_BYTES:
         if pending.stream is not None:
@@ -248,7 +252,7 @@ def _trip(
                 pending.closed = True
             break
         part = pending.parts[0]
-        body: bytes | None = None
+        body: bytes | memoryview | None = None
         if part.transcoded:
             body = ready.get(part.instance.sop_uid)
             if body is None:
@@ -260,7 +264,7 @@ def _trip(
                     pending.failure = exc
                     break
         elif part.instance.blob_size <= TRIP_BYTES:
-            body = archive.read(part.instance)
+            body = archive.view(part.instance)
         del pending.parts[0]
         pieces.append(
             multipart.encode_part_head(boundary, _part_headers(root, part), first=pending.first)
@@ -290,12 +294,29 @@ def _transcoded_or_log(archive: Archive, instance: StoredInstance, rid: str) -> 
 
 async def _multipart_body(
     archive: Archive, plan: Plan, boundary: str, root: str, ready: dict[str, bytes], rid: str
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
     """The multipart body (PS3.18 §8.7.3.5), each part's head and stored bytes as they are,
     read :data:`TRIP_BYTES` at a time by a worker thread and sent as one chunk per trip."""
     pending = _Pending(list(plan.parts))
     while pieces := await run_in_threadpool(_trip, archive, pending, boundary, root, ready, rid):
-        yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        for piece in _coalesced(pieces):
+            yield piece
+
+
+def _coalesced(pieces: list[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """Stored bytes as they are (a memory map is copied once, by the socket), the small
+    pieces between them (a part's close and the next part's head) joined."""
+    small: list[bytes] = []
+    for piece in pieces:
+        if isinstance(piece, bytes) and len(piece) < SMALL_PIECE:
+            small.append(piece)
+            continue
+        if small:
+            yield b"".join(small)
+            small = []
+        yield piece
+    if small:
+        yield b"".join(small)
 
 
 def _multipart_length(plan: Plan, boundary: str, root: str, ready: dict[str, bytes]) -> int | None:
@@ -317,14 +338,14 @@ def _multipart_length(plan: Plan, boundary: str, root: str, ready: dict[str, byt
 
 async def _single_body(
     archive: Archive, part: Part, ready: dict[str, bytes]
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
     """One bare instance: read whole in one trip when small, else a chunk per trip."""
     body = ready.get(part.instance.sop_uid)
     if body is not None:
         yield body
         return
     if part.instance.blob_size <= TRIP_BYTES:
-        yield await run_in_threadpool(archive.read, part.instance)
+        yield await run_in_threadpool(archive.view, part.instance)
         return
     stream = archive.stream(part.instance, TRIP_BYTES)
     while (chunk := await run_in_threadpool(next, stream, None)) is not None:

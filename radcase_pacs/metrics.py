@@ -296,6 +296,10 @@ class TimedBlobStore:
         with self._timed("get"):
             return self._inner.get(key)
 
+    def view(self, key: str) -> bytes | memoryview:
+        with self._timed("view"):
+            return self._inner.view(key)
+
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self._timed("stream"):
             yield from self._inner.stream(key, chunk_size)

@@ -517,6 +517,10 @@ class Archive:
     def stream(self, instance: StoredInstance, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         return self._stores.blobs.stream(instance.blob_key, chunk_size)
 
+    def view(self, instance: StoredInstance) -> bytes | memoryview:
+        """The stored bytes of an instance to send as they are (see BlobStore.view)."""
+        return self._stores.blobs.view(instance.blob_key)
+
     def read(self, instance: StoredInstance) -> bytes:
         return self._stores.blobs.get(instance.blob_key)
 

@@ -105,6 +105,20 @@ def test_blob_stream_yields_bounded_chunks_of_the_whole_object(blobs: BlobStore)
     assert all(len(c) <= 64 * 1024 for c in chunks)
 
 
+def test_blob_view_is_the_whole_object_and_outlives_its_deletion(blobs: BlobStore) -> None:
+    """A view is sent after the trip that made it: an object deleted meanwhile (a DELETE
+    racing a retrieval) still sends what it held."""
+    data = os.urandom(300_000)
+    _put(blobs, "a/v", data)
+    _put(blobs, "a/empty", b"")
+    view = blobs.view("a/v")
+    blobs.delete("a/v")
+    assert bytes(view) == data
+    assert bytes(blobs.view("a/empty")) == b""
+    with pytest.raises(BackendFailure, match="missing"):
+        blobs.view("a/v")
+
+
 def test_blob_read_range_is_exact_and_refuses_reading_past_the_end(blobs: BlobStore) -> None:
     data = bytes(range(256)) * 10
     _put(blobs, "k", data)
