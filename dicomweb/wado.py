@@ -219,6 +219,8 @@ class _Pending:
     stream: Iterator[bytes] | None = None
     first: bool = True
     closed: bool = False
+    prefetched: int = 0
+    """How many of ``parts`` (counted from the first not yet sent) were hinted to the store."""
     failure: Unavailable | None = None
     """A transcoding that failed after this trip had read other parts: those go out first,
     then the next trip raises it."""
@@ -234,6 +236,7 @@ def _trip(
     streamed a chunk per trip; a transcoded body is made before its part head goes out."""
     if pending.failure is not None:
         raise pending.failure
+    _prefetch(archive, pending)
     pieces: list[bytes | memoryview] = []
     size = 0
     while size < TRIP_BYTES:
@@ -266,6 +269,7 @@ def _trip(
         elif part.instance.blob_size <= TRIP_BYTES:
             body = archive.view(part.instance)
         del pending.parts[0]
+        pending.prefetched = max(0, pending.prefetched - 1)
         pieces.append(
             multipart.encode_part_head(boundary, _part_headers(root, part), first=pending.first)
         )
@@ -276,6 +280,22 @@ def _trip(
             pieces.append(body)
             size += len(body)
     return pieces
+
+
+def _prefetch(archive: Archive, pending: _Pending) -> None:
+    """Hint the stored files of this trip and the next to the store before reading any:
+    files not in memory are then read from the disk side by side, and ahead of the send."""
+    ahead = 0
+    upcoming: list[StoredInstance] = []
+    for n, part in enumerate(pending.parts):
+        ahead += part.instance.blob_size
+        if ahead > 2 * TRIP_BYTES:
+            break
+        if n >= pending.prefetched and not part.transcoded:
+            upcoming.append(part.instance)
+        pending.prefetched = max(pending.prefetched, n + 1)
+    if upcoming:
+        archive.prefetch(upcoming)
 
 
 def _transcoded_or_log(archive: Archive, instance: StoredInstance, rid: str) -> bytes:

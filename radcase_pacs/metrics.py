@@ -300,6 +300,9 @@ class TimedBlobStore:
         with self._timed("view"):
             return self._inner.view(key)
 
+    def prefetch(self, keys: Sequence[str]) -> None:
+        self._inner.prefetch(keys)
+
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self._timed("stream"):
             yield from self._inner.stream(key, chunk_size)

@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from itertools import islice
@@ -520,6 +520,10 @@ class Archive:
     def view(self, instance: StoredInstance) -> bytes | memoryview:
         """The stored bytes of an instance to send as they are (see BlobStore.view)."""
         return self._stores.blobs.view(instance.blob_key)
+
+    def prefetch(self, instances: Sequence[StoredInstance]) -> None:
+        """A hint that these instances' stored bytes are about to be read whole."""
+        self._stores.blobs.prefetch([instance.blob_key for instance in instances])
 
     def read(self, instance: StoredInstance) -> bytes:
         return self._stores.blobs.get(instance.blob_key)

@@ -104,6 +104,11 @@ class BlobStore(Protocol):
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``offset`` (one ranged read: frames, bulk data)."""
 
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """A hint that these objects are about to be read whole: a local store starts
+        reading them from the disk now, side by side, while earlier ones are being sent.
+        Best effort: never raises, does nothing where it cannot help."""
+
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None:

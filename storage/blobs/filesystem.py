@@ -195,6 +195,21 @@ class FilesystemBlobStore:
         except OSError as exc:
             raise _failure(exc, key) from exc
 
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """posix_fadvise(WILLNEED) on each file: the kernel queues the reads of all of them at
+        once instead of one file at a time as they are mapped."""
+        for key in keys:
+            try:
+                fd = os.open(self._path(key), os.O_RDONLY)
+            except (OSError, BackendFailure):
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
     def view(self, key: str) -> bytes | memoryview:
         """A read-only map of the file: objects are never modified in place, and one removed
         while mapped stays readable until the last view of it goes (its pages are freed

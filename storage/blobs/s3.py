@@ -214,6 +214,9 @@ class S3BlobStore:
     def view(self, key: str) -> bytes | memoryview:
         return self.get(key)
 
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Nothing: each object is fetched by the request that reads it."""
+
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         try:
             body = self.client.get_object(

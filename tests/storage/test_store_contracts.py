@@ -119,6 +119,12 @@ def test_blob_view_is_the_whole_object_and_outlives_its_deletion(blobs: BlobStor
         blobs.view("a/v")
 
 
+def test_blob_prefetch_is_a_hint_that_never_fails(blobs: BlobStore) -> None:
+    _put(blobs, "p/a", b"abc")
+    blobs.prefetch(["p/a", "p/missing", "../escape"])
+    assert blobs.get("p/a") == b"abc"
+
+
 def test_blob_read_range_is_exact_and_refuses_reading_past_the_end(blobs: BlobStore) -> None:
     data = bytes(range(256)) * 10
     _put(blobs, "k", data)
