@@ -22,6 +22,7 @@ from dicomweb.context import Service
 from dicomweb.errors import HttpError, bad_request, check_query_encoding, not_acceptable
 from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
 from dicomweb.negotiation import NotAcceptableHeader, accept_from_request, parse_accept
+from storage.archive import Archive
 from storage.attributes import (
     BY_KEY,
     BY_KEYWORD,
@@ -257,20 +258,20 @@ async def search(request: Request, level: Level) -> Response:
     cap = service.options.max_results
     wanted = cap if query.limit is None else min(query.limit, cap)
     archive = service.archive_for(request)
-    # One row more than returned reveals whether further results exist (PS3.18 §8.3.4.4).
-    matches = await run_in_threadpool(lambda: archive.query(query, limit=wanted + 1))
+    root = service.root(request)
+    answer = await run_in_threadpool(
+        archive.cached_search,
+        repr((query, wanted, root)),
+        lambda: _answer(archive, query, wanted, root),
+    )
     headers: dict[str, str] = {}
-    if len(matches) > wanted:
-        matches = matches[:wanted]
+    more, body = answer[:1] == MORE, answer[1:]
+    if more:
         headers["Warning"] = '299 radcase-pacs "There are additional results that can be requested"'
     elif query.limit is not None and query.limit > cap:
         headers["Warning"] = (
             f'299 radcase-pacs "The limit {query.limit} exceeds the maximum of {cap} results"'
         )
-    root = service.root(request)
-    tags = return_tags(query)
-    results = [result_object(match, tags, root) for match in matches]
-    body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     # Results change with every store and delete, so caches revalidate (RFC 9111 §5.2.2.4);
     # the tag is a hash of the body itself, which is small and already in memory.
     tag = entity_tag("search", hashlib.blake2b(body, digest_size=16).hexdigest())
@@ -280,6 +281,21 @@ async def search(request: Request, level: Level) -> Response:
     return precondition(request, tag, headers) or Response(
         body, media_type=DICOM_JSON, headers=headers
     )
+
+
+MORE = b"+"
+"""First byte of a cached answer whose search has more results than it returns."""
+
+
+def _answer(archive: Archive, query: Query, wanted: int, root: str) -> bytes:
+    """The search's results as a DICOM JSON body, after :data:`MORE` or a space."""
+    # One row more than returned reveals whether further results exist (PS3.18 §8.3.4.4).
+    matches = archive.query(query, limit=wanted + 1)
+    more = len(matches) > wanted
+    tags = return_tags(query)
+    results = [result_object(match, tags, root) for match in matches[:wanted]]
+    body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return (MORE if more else b" ") + body
 
 
 async def search_studies(request: Request) -> Response:

@@ -230,6 +230,10 @@ class TimedIndex:
         with self._timed("query"):
             return self._inner.query(view, query, limit)
 
+    def generation(self) -> int:
+        with self._timed("generation"):
+            return self._inner.generation()
+
     def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
         with self._timed("version"):
             return self._inner.version(view, study_uid, series_uid)
@@ -318,6 +322,13 @@ class TimedBlobStore:
     def get(self, key: str) -> bytes:
         with self._timed("get"):
             return self._inner.get(key)
+
+    def view(self, key: str) -> bytes | memoryview:
+        with self._timed("view"):
+            return self._inner.view(key)
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        self._inner.prefetch(keys)
 
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         with self._timed("stream"):

@@ -19,14 +19,14 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from itertools import islice
 from typing import Any, BinaryIO
 
 from storage.attributes import Level
-from storage.blobs.base import Staged
+from storage.blobs.base import CHUNK_SIZE, Staged
 from storage.errors import (
     ArchiveError,
     BackendFailure,
@@ -63,6 +63,8 @@ METADATA_TTL = 24 * 3600.0
 # straight through, so that one of them cannot evict hundreds of metadata bodies.
 FRAME_TTL = 3600.0
 CURSOR_TTL = 600.0
+SEARCH_TTL = 600.0
+"""Search answers expire by generation; the time limit only bounds what a cache keeps."""
 FRAME_CACHE_LIMIT = 2 * 1024 * 1024
 
 
@@ -447,6 +449,26 @@ class Archive:
                     self._stores.cache.set(key, str(position).encode(), CURSOR_TTL)
         return matches
 
+    def cached_search(self, search: str, build: Callable[[], bytes]) -> bytes:
+        """The answer to ``search`` (a text naming the whole request: the query, its limit,
+        how results are written) from the cache, else ``build()``, then cached.
+
+        Entries are keyed by the index's generation, which every commit that adds or removes
+        instances raises, so a search never sees an answer older than the last store or
+        delete, in any process: the generation is read before ``build`` queries the index,
+        so an answer cached under it is at least as new as it. Also by tenant and by the
+        set of studies this view may see."""
+        generation = self._stores.index.generation()
+        seen = sorted(self.visible_studies) if self.visible_studies is not None else None
+        digest = hashlib.blake2b(repr((search, seen)).encode(), digest_size=16).hexdigest()
+        key = f"{self.tenant}/search/{generation}/{digest}"
+        found = self._stores.cache.get(key)
+        if found is not None:
+            return found
+        answer = build()
+        self._stores.cache.set(key, answer, SEARCH_TTL)
+        return answer
+
     def _resumed(self, query: Query) -> Query | None:
         if query.level is not Level.STUDY or query.offset == 0 or query.after is not None:
             return None
@@ -493,8 +515,16 @@ class Archive:
             raise NotFound(f"{_describe(study_uid, series_uid, sop_uid)} not found")
         return found
 
-    def stream(self, instance: StoredInstance) -> Iterator[bytes]:
-        return self._stores.blobs.stream(instance.blob_key)
+    def stream(self, instance: StoredInstance, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        return self._stores.blobs.stream(instance.blob_key, chunk_size)
+
+    def view(self, instance: StoredInstance) -> bytes | memoryview:
+        """The stored bytes of an instance to send as they are (see BlobStore.view)."""
+        return self._stores.blobs.view(instance.blob_key)
+
+    def prefetch(self, instances: Sequence[StoredInstance]) -> None:
+        """A hint that these instances' stored bytes are about to be read whole."""
+        self._stores.blobs.prefetch([instance.blob_key for instance in instances])
 
     def read(self, instance: StoredInstance) -> bytes:
         return self._stores.blobs.get(instance.blob_key)

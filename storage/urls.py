@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 DURABILITY_SCHEMES = ("sqlite", "file")
 BLOB_SCHEMES = ("file", "s3")
-CACHE_SCHEMES = ("memory", "redis", "rediss")
+CACHE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 SECRET_PARAMS = frozenset({"password", "pass", "secret"})
 
 
@@ -178,13 +178,17 @@ def open_cache(url: str) -> Cache:
     scheme = _scheme(url, CACHE_SCHEMES, "cache")
     if scheme in ("redis", "rediss"):
         return _open_redis(url)
-    from storage.cache.memory import MemoryCache
-
     params = parse_qs(urlsplit(url).query)
     try:
         max_bytes = int(params.get("max_bytes", ["268435456"])[0])
     except ValueError as exc:
         raise UnsupportedUrl(f"cache URL {url!r}: max_bytes must be an integer") from exc
+    if scheme == "sqlite":
+        from storage.cache.sqlite import SqliteCache
+
+        return SqliteCache(_path(url), max_bytes=max_bytes)
+    from storage.cache.memory import MemoryCache
+
     return MemoryCache(max_bytes=max_bytes)
 
 

@@ -41,6 +41,7 @@ class Figure:
 
 STOW = Figure("STOW-RS ingest, 4 concurrent requests", "instances/s", True)
 CSTORE = Figure("C-STORE ingest, one association", "instances/s", True)
+CSTORE_4 = Figure("C-STORE ingest, 4 associations at once", "instances/s", True)
 QIDO_P50_1 = Figure("QIDO-RS study search p50, concurrency 1", "ms", False)
 QIDO_P95_1 = Figure("QIDO-RS study search p95, concurrency 1", "ms", False)
 QIDO_P50_32 = Figure("QIDO-RS study search p50, concurrency 32", "ms", False)
@@ -57,6 +58,7 @@ ERRORS = Figure("errors", "count", False)
 ALL = (
     STOW,
     CSTORE,
+    CSTORE_4,
     QIDO_P50_1,
     QIDO_P95_1,
     QIDO_P50_32,
@@ -104,21 +106,54 @@ def c_store(dimse: DimseTarget, series: Series, folder: Path) -> float:
     ACK, which would measure the two TCP stacks rather than the server. Every server gets
     the same client."""
     files = series.write(folder)
+    started = time.perf_counter()
+    _storescu(dimse, files).wait_done()
+    return len(files) / (time.perf_counter() - started)
+
+
+def c_store_parallel(
+    dimse: DimseTarget, series: list[Series], folder: Path, associations: int = 4
+) -> float:
+    """Instances/s sending ``series`` with ``associations`` storescu processes at once, each
+    over its own association with an equal share of the files, as several modalities (or a
+    migration tool's workers) send to one archive."""
+    files = [path for n, s in enumerate(series) for path in s.write(folder / str(n))]
+    shares = [files[n::associations] for n in range(associations)]
+    started = time.perf_counter()
+    running = [_storescu(dimse, share) for share in shares]
+    for sender in running:
+        sender.wait_done()
+    return len(files) / (time.perf_counter() - started)
+
+
+@dataclass
+class _Sender:
+    """One storescu run in flight."""
+
+    process: subprocess.Popen[str]
+
+    def wait_done(self) -> None:
+        try:
+            _, stderr = self.process.communicate(timeout=600)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.communicate()
+            raise BenchError("storescu did not finish within 600 s") from exc
+        if self.process.returncode != 0 or "E:" in stderr:
+            raise BenchError(f"storescu failed ({self.process.returncode}): {stderr[-500:]}")
+
+
+def _storescu(dimse: DimseTarget, files: list[Path]) -> _Sender:
     command = ["storescu", "-aet", "BENCH", "-aec", dimse.ae_title, dimse.host, str(dimse.port)]
     environment = {**os.environ, "TCP_NODELAY": "1"}
-    started = time.perf_counter()
-    done = subprocess.run(
+    process = subprocess.Popen(
         [*command, *map(str, files)],
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
         env=environment,
     )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0 or "E:" in done.stderr:
-        raise BenchError(f"storescu failed ({done.returncode}): {done.stderr[-500:]}")
-    return len(files) / seconds
+    return _Sender(process)
 
 
 def qido(server: Server, queries: list[str], concurrency: int, count: int) -> list[float]:

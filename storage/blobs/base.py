@@ -96,8 +96,18 @@ class BlobStore(Protocol):
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The object's bytes in chunks, never the whole object in memory."""
 
+    def view(self, key: str) -> bytes | memoryview:
+        """The whole object, to be sent as it is: where the store is local, a read-only
+        memory map of its file, which the socket copies from the page cache without a read
+        into the process first; elsewhere its bytes (:meth:`get`)."""
+
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``offset`` (one ranged read: frames, bulk data)."""
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """A hint that these objects are about to be read whole: a local store starts
+        reading them from the disk now, side by side, while earlier ones are being sent.
+        Best effort: never raises, does nothing where it cannot help."""
 
     def exists(self, key: str) -> bool: ...
 

@@ -211,6 +211,12 @@ class S3BlobStore:
         except (BotoCoreError, ClientError) as exc:
             raise _failure(exc, key) from exc
 
+    def view(self, key: str) -> bytes | memoryview:
+        return self.get(key)
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Nothing: each object is fetched by the request that reads it."""
+
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         try:
             body = self.client.get_object(

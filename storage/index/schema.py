@@ -98,6 +98,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_sidecar_key ON instances (sidecar_key) "
         "WHERE sidecar_key IS NOT NULL",
     ],
+    # One counter raised by every transaction that adds or removes instances: search results
+    # are cached under its value (Index.generation), so that every process sharing the index
+    # sees a store or a delete at once.
+    [
+        "CREATE TABLE archive_generation (id INTEGER PRIMARY KEY, generation {bigint} NOT NULL)",
+        "INSERT INTO archive_generation (id, generation) VALUES (1, 0)",
+    ],
 ]
 
 

@@ -116,7 +116,10 @@ class SqlIndex(Generic[D]):
     def _add_instance(self, record: InstanceRecord) -> AddResult:
         with self.database.transaction() as cur:
             self._lock_study(cur, record.tenant, record.study_uid)
-            return self._add(cur, record)
+            result = self._add(cur, record)
+            if result.outcome is AddOutcome.STORED:
+                self._next_generation(cur)
+            return result
 
     def add_instances(
         self, records: Sequence[InstanceRecord]
@@ -143,7 +146,21 @@ class SqlIndex(Generic[D]):
                     cur.execute("ROLLBACK TO SAVEPOINT add_instance")
                     results.append(exc)
                 cur.execute("RELEASE SAVEPOINT add_instance")
+            if any(isinstance(r, AddResult) and r.outcome is AddOutcome.STORED for r in results):
+                self._next_generation(cur)
         return results
+
+    @staticmethod
+    def _next_generation(cur: Cursor) -> None:
+        """Raise the archive generation, last in a transaction that changed the instances:
+        its value changes with the commit that makes the change visible, never before.
+        (Last, so that on PostgreSQL the row lock it takes is held only while committing.)"""
+        cur.execute("UPDATE archive_generation SET generation = generation + 1 WHERE id = 1")
+
+    def generation(self) -> int:
+        with self.database.read() as cur:
+            row = cur.execute("SELECT generation FROM archive_generation WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
 
     def _add(self, cur: Cursor, record: InstanceRecord) -> AddResult:
         """Add one instance inside the caller's transaction, its study already locked."""
@@ -476,6 +493,7 @@ class SqlIndex(Generic[D]):
                 self._recount_series(cur, series_pk)
             for study_pk in {k[2] for k in keys}:
                 self._recount_study(cur, study_pk)
+            self._next_generation(cur)
         return Removed(removed, tuple(stale))
 
     def _recount_series(self, cur: Cursor, series_pk: int) -> None:

@@ -30,6 +30,8 @@ from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
 from radcase_pacs.settings import Settings
+from storage.archive import Archive
+from storage.cache.memory import MemoryCache
 from storage.stores import Stores
 from tests.apps import served
 from tests.backends import archive_for, backend_names
@@ -938,6 +940,37 @@ def test_a_deleted_study_disappears_from_every_search(
     assert search(dicomweb_client, "/series", {"StudyInstanceUID": stored_studies.muller.uid}) == []
     assert search(dicomweb_client, "/instances", {"PatientID": "PID2"}) == []
     assert len(search(dicomweb_client, "/instances")) == 6
+
+
+def test_a_search_answered_before_shows_a_store_and_a_delete_at_once(
+    dicomweb_client: TestClient, stored_studies: Archive5
+) -> None:
+    """Search answers are cached; the next search after a store or delete is still exact."""
+    before = found(dicomweb_client, {"PatientID": "PID*"})
+    assert found(dicomweb_client, {"PatientID": "PID*"}) == before
+    added = generate_uid()
+    response = stow(dicomweb_client, [to_bytes(make_instance(study_uid=added, patient_id="PID9"))])
+    assert response.status_code == 200
+    assert found(dicomweb_client, {"PatientID": "PID*"}) == before | {added}
+    assert dicomweb_client.delete(f"/dicomweb/studies/{added}").status_code in (200, 202, 204)
+    assert found(dicomweb_client, {"PatientID": "PID*"}) == before
+
+
+def test_a_search_sees_what_another_process_stored(stores: Stores) -> None:
+    """Processes sharing an index but each with a cache of its own (workers over the embedded
+    default) never answer a search from before another's store: answers are cached under the
+    index's generation, which the other's commit raised."""
+    other = Stores(index=stores.index, blobs=stores.blobs, cache=MemoryCache())
+    with (
+        TestClient(dicomweb_app(Archive(stores))) as here,
+        TestClient(dicomweb_app(Archive(other))) as there,
+    ):
+        assert found(here, {}) == set()
+        added = generate_uid()
+        assert stow(there, [to_bytes(make_instance(study_uid=added))]).status_code == 200
+        assert found(here, {}) == {added}
+        assert there.delete(f"/dicomweb/studies/{added}").status_code in (200, 202, 204)
+        assert found(here, {}) == set()
 
 
 def test_deleting_a_series_updates_the_study_counts_and_modalities(

@@ -109,6 +109,7 @@ def test_rows_stored_before_the_column_existed_are_decided_by_their_syntax(
         cur.execute("ALTER TABLE instances DROP COLUMN decode_problem")
         cur.execute("DROP INDEX instances_blob_key")  # migration 3
         cur.execute("DROP INDEX instances_sidecar_key")
+        cur.execute("DROP TABLE archive_generation")  # migration 4
         cur.execute("DELETE FROM schema_version WHERE version > 1")
     archive.close()
 

@@ -28,6 +28,7 @@ from storage.blobs.base import BlobStore
 from storage.blobs.filesystem import FilesystemBlobStore
 from storage.cache.base import Cache
 from storage.cache.memory import MemoryCache
+from storage.cache.sqlite import EVICT_EVERY, SqliteCache
 from storage.errors import (
     BackendFailure,
     DuplicateConflict,
@@ -102,6 +103,26 @@ def test_blob_stream_yields_bounded_chunks_of_the_whole_object(blobs: BlobStore)
     assert b"".join(chunks) == data
     assert len(chunks) >= 5
     assert all(len(c) <= 64 * 1024 for c in chunks)
+
+
+def test_blob_view_is_the_whole_object_and_outlives_its_deletion(blobs: BlobStore) -> None:
+    """A view is sent after the trip that made it: an object deleted meanwhile (a DELETE
+    racing a retrieval) still sends what it held."""
+    data = os.urandom(300_000)
+    _put(blobs, "a/v", data)
+    _put(blobs, "a/empty", b"")
+    view = blobs.view("a/v")
+    blobs.delete("a/v")
+    assert bytes(view) == data
+    assert bytes(blobs.view("a/empty")) == b""
+    with pytest.raises(BackendFailure, match="missing"):
+        blobs.view("a/v")
+
+
+def test_blob_prefetch_is_a_hint_that_never_fails(blobs: BlobStore) -> None:
+    _put(blobs, "p/a", b"abc")
+    blobs.prefetch(["p/a", "p/missing", "../escape"])
+    assert blobs.get("p/a") == b"abc"
 
 
 def test_blob_read_range_is_exact_and_refuses_reading_past_the_end(blobs: BlobStore) -> None:
@@ -258,13 +279,16 @@ def test_s3_errors_of_the_service_become_backend_failures(s3: Any) -> None:
 # == Cache =================================================================================
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A cache whose per-value limit is 256 KiB (MemoryCache refuses a quarter of its budget)."""
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A cache whose per-value limit is 256 KiB (MemoryCache and SqliteCache refuse a quarter of
+    their budget)."""
     with ExitStack() as stack:
         store: Any
         if request.param == "memory":
             store = MemoryCache(max_bytes=1 * MiB)
+        elif request.param == "sqlite":
+            store = SqliteCache(tmp_path / "cache.sqlite", max_bytes=1 * MiB)
         else:
             from storage.cache.redis import RedisCache
 
@@ -343,6 +367,41 @@ def test_cache_is_safe_under_threads(cache: Cache) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+
+def test_sqlite_cache_is_shared_by_every_opener_of_its_file(tmp_path: Path) -> None:
+    """Two processes of one server open the same file: what one writes or deletes, the other
+    sees at once; counters add up across them."""
+    first, second = SqliteCache(tmp_path / "c.sqlite"), SqliteCache(tmp_path / "c.sqlite")
+    first.open()
+    second.open()
+    try:
+        first.set("session", b"alice")
+        assert second.get("session") == b"alice"
+        second.delete("session")
+        assert first.get("session") is None
+        assert [first.incr("n", 60), second.incr("n", 60), first.incr("n", 60)] == [1, 2, 3]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_sqlite_cache_forgets_its_oldest_writes_past_its_budget(tmp_path: Path) -> None:
+    store = SqliteCache(tmp_path / "c.sqlite", max_bytes=64 * 1024)
+    store.open()
+    try:
+        for n in range(200):
+            store.set(f"k{n:03d}", b"v" * 1000)
+        assert store.get("k000") is None
+        assert store.get("k199") == b"v" * 1000
+        # Checked every EVICT_EVERY writes: at most that many past the budget's 64 entries.
+        kept = sum(store.get(f"k{n:03d}") is not None for n in range(200))
+        assert kept <= 64 + EVICT_EVERY
+    finally:
+        store.close()
 
 
 # -- Redis only ------------------------------------------------------------------------------
