@@ -20,6 +20,11 @@ from radcase_pacs.settings import Settings
 from storage.cache.base import Cache
 
 FIRST_ADMIN = "admin"
+SHARED_CACHES = ("redis://", "rediss://")
+"""Caches every process of a deployment shares, the shell's included. With any other (the
+in-process cache, or the SQLite file the workers of one ``serve`` share), a session is also
+checked against the database's registry on each request, so that ``radcase-pacs user passwd``
+run beside the server, with a cache of its own, still ends the sessions the server holds."""
 
 
 class AuthLayer:
@@ -33,7 +38,7 @@ class AuthLayer:
             lambda: users.signing_key(settings.auth_secret),
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
-            check_registry=settings.cache_url.startswith("memory:"),
+            check_registry=not settings.cache_url.lower().startswith(SHARED_CACHES),
         )
         self.authenticator = Authenticator(self.sessions, users)
 

@@ -60,8 +60,9 @@ class Sessions:
     ) -> None:
         """``check_registry``: also require the session's row in the database on every
         request, for a cache that other processes cannot reach (the in-process cache of the
-        embedded default), so that ``radcase-pacs user passwd`` run beside the server still
-        ends the sessions it serves."""
+        embedded default, or the file the workers of one server share), so that
+        ``radcase-pacs user passwd`` run beside the server still ends the sessions it
+        serves."""
         self.cache = cache
         self.users = users
         self._signing_key = signing_key

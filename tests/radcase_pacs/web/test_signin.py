@@ -3,6 +3,7 @@ out, and the cookie ending everywhere when the session ends (in another process 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -257,3 +258,35 @@ def test_over_https_the_cookie_is_secure(tmp_path: Path) -> None:
         answer = sign_in(client)
         assert answer.status_code == 303
         assert "; Secure" in answer.headers["set-cookie"]
+
+
+@pytest.mark.e2e
+def test_a_password_changed_from_the_shell_ends_the_cookie_of_a_multi_worker_server(
+    tmp_path: Path,
+) -> None:
+    """The embedded default with two HTTP workers (what ``make run`` starts on a multi-core
+    machine): the workers share a cache file the shell does not use, and the session registry
+    in the database still carries the shell's password change to every worker."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RADCASE_")},
+        "RADCASE_DATA_DIR": str(tmp_path / "data"),
+        "RADCASE_DIMSE_PORT": "0",
+        "RADCASE_ADMIN_PASSWORD": PASSWORD,
+        "RADCASE_PASSWORD_HASH_ROUNDS": "4",
+    }
+    with serve(env, "--workers", "2") as base, httpx.Client(base_url=base) as client:
+        assert sign_in(client).status_code == 303
+        for _ in range(6):  # through both workers
+            assert client.get("/api/me").status_code == 200
+        changed = subprocess.run(
+            [sys.executable, "-m", "radcase_pacs", "user", "passwd", "admin", "--password-stdin"],
+            input="another long password\n",
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert changed.returncode == 0, changed.stderr
+        for _ in range(6):
+            assert client.get("/api/me").status_code == 401
