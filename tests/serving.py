@@ -39,10 +39,16 @@ def production_environment(postgres_url: str, redis_prefix: str, bucket: str) ->
 @contextmanager
 def serve(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[str]:
     """The server on a free HTTP port of loopback; yields its base URL once healthy. Its
-    output goes to ``log`` (shown when it exits early) or is kept in a pipe."""
+    output goes to ``log`` (shown when it exits early) or is kept in a pipe.
+
+    One HTTP process unless ``args`` ask for more: ``serve`` alone starts one worker per core,
+    and the tests that are about several workers say so (the others would only pay for the
+    extra processes' start-up on a machine their neighbours share)."""
     port = free_port()
     out = log.open("w") if log else None
     listen = ["--host", "127.0.0.1", "--port", str(port)]
+    if "--workers" not in args:
+        listen += ["--workers", "1"]
     process = subprocess.Popen(
         [sys.executable, "-m", "radcase_pacs", "serve", *listen, *args],
         cwd=ROOT,
