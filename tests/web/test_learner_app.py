@@ -12,12 +12,14 @@ page at both sizes; screenshots are kept as artifacts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route
+from playwright.sync_api import Error as PlaywrightError
 
 from radcase_pacs.app import create_app
 from radcase_pacs.deployment import open_deployment
@@ -39,9 +41,14 @@ class Received:
     bodies: list[tuple[str, bytes]] = field(default_factory=list)
 
     def route(self, route: Route) -> None:
-        response = route.fetch(max_redirects=0)
-        self.bodies.append((route.request.url, response.body()))
-        route.fulfill(response=response)
+        try:
+            response = route.fetch(max_redirects=0)
+            body = response.body()
+        except PlaywrightError:
+            return  # the page went away meanwhile: the browser never gets this response
+        self.bodies.append((route.request.url, body))
+        with contextlib.suppress(PlaywrightError):  # (likewise)
+            route.fulfill(response=response, body=body)
 
     def assert_hidden(self, hidden: list[str]) -> None:
         """None of ``hidden`` (case-insensitive, as UTF-8) in anything received so far."""
@@ -137,6 +144,7 @@ def run_loop(context: BrowserContext, department: Department, size: str) -> None
 
     page.get_by_role("button", name="Hint").click()
     page.wait_for_selector("#hint")
+    page.wait_for_load_state("domcontentloaded")  # the page's scripts have run: keys act
     assert HINT in page.inner_text("#hint")
     if touch:
         page.get_by_label("Pneumonia").tap()
