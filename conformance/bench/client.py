@@ -56,6 +56,8 @@ class Server:
         self.prefix = parts.path
         self.timeout = timeout
         self.errors = errors or Tally()
+        self.headers: dict[str, str] = {}
+        """Sent with every request (an ``Authorization`` for a server with auth on)."""
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -83,7 +85,7 @@ class Server:
     ) -> Response:
         """One request; the body is read whole (counted only when ``keep_body`` is false, so a
         large retrieval is measured without holding it in memory)."""
-        headers = {"Accept": accept}
+        headers = {**self.headers, "Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         url = path if path.startswith("http") else self.prefix + path
