@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from dicomweb.compression import GzipJsonMiddleware, gzip_quality, merge_vary
+from dicomweb.compression import CompressedMemo, GzipJsonMiddleware, gzip_quality, merge_vary
 from dicomweb.httpcache import EntityTag, parse_if_none_match
 from dicomweb.ranges import ByteRange, parse_range
 from storage.archive import Archive
@@ -493,6 +493,8 @@ def test_metadata_of_a_500_slice_series_shrinks_at_least_eightfold(
     url = f"/dicomweb/studies/{study}/series/{series}/metadata"
     identity, identity_raw = fetch(dicomweb_client, url, encoding=None)
     _, zipped_raw = fetch(dicomweb_client, url, encoding="gzip, deflate, br")
+    _, again_raw = fetch(dicomweb_client, url, encoding="gzip")
+    assert again_raw == zipped_raw  # the memoised copy is what compressing again gives
     assert identity.status_code == 200
     assert len(json.loads(identity_raw)) == 500
     assert gzip.decompress(zipped_raw) == identity_raw
@@ -501,6 +503,23 @@ def test_metadata_of_a_500_slice_series_shrinks_at_least_eightfold(
         f"500-slice series metadata: {len(identity_raw)} -> {len(zipped_raw)} bytes, {ratio:.1f}x"
     )
     assert ratio >= 8
+
+
+def test_the_memo_compresses_a_body_once_and_forgets_the_least_recently_used() -> None:
+    bodies = [json.dumps([{"n": n, "pad": "x" * 3000}] * 40).encode() for n in range(3)]
+    memo = CompressedMemo(capacity=2 * len(gzip.compress(bodies[0], 6, mtime=0)) + 50)
+    first = memo.compress(bodies[0], 6)
+    assert gzip.decompress(first) == bodies[0]
+    assert first == gzip.compress(bodies[0], compresslevel=6, mtime=0)
+    assert memo.compress(bodies[0], 6) is first  # not compressed again
+    other_level = CompressedMemo()
+    assert other_level.compress(bodies[0], 6) == first
+    assert other_level.compress(bodies[0], 1) != first  # another level, another entry
+    memo.compress(bodies[1], 6)
+    memo.compress(bodies[0], 6)  # used again: now the most recent
+    memo.compress(bodies[2], 6)  # over capacity: out goes the least recently used
+    assert memo.compress(bodies[0], 6) is first
+    assert CompressedMemo(capacity=10).compress(bodies[0], 6) == first  # too big to keep
 
 
 # -- byte ranges --------------------------------------------------------------------------------
