@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from storage.archive import Archive, IngestOutcome
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
 from storage.cache.base import Cache
-from storage.errors import BackendFailure, InstanceRejected
+from storage.errors import ArchiveError, BackendFailure, InstanceRejected
 from storage.index.base import Index
 from storage.query import Query
 from storage.records import (
@@ -67,6 +67,7 @@ class Metrics:
     ingests: Counter
     cache: Counter
     store_latency: Histogram
+    store_errors: Counter
     associations: Counter
     open_associations: Gauge
 
@@ -107,6 +108,13 @@ class Metrics:
                 buckets=STORE_BUCKETS,
                 registry=registry,
             ),
+            store_errors=Counter(
+                "radcase_store_errors",
+                "Index, blob store and cache operations that failed (a backend fault such as an "
+                "S3 error or a lost connection; an absent key is an answer, not a failure)",
+                ["store", "operation"],
+                registry=registry,
+            ),
             associations=Counter(
                 "radcase_dimse_associations",
                 "DIMSE associations by outcome: accepted, rejected, released or aborted",
@@ -122,12 +130,13 @@ class Metrics:
         )
 
     def instrument(self, stores: Stores) -> Stores:
-        """The same stores, each operation timed and cache lookups counted (they share the
-        inner stores' connections: opening either opens both)."""
+        """The same stores, each operation timed, its failures and the cache's hits and
+        misses counted (they share the inner stores' connections: opening either opens
+        both)."""
         return Stores(
-            index=TimedIndex(stores.index, self.store_latency),
-            blobs=TimedBlobStore(stores.blobs, self.store_latency),
-            cache=CountedCache(stores.cache, self.store_latency, self.cache),
+            index=TimedIndex(stores.index, self.store_latency, self.store_errors),
+            blobs=TimedBlobStore(stores.blobs, self.store_latency, self.store_errors),
+            cache=CountedCache(stores.cache, self.store_latency, self.store_errors, self.cache),
         )
 
     def count_ingest(self, archive: Archive, outcome: IngestOutcome) -> None:
@@ -191,17 +200,22 @@ def _route_template(scope: Scope, outer_root: str) -> str:
 
 
 class TimedIndex:
-    """An :class:`~storage.index.base.Index` that times each operation of the one it wraps."""
+    """An :class:`~storage.index.base.Index` that times each operation of the one it wraps
+    and counts those that fail."""
 
-    def __init__(self, inner: Index, histogram: Histogram) -> None:
+    def __init__(self, inner: Index, histogram: Histogram, errors: Counter) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("index", operation).observe)
+        return _Timer(
+            self._histogram.labels("index", operation).observe,
+            self._errors.labels("index", operation).inc,
+        )
 
     def open(self) -> None:
         self._inner.open()
@@ -285,18 +299,23 @@ class TimedIndex:
 
 class TimedBlobStore:
     """A :class:`~storage.blobs.base.BlobStore` that times each operation of the one it
-    wraps (a stream until it is exhausted)."""
+    wraps (a stream until it is exhausted) and counts those that fail (S3 errors, a full or
+    failing disk)."""
 
-    def __init__(self, inner: BlobStore, histogram: Histogram) -> None:
+    def __init__(self, inner: BlobStore, histogram: Histogram, errors: Counter) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
         self.local = inner.local
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("blobs", operation).observe)
+        return _Timer(
+            self._histogram.labels("blobs", operation).observe,
+            self._errors.labels("blobs", operation).inc,
+        )
 
     def open(self) -> None:
         self._inner.open()
@@ -365,19 +384,25 @@ class TimedBlobStore:
 
 
 class CountedCache:
-    """A :class:`~storage.cache.base.Cache` that times each operation of the one it wraps
-    and counts the hits and misses of ``get``."""
+    """A :class:`~storage.cache.base.Cache` that times each operation of the one it wraps,
+    counts those that fail, and counts the hits and misses of ``get``."""
 
-    def __init__(self, inner: Cache, histogram: Histogram, lookups: Counter) -> None:
+    def __init__(
+        self, inner: Cache, histogram: Histogram, errors: Counter, lookups: Counter
+    ) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
         self._lookups = lookups
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("cache", operation).observe)
+        return _Timer(
+            self._histogram.labels("cache", operation).observe,
+            self._errors.labels("cache", operation).inc,
+        )
 
     def open(self) -> None:
         self._inner.open()
@@ -405,16 +430,29 @@ class CountedCache:
 
 
 class _Timer:
-    """Observes the seconds spent inside a ``with`` block, whether it returns or raises."""
+    """Observes the seconds spent inside a ``with`` block, whether it returns or raises, and
+    calls ``failed`` when what it raises is a store's failure (:func:`is_store_failure`)."""
 
-    __slots__ = ("_observe", "_started")
+    __slots__ = ("_failed", "_observe", "_started")
 
-    def __init__(self, observe: Callable[[float], None]) -> None:
+    def __init__(self, observe: Callable[[float], None], failed: Callable[[], None]) -> None:
         self._observe = observe
+        self._failed = failed
         self._started = 0.0
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         self._observe(time.perf_counter() - self._started)
+        if error is not None and is_store_failure(error):
+            self._failed()
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """Whether a store operation raising ``error`` failed: a BackendFailure, or an exception
+    the store should have translated and did not. The archive's other errors are answers
+    (NotFound: no such key), and GeneratorExit is a reader that stopped early."""
+    if isinstance(error, ArchiveError):
+        return isinstance(error, BackendFailure)
+    return isinstance(error, Exception)

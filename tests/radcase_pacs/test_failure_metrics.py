@@ -1,0 +1,110 @@
+"""The metrics the alerts rest on move when the thing they count happens, on real backends:
+S3 errors by operation (moto's server, a bucket removed behind the server's back), ingests
+that a backend failure lost, by the edge they came through, and audit entries that could not
+be written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+from starlette.testclient import TestClient
+
+from radcase_pacs.metrics import is_store_failure
+from radcase_pacs.settings import Settings
+from storage.blobs.s3 import S3BlobStore
+from storage.cache.memory import MemoryCache
+from storage.errors import BackendFailure, NotFound, OutOfResources
+from storage.index.sqlite import SqliteIndex
+from storage.stores import Stores
+from tests.apps import served
+from tests.backends import MOTO, MotoS3
+from tests.factories import make_instance, stow, to_bytes
+from tests.radcase_pacs.test_metrics import samples, value
+
+FRAME = {"Accept": "application/octet-stream"}
+
+
+def remove_bucket(name: str) -> None:
+    """Empty and delete ``name`` as an operator's mistake or an outage would leave it."""
+    client = MOTO.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if objects:
+            client.delete_objects(Bucket=name, Delete={"Objects": objects})
+    client.delete_bucket(Bucket=name)
+
+
+@contextmanager
+def s3_stores(tmp_path: Path, server: MotoS3) -> Iterator[tuple[Stores, str]]:
+    """Opened stores whose blobs are in a bucket of the test's own on moto's server (the
+    test may remove the bucket; whatever is left is removed afterwards)."""
+    bucket = f"radcase-test-{generate_uid()[-12:].replace('.', '')}"
+    server.client().create_bucket(Bucket=bucket)
+    stores = Stores(
+        index=SqliteIndex(tmp_path / "index.sqlite3"),
+        blobs=S3BlobStore(
+            bucket, "archive", endpoint_url=server.endpoint, session=server.session()
+        ),
+        cache=MemoryCache(16 * 1024 * 1024),
+    )
+    stores.open()
+    try:
+        yield stores, bucket
+    finally:
+        stores.close()
+        if bucket in {b["Name"] for b in server.client().list_buckets()["Buckets"]}:
+            remove_bucket(bucket)
+
+
+@pytest.fixture
+def s3_client(tmp_path: Path, s3_server: MotoS3) -> Iterator[tuple[TestClient, str]]:
+    """The whole server over a SQLite index and an S3 bucket of its own."""
+    with (
+        s3_stores(tmp_path, s3_server) as (stores, bucket),
+        served(Settings(data_dir=tmp_path / "data"), stores=stores) as client,
+    ):
+        yield client, bucket
+
+
+def test_s3_errors_are_counted_by_operation(s3_client: tuple[TestClient, str]) -> None:
+    client, bucket = s3_client
+    stored = make_instance()
+    assert stow(client, [to_bytes(stored)]).status_code == 200
+    assert value(samples(client), "radcase_store_errors_total", store="blobs") == 0
+
+    remove_bucket(bucket)
+    frame = client.get(
+        f"/dicomweb/studies/{stored.StudyInstanceUID}/series/{stored.SeriesInstanceUID}"
+        f"/instances/{stored.SOPInstanceUID}/frames/1",
+        headers=FRAME,
+    )
+    assert frame.status_code == 503, frame.text
+    assert stow(client, [to_bytes(make_instance())]).status_code == 503
+
+    found = samples(client)
+    failed = {
+        dict(labels)["operation"]: count
+        for (name, labels), count in found.items()
+        if name == "radcase_store_errors_total" and ("store", "blobs") in labels and count
+    }
+    assert failed == {"read_range": 1, "stage": 1}
+    assert value(found, "radcase_store_errors_total", store="index") == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "failed"),
+    [
+        (BackendFailure("S3 unreachable"), True),
+        (OutOfResources("bucket full"), True),
+        (OSError("a driver error nobody translated"), True),
+        (NotFound("no such blob: an answer"), False),
+        (GeneratorExit(), False),
+    ],
+    ids=["backend", "full", "untranslated", "not-found", "reader-stopped"],
+)
+def test_only_a_store_fault_counts_as_a_store_error(error: BaseException, failed: bool) -> None:
+    assert is_store_failure(error) is failed
