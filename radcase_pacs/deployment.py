@@ -21,9 +21,9 @@ from datetime import datetime
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
-from radcase_pacs.metrics import Metrics
+from radcase_pacs.metrics import IngestEdge, Metrics
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
+from storage.archive import Archive, IngestObserver
 from storage.namespaces import namespaced_url
 from storage.stores import Stores
 from storage.urls import open_blobs, open_cache, open_database, open_index, with_durability
@@ -50,6 +50,14 @@ class Deployment:
     cases: CaseService
     learning: LearningService
     auth: AuthLayer
+    after_ingest: tuple[IngestObserver, ...] = ()
+    """What every ingest of ``clinical`` goes through besides being counted (KOS intake)."""
+
+    def clinical_via(self, edge: IngestEdge) -> Archive:
+        """``clinical`` as the edge ``edge`` (STOW-RS, C-STORE, ``import``) takes instances
+        in: the same archive and intake, its ingests counted under that edge's name, so
+        the dashboards tell a PACS that stopped sending from a web client that did."""
+        return self.archive.observed_by(self.metrics.ingest_counter(edge), *self.after_ingest)
 
     def ping(self) -> None:
         """Raise BackendFailure unless every database answers (``/healthz``)."""
@@ -151,16 +159,18 @@ def open_deployment(
         learning.open()
         stack.callback(learning.close)
 
+        after_ingest = (cases.intake,)
         yield Deployment(
             settings=settings,
             metrics=metrics,
             audit=audit,
-            clinical=base.observed_by(metrics.count_ingest, cases.intake),
+            clinical=base.observed_by(metrics.ingest_counter(IngestEdge.OTHER), *after_ingest),
             archive=base,
             teaching=teaching,
             cases=cases,
             learning=learning,
             auth=auth,
+            after_ingest=after_ingest,
         )
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, BinaryIO
 
 from prometheus_client import (
@@ -34,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.archive import Archive, IngestOutcome
+from storage.archive import Archive, IngestObserver, IngestOutcome
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
 from storage.cache.base import Cache
 from storage.errors import ArchiveError, BackendFailure, InstanceRejected
@@ -91,8 +92,10 @@ class Metrics:
             ),
             ingests=Counter(
                 "radcase_ingests",
-                "Instances offered for storage (STOW-RS, C-STORE, import), by outcome",
-                ["outcome"],
+                "Instances offered for storage, by the edge they came through (stow-rs, "
+                "c-store, import) and outcome (stored, already-present, rejected: the sender's "
+                "problem, failed: a backend's)",
+                ["edge", "outcome"],
                 registry=registry,
             ),
             cache=Counter(
@@ -139,10 +142,14 @@ class Metrics:
             cache=CountedCache(stores.cache, self.store_latency, self.store_errors, self.cache),
         )
 
-    def count_ingest(self, archive: Archive, outcome: IngestOutcome) -> None:
-        """An ingest observer: one count per instance offered, whichever edge offered it."""
-        label = "rejected" if isinstance(outcome, InstanceRejected) else str(outcome.outcome)
-        self.ingests.labels(label).inc()
+    def ingest_counter(self, edge: IngestEdge) -> IngestObserver:
+        """An ingest observer counting each instance offered through ``edge`` by outcome."""
+        ingests = self.ingests
+
+        def count(archive: Archive, outcome: IngestOutcome) -> None:
+            ingests.labels(edge, outcome_label(outcome)).inc()
+
+        return count
 
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
@@ -157,6 +164,26 @@ class Metrics:
             return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
 
         return metrics
+
+
+class IngestEdge(StrEnum):
+    """Where instances come in: the ``edge`` label of ``radcase_ingests_total``."""
+
+    STOW_RS = "stow-rs"
+    C_STORE = "c-store"
+    IMPORT = "import"
+    OTHER = "other"
+    """Code that ingests through the deployment's archive directly (tests, embedding)."""
+
+
+def outcome_label(outcome: IngestOutcome) -> str:
+    """The ``outcome`` label of one ingest: the archive's own outcome when it stored the
+    instance (``stored``, ``already-present``), else who is to blame."""
+    if isinstance(outcome, InstanceRejected):
+        return "rejected"
+    if isinstance(outcome, BackendFailure):
+        return "failed"
+    return str(outcome.outcome)
 
 
 class MetricsMiddleware:

@@ -1,7 +1,7 @@
 """The metrics the alerts rest on move when the thing they count happens, on real backends:
-S3 errors by operation (moto's server, a bucket removed behind the server's back), ingests
-that a backend failure lost, by the edge they came through, and audit entries that could not
-be written."""
+S3 errors by operation (moto's server, a bucket removed behind the server's back) and the
+instances that such a failure lost, by the edge (STOW-RS, C-STORE, import) they came
+through."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
+from pynetdicom.status import STATUS_FAILURE, code_to_category
 from starlette.testclient import TestClient
 
-from radcase_pacs.metrics import is_store_failure
+from radcase_pacs.deployment import Deployment
+from radcase_pacs.dimse.server import DimseServer
+from radcase_pacs.importer import import_paths
+from radcase_pacs.metrics import IngestEdge, is_store_failure
 from radcase_pacs.settings import Settings
 from storage.blobs.s3 import S3BlobStore
 from storage.cache.memory import MemoryCache
@@ -23,6 +29,7 @@ from storage.stores import Stores
 from tests.apps import served
 from tests.backends import MOTO, MotoS3
 from tests.factories import make_instance, stow, to_bytes
+from tests.radcase_pacs.dimse.conftest import dimse_settings
 from tests.radcase_pacs.test_metrics import samples, value
 
 FRAME = {"Accept": "application/octet-stream"}
@@ -93,6 +100,56 @@ def test_s3_errors_are_counted_by_operation(s3_client: tuple[TestClient, str]) -
     }
     assert failed == {"read_range": 1, "stage": 1}
     assert value(found, "radcase_store_errors_total", store="index") == 0
+
+
+def test_an_instance_a_failing_backend_lost_is_counted_under_its_edge(
+    s3_client: tuple[TestClient, str], tmp_path: Path
+) -> None:
+    """With the bucket gone, STOW-RS answers 503, C-STORE a failure status (PS3.4 B.2.3) and
+    ``import`` reports the file failed; each is counted as failed under its own edge, and
+    the rejections that are the sender's problem stay apart."""
+    client, bucket = s3_client
+    deployment: Deployment = client.app.state.deployment  # type: ignore[attr-defined]
+    remove_bucket(bucket)
+
+    assert stow(client, [to_bytes(make_instance())]).status_code == 503
+
+    server = DimseServer(
+        dimse_settings(tmp_path),
+        deployment.clinical_via(IngestEdge.C_STORE),
+        audit=deployment.audit,
+        metrics=deployment.metrics,
+    )
+    server.start()
+    try:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title=server.settings.ae_title)
+        assert assoc.is_established
+        try:
+            status = assoc.send_c_store(make_instance()).Status
+            assert code_to_category(status) == STATUS_FAILURE, hex(status)
+        finally:
+            assoc.release()
+    finally:
+        server.stop()
+
+    folder = tmp_path / "to-import"
+    folder.mkdir()
+    (folder / "one.dcm").write_bytes(to_bytes(make_instance()))
+    summary = import_paths(
+        deployment.clinical_via(IngestEdge.IMPORT),
+        [folder],
+        audit=deployment.audit,
+        progress=False,
+    )
+    assert len(summary.failed) == 1
+
+    found = samples(client)
+    for edge in ("stow-rs", "c-store", "import"):
+        assert value(found, "radcase_ingests_total", edge=edge, outcome="failed") == 1, edge
+    assert value(found, "radcase_ingests_total", outcome="rejected") == 0
+    assert value(found, "radcase_ingests_total", outcome="stored") == 0
 
 
 @pytest.mark.parametrize(
