@@ -124,7 +124,7 @@ def open_deployment(
     a registry to count into (one per process; a fresh one by default)."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
-        audit = AuditLog(open_database(audit_url(settings)))
+        audit = metrics.audit_log(open_database(audit_url(settings)))
         audit.open()
         stack.callback(audit.close)
 

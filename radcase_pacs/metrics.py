@@ -35,9 +35,11 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from radcase_pacs.audit.store import AuditEntry, AuditLog
 from storage.archive import Archive, IngestObserver, IngestOutcome
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
 from storage.cache.base import Cache
+from storage.database.base import Database
 from storage.errors import ArchiveError, BackendFailure, InstanceRejected
 from storage.index.base import Index
 from storage.query import Query
@@ -71,6 +73,7 @@ class Metrics:
     store_errors: Counter
     associations: Counter
     open_associations: Gauge
+    audit_writes: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -130,6 +133,13 @@ class Metrics:
                 registry=registry,
                 multiprocess_mode="livesum",
             ),
+            audit_writes=Counter(
+                "radcase_audit_writes",
+                "Audit log entries by result (written or failed); a request whose entry "
+                "failed was refused (HTTP 503, DIMSE 0xA700), never served unrecorded",
+                ["result"],
+                registry=registry,
+            ),
         )
 
     def instrument(self, stores: Stores) -> Stores:
@@ -150,6 +160,10 @@ class Metrics:
             ingests.labels(edge, outcome_label(outcome)).inc()
 
         return count
+
+    def audit_log(self, db: Database) -> AuditLog:
+        """The audit log over ``db``, its writes counted."""
+        return CountedAuditLog(db, self.audit_writes)
 
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
@@ -454,6 +468,24 @@ class CountedCache:
     def incr(self, key: str, ttl: float) -> int:
         with self._timed("incr"):
             return self._inner.incr(key, ttl)
+
+
+class CountedAuditLog(AuditLog):
+    """An :class:`~radcase_pacs.audit.store.AuditLog` that counts each entry written and
+    each it failed to write (whatever the reason: the entry is missing either way)."""
+
+    def __init__(self, db: Database, writes: Counter) -> None:
+        super().__init__(db)
+        self._written = writes.labels("written")
+        self._failed = writes.labels("failed")
+
+    def record(self, entry: AuditEntry) -> None:
+        try:
+            super().record(entry)
+        except Exception:
+            self._failed.inc()
+            raise
+        self._written.inc()
 
 
 class _Timer:

@@ -1,7 +1,7 @@
 """The metrics the alerts rest on move when the thing they count happens, on real backends:
 S3 errors by operation (moto's server, a bucket removed behind the server's back) and the
 instances that such a failure lost, by the edge (STOW-RS, C-STORE, import) they came
-through."""
+through; audit entries written and failed (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -165,3 +165,24 @@ def test_an_instance_a_failing_backend_lost_is_counted_under_its_edge(
 )
 def test_only_a_store_fault_counts_as_a_store_error(error: BaseException, failed: bool) -> None:
     assert is_store_failure(error) is failed
+
+
+def test_audit_entries_are_counted_written_and_failed(tmp_path: Path, postgres_url: str) -> None:
+    """The audit log in PostgreSQL, then closed under the server (its database gone as far
+    as the server can tell): the clinical request is refused and the failure counted."""
+    instance = make_instance()
+    with served(Settings(data_dir=tmp_path / "data", index_url=postgres_url)) as client:
+        assert stow(client, [to_bytes(instance)]).status_code == 200
+        before = samples(client)
+        assert value(before, "radcase_audit_writes_total", result="written") >= 1
+        assert value(before, "radcase_audit_writes_total", result="failed") == 0
+
+        client.app.state.audit.close()  # type: ignore[attr-defined]
+        refused = client.get(f"/dicomweb/studies/{instance.StudyInstanceUID}/metadata")
+        assert refused.status_code == 503
+
+        after = samples(client)
+        assert value(after, "radcase_audit_writes_total", result="failed") == 1
+        assert value(after, "radcase_audit_writes_total", result="written") == value(
+            before, "radcase_audit_writes_total", result="written"
+        )
