@@ -24,6 +24,9 @@ from radcase_pacs.auth.users import UserStore
 from radcase_pacs.metrics import IngestEdge, Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive, IngestObserver
+from storage.database.base import Database
+from storage.index.base import Index
+from storage.index.sql import SqlIndex
 from storage.namespaces import namespaced_url
 from storage.stores import Stores
 from storage.urls import open_blobs, open_cache, open_database, open_index, with_durability
@@ -121,7 +124,8 @@ def open_deployment(
     ``clock`` is the teaching layer's time (tests move through days with their own).
     ``clinical``: stores the caller has built and opened and will close itself (tests
     reuse one set of stores across backends); they are measured all the same. ``metrics``:
-    a registry to count into (one per process; a fresh one by default)."""
+    a registry to count into (one per process; a fresh one by default). The connection
+    pools of every database are sampled into it while the deployment is open."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
         audit = metrics.audit_log(open_database(audit_url(settings)))
@@ -140,7 +144,8 @@ def open_deployment(
         auth.open()
         stack.callback(auth.close)
 
-        teaching = Archive(teaching_stores(settings), tenant=settings.tenant)
+        teaching_set = teaching_stores(settings)
+        teaching = Archive(teaching_set, tenant=settings.tenant)
         cases = CaseService(
             store=CaseStore(open_database(settings.resolved_teaching_index_url)),
             clinical=base,
@@ -150,14 +155,27 @@ def open_deployment(
         cases.open()
         stack.callback(cases.close)
 
+        learning_db = open_database(settings.resolved_teaching_index_url)
         learning = LearningService.over(
-            open_database(settings.resolved_teaching_index_url),
+            learning_db,
             cases,
             clock=clock or utc_now,
             unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
         )
         learning.open()
         stack.callback(learning.close)
+
+        pools = {
+            "index": _database_of(stores.index),
+            "teaching-index": _database_of(teaching_set.index),
+            "audit": audit.db,
+            "users": auth.users.db,
+            "cases": cases.store.db,
+            "learning": learning_db,
+        }
+        stack.enter_context(
+            metrics.pools_sampled({n: db for n, db in pools.items() if db is not None})
+        )
 
         after_ingest = (cases.intake,)
         yield Deployment(
@@ -172,6 +190,11 @@ def open_deployment(
             auth=auth,
             after_ingest=after_ingest,
         )
+
+
+def _database_of(index: Index) -> Database | None:
+    """The database under an index, for its pool's figures (None for another kind)."""
+    return index.database if isinstance(index, SqlIndex) else None
 
 
 def _unknown_users(auth: AuthLayer) -> Callable[[str, Sequence[str]], list[str]]:

@@ -1,11 +1,15 @@
-"""Prometheus metrics: requests per route, ingest outcomes, cache hits and store latencies.
+"""Prometheus metrics: requests per route, ingest outcomes, cache hits, store latencies and
+failures, audit writes and database pools.
 
 ``/metrics`` answers in the Prometheus text format. Everything is measured at the edges the
 composition root owns: an ASGI middleware times every request under its route template
 (``/dicomweb/studies/{study}/metadata``, never a raw path with UIDs, which would make one
 series per study); typed wrappers that implement the store protocols time the index, blob
-store and cache calls the archive makes; and an ingest observer on the archive counts what
-every edge (STOW-RS, C-STORE, import) offered for storage. With several worker processes
+store and cache calls the archive makes and count those that fail; an ingest observer on the
+archive counts what each edge (STOW-RS, C-STORE, import) offered for storage, by outcome; the
+audit log counts the entries it wrote and failed to write; and the database pools are
+sampled (:mod:`radcase_pacs.pool_metrics`). The Grafana dashboard and the Prometheus alerts
+in ``deploy/`` read these names, and a test holds them to it. With several worker processes
 (``serve --workers N``) each process writes its values to the folder named by
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, whichever process answers the
 scrape.
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, BinaryIO
@@ -36,6 +41,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from radcase_pacs.audit.store import AuditEntry, AuditLog
+from radcase_pacs.pool_metrics import PoolMetrics, PoolSampler
 from storage.archive import Archive, IngestObserver, IngestOutcome
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
 from storage.cache.base import Cache
@@ -74,6 +80,8 @@ class Metrics:
     associations: Counter
     open_associations: Gauge
     audit_writes: Counter
+    pools: PoolMetrics
+    _before_exposition: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -140,6 +148,7 @@ class Metrics:
                 ["result"],
                 registry=registry,
             ),
+            pools=PoolMetrics.create(registry),
         )
 
     def instrument(self, stores: Stores) -> Stores:
@@ -165,8 +174,27 @@ class Metrics:
         """The audit log over ``db``, its writes counted."""
         return CountedAuditLog(db, self.audit_writes)
 
+    @contextmanager
+    def pools_sampled(self, pools: Mapping[str, Database]) -> Iterator[None]:
+        """The figures of the connection pools of ``pools`` (role name to database) in
+        every exposition and, from a thread, every second, while the block runs (see
+        :mod:`radcase_pacs.pool_metrics`). Nothing runs when none of them has a pool."""
+        if all(database.pool_stats() is None for database in pools.values()):
+            yield
+            return
+        sampler = PoolSampler(self.pools, pools)
+        self._before_exposition.append(sampler.sample)
+        sampler.start()
+        try:
+            yield
+        finally:
+            sampler.stop()
+            self._before_exposition.remove(sampler.sample)
+
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
+        for refresh in list(self._before_exposition):
+            refresh()
         if os.environ.get(MULTIPROCESS_ENV):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
