@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from radcase_pacs.auth import commands as user_commands
-from radcase_pacs.metrics import MULTIPROCESS_ENV, IngestEdge
+from radcase_pacs.metrics import IngestEdge, share_folder
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
 
@@ -192,7 +192,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
                 tempfile.TemporaryDirectory(prefix="radcase-metrics-")
             )
             os.environ.update(settings_environment(settings))
-            os.environ[MULTIPROCESS_ENV] = metrics_dir
+            share_folder(metrics_dir)
         deployment = stack.enter_context(open_deployment(settings))
         sweeper = periodic_sweep(deployment)
         sweeper.start()

@@ -34,6 +34,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,6 +65,18 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 UNMATCHED = "unmatched"
+
+
+def share_folder(folder: str) -> None:
+    """Make this process, and the worker processes it starts, write their metrics to
+    ``folder``, from which ``/metrics`` sums them whichever process answers.
+
+    prometheus_client chooses where values live (in memory or in the folder) when it is
+    first imported, which in ``serve`` happens before the folder exists: it is chosen again
+    here, before any metric of the deployment is made, or what this process alone counts
+    (the DIMSE listener's associations and C-STORE ingests) would never reach a scrape."""
+    os.environ[MULTIPROCESS_ENV] = folder
+    prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
