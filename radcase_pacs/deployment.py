@@ -40,10 +40,11 @@ class Deployment:
     """What one process serves from. ``clinical`` is the clinical archive as anything that
     takes instances in must use it (its ingests counted in ``metrics`` and run through KOS
     intake), and :meth:`clinical_via` the same for one named edge (STOW-RS, C-STORE,
-    ``import``), counted under its name; ``archive`` the same stores with no ingest observers, for copying what another
-    deployment already took in (``migrate``: a copy is not a new arrival, and intake there
-    would make every teaching-file KOS a second draft case); ``teaching`` the de-identified
-    collection; the rest the teaching, auth and audit services."""
+    ``import``), counted under its name; ``archive`` the same stores with no ingest
+    observers, for copying what another deployment already took in (``migrate``: a copy is
+    not a new arrival, and intake there would make every teaching-file KOS a second draft
+    case); ``teaching`` the de-identified collection; the rest the teaching, auth and audit
+    services."""
 
     settings: Settings
     metrics: Metrics

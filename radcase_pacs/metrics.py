@@ -294,10 +294,7 @@ class TimedIndex:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(
-            self._histogram.labels("index", operation).observe,
-            self._errors.labels("index", operation).inc,
-        )
+        return _Timer(self._histogram, self._errors, "index", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -394,10 +391,7 @@ class TimedBlobStore:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(
-            self._histogram.labels("blobs", operation).observe,
-            self._errors.labels("blobs", operation).inc,
-        )
+        return _Timer(self._histogram, self._errors, "blobs", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -481,10 +475,7 @@ class CountedCache:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(
-            self._histogram.labels("cache", operation).observe,
-            self._errors.labels("cache", operation).inc,
-        )
+        return _Timer(self._histogram, self._errors, "cache", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -530,23 +521,25 @@ class CountedAuditLog(AuditLog):
 
 
 class _Timer:
-    """Observes the seconds spent inside a ``with`` block, whether it returns or raises, and
-    calls ``failed`` when what it raises is a store's failure (:func:`is_store_failure`)."""
+    """Observes the seconds one store operation spends inside a ``with`` block, whether it
+    returns or raises, and counts it in ``errors`` when what it raises is a store's failure
+    (:func:`is_store_failure`; the error's series is looked up only then)."""
 
-    __slots__ = ("_failed", "_observe", "_started")
+    __slots__ = ("_errors", "_histogram", "_labels", "_started")
 
-    def __init__(self, observe: Callable[[float], None], failed: Callable[[], None]) -> None:
-        self._observe = observe
-        self._failed = failed
+    def __init__(self, histogram: Histogram, errors: Counter, store: str, operation: str) -> None:
+        self._histogram = histogram
+        self._errors = errors
+        self._labels = (store, operation)
         self._started = 0.0
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        self._observe(time.perf_counter() - self._started)
+        self._histogram.labels(*self._labels).observe(time.perf_counter() - self._started)
         if error is not None and is_store_failure(error):
-            self._failed()
+            self._errors.labels(*self._labels).inc()
 
 
 def is_store_failure(error: BaseException) -> bool:
