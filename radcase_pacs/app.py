@@ -37,7 +37,7 @@ from radcase_pacs.auth.middleware import AuthMiddleware
 from radcase_pacs.auth.principal import principal_of
 from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.learner_view import LearnerView
-from radcase_pacs.metrics import MetricsMiddleware
+from radcase_pacs.metrics import IngestEdge, MetricsMiddleware
 from radcase_pacs.settings import Settings, load_settings
 from radcase_pacs.web.app import create_web_app
 from storage.errors import ArchiveError
@@ -80,7 +80,9 @@ def create_app(deployment: Deployment) -> Starlette:
             Mount(
                 "/dicomweb",
                 app=AuditMiddleware(
-                    create_dicomweb_app(deployment.clinical, dicomweb_options(settings)),
+                    create_dicomweb_app(
+                        deployment.clinical_via(IngestEdge.STOW_RS), dicomweb_options(settings)
+                    ),
                     audit,
                     settings.tenant,
                 ),

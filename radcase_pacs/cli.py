@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from radcase_pacs.auth import commands as user_commands
-from radcase_pacs.metrics import MULTIPROCESS_ENV
+from radcase_pacs.metrics import IngestEdge, share_folder
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
 
@@ -192,14 +192,17 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
                 tempfile.TemporaryDirectory(prefix="radcase-metrics-")
             )
             os.environ.update(settings_environment(settings))
-            os.environ[MULTIPROCESS_ENV] = metrics_dir
+            share_folder(metrics_dir)
         deployment = stack.enter_context(open_deployment(settings))
         sweeper = periodic_sweep(deployment)
         sweeper.start()
         stack.callback(sweeper.stop)
         if settings.dimse_port:
             dimse = DimseServer(
-                settings, deployment.clinical, audit=deployment.audit, metrics=deployment.metrics
+                settings,
+                deployment.clinical_via(IngestEdge.C_STORE),
+                audit=deployment.audit,
+                metrics=deployment.metrics,
             )
             try:
                 dimse.start()
@@ -297,7 +300,10 @@ def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
         return 2
     with open_deployment(settings) as deployment:
         summary = import_paths(
-            deployment.clinical, paths, progress=progress, audit=deployment.audit
+            deployment.clinical_via(IngestEdge.IMPORT),
+            paths,
+            progress=progress,
+            audit=deployment.audit,
         )
     summary.report(sys.stdout)
     return 1 if summary.failed else 0

@@ -21,9 +21,12 @@ from datetime import datetime
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
-from radcase_pacs.metrics import Metrics
+from radcase_pacs.metrics import IngestEdge, Metrics
 from radcase_pacs.settings import Settings
-from storage.archive import Archive
+from storage.archive import Archive, IngestObserver
+from storage.database.base import Database
+from storage.index.base import Index
+from storage.index.sql import SqlIndex
 from storage.namespaces import namespaced_url
 from storage.stores import Stores
 from storage.urls import open_blobs, open_cache, open_database, open_index, with_durability
@@ -34,12 +37,14 @@ from teaching.learning.service import LearningService, utc_now
 
 @dataclass(frozen=True)
 class Deployment:
-    """What one process serves from. ``clinical`` is the clinical archive as every edge that
+    """What one process serves from. ``clinical`` is the clinical archive as anything that
     takes instances in must use it (its ingests counted in ``metrics`` and run through KOS
-    intake); ``archive`` the same stores with no ingest observers, for copying what another
-    deployment already took in (``migrate``: a copy is not a new arrival, and intake there
-    would make every teaching-file KOS a second draft case); ``teaching`` the de-identified
-    collection; the rest the teaching, auth and audit services."""
+    intake), and :meth:`clinical_via` the same for one named edge (STOW-RS, C-STORE,
+    ``import``), counted under its name; ``archive`` the same stores with no ingest
+    observers, for copying what another deployment already took in (``migrate``: a copy is
+    not a new arrival, and intake there would make every teaching-file KOS a second draft
+    case); ``teaching`` the de-identified collection; the rest the teaching, auth and audit
+    services."""
 
     settings: Settings
     metrics: Metrics
@@ -50,6 +55,14 @@ class Deployment:
     cases: CaseService
     learning: LearningService
     auth: AuthLayer
+    after_ingest: tuple[IngestObserver, ...] = ()
+    """What every ingest of ``clinical`` goes through besides being counted (KOS intake)."""
+
+    def clinical_via(self, edge: IngestEdge) -> Archive:
+        """``clinical`` as the edge ``edge`` (STOW-RS, C-STORE, ``import``) takes instances
+        in: the same archive and intake, its ingests counted under that edge's name, so
+        the dashboards tell a PACS that stopped sending from a web client that did."""
+        return self.archive.observed_by(self.metrics.ingest_counter(edge), *self.after_ingest)
 
     def ping(self) -> None:
         """Raise BackendFailure unless every database answers (``/healthz``)."""
@@ -113,10 +126,11 @@ def open_deployment(
     ``clock`` is the teaching layer's time (tests move through days with their own).
     ``clinical``: stores the caller has built and opened and will close itself (tests
     reuse one set of stores across backends); they are measured all the same. ``metrics``:
-    a registry to count into (one per process; a fresh one by default)."""
+    a registry to count into (one per process; a fresh one by default). The connection
+    pools of every database are sampled into it while the deployment is open."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
-        audit = AuditLog(open_database(audit_url(settings)))
+        audit = metrics.audit_log(open_database(audit_url(settings)))
         audit.open()
         stack.callback(audit.close)
 
@@ -132,7 +146,8 @@ def open_deployment(
         auth.open()
         stack.callback(auth.close)
 
-        teaching = Archive(teaching_stores(settings), tenant=settings.tenant)
+        teaching_set = teaching_stores(settings)
+        teaching = Archive(teaching_set, tenant=settings.tenant)
         cases = CaseService(
             store=CaseStore(open_database(settings.resolved_teaching_index_url)),
             clinical=base,
@@ -142,8 +157,9 @@ def open_deployment(
         cases.open()
         stack.callback(cases.close)
 
+        learning_db = open_database(settings.resolved_teaching_index_url)
         learning = LearningService.over(
-            open_database(settings.resolved_teaching_index_url),
+            learning_db,
             cases,
             clock=clock or utc_now,
             unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
@@ -151,17 +167,36 @@ def open_deployment(
         learning.open()
         stack.callback(learning.close)
 
+        pools = {
+            "index": _database_of(stores.index),
+            "teaching-index": _database_of(teaching_set.index),
+            "audit": audit.db,
+            "users": auth.users.db,
+            "cases": cases.store.db,
+            "learning": learning_db,
+        }
+        stack.enter_context(
+            metrics.pools_sampled({n: db for n, db in pools.items() if db is not None})
+        )
+
+        after_ingest = (cases.intake,)
         yield Deployment(
             settings=settings,
             metrics=metrics,
             audit=audit,
-            clinical=base.observed_by(metrics.count_ingest, cases.intake),
+            clinical=base.observed_by(metrics.ingest_counter(IngestEdge.OTHER), *after_ingest),
             archive=base,
             teaching=teaching,
             cases=cases,
             learning=learning,
             auth=auth,
+            after_ingest=after_ingest,
         )
+
+
+def _database_of(index: Index) -> Database | None:
+    """The database under an index, for its pool's figures (None for another kind)."""
+    return index.database if isinstance(index, SqlIndex) else None
 
 
 def _unknown_users(auth: AuthLayer) -> Callable[[str, Sequence[str]], list[str]]:

@@ -1,11 +1,15 @@
-"""Prometheus metrics: requests per route, ingest outcomes, cache hits and store latencies.
+"""Prometheus metrics: requests per route, ingest outcomes, cache hits, store latencies and
+failures, audit writes and database pools.
 
 ``/metrics`` answers in the Prometheus text format. Everything is measured at the edges the
 composition root owns: an ASGI middleware times every request under its route template
 (``/dicomweb/studies/{study}/metadata``, never a raw path with UIDs, which would make one
 series per study); typed wrappers that implement the store protocols time the index, blob
-store and cache calls the archive makes; and an ingest observer on the archive counts what
-every edge (STOW-RS, C-STORE, import) offered for storage. With several worker processes
+store and cache calls the archive makes and count those that fail; an ingest observer on the
+archive counts what each edge (STOW-RS, C-STORE, import) offered for storage, by outcome; the
+audit log counts the entries it wrote and failed to write; and the database pools are
+sampled (:mod:`radcase_pacs.pool_metrics`). The Grafana dashboard and the Prometheus alerts
+in ``deploy/`` read these names, and a test holds them to it. With several worker processes
 (``serve --workers N``) each process writes its values to the folder named by
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, whichever process answers the
 scrape.
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, BinaryIO
 
 from prometheus_client import (
@@ -28,16 +34,20 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.archive import Archive, IngestOutcome
+from radcase_pacs.audit.store import AuditEntry, AuditLog
+from radcase_pacs.pool_metrics import PoolMetrics, PoolSampler
+from storage.archive import Archive, IngestObserver, IngestOutcome
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, BlobStore, PartialWrite, Staged
 from storage.cache.base import Cache
-from storage.errors import BackendFailure, InstanceRejected
+from storage.database.base import Database
+from storage.errors import ArchiveError, BackendFailure, InstanceRejected
 from storage.index.base import Index
 from storage.query import Query
 from storage.records import (
@@ -57,6 +67,18 @@ STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 UNMATCHED = "unmatched"
 
 
+def share_folder(folder: str) -> None:
+    """Make this process, and the worker processes it starts, write their metrics to
+    ``folder``, from which ``/metrics`` sums them whichever process answers.
+
+    prometheus_client chooses where values live (in memory or in the folder) when it is
+    first imported, which in ``serve`` happens before the folder exists: it is chosen again
+    here, before any metric of the deployment is made, or what this process alone counts
+    (the DIMSE listener's associations and C-STORE ingests) would never reach a scrape."""
+    os.environ[MULTIPROCESS_ENV] = folder
+    prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
+
+
 @dataclass(frozen=True)
 class Metrics:
     """The server's metrics in one registry (a fresh one per app, so tests don't collide)."""
@@ -67,8 +89,12 @@ class Metrics:
     ingests: Counter
     cache: Counter
     store_latency: Histogram
+    store_errors: Counter
     associations: Counter
     open_associations: Gauge
+    audit_writes: Counter
+    pools: PoolMetrics
+    _before_exposition: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def create(cls) -> Metrics:
@@ -90,8 +116,10 @@ class Metrics:
             ),
             ingests=Counter(
                 "radcase_ingests",
-                "Instances offered for storage (STOW-RS, C-STORE, import), by outcome",
-                ["outcome"],
+                "Instances offered for storage, by the edge they came through (stow-rs, "
+                "c-store, import) and outcome (stored, already-present, rejected: the sender's "
+                "problem, failed: a backend's)",
+                ["edge", "outcome"],
                 registry=registry,
             ),
             cache=Counter(
@@ -107,6 +135,13 @@ class Metrics:
                 buckets=STORE_BUCKETS,
                 registry=registry,
             ),
+            store_errors=Counter(
+                "radcase_store_errors",
+                "Index, blob store and cache operations that failed (a backend fault such as an "
+                "S3 error or a lost connection; an absent key is an answer, not a failure)",
+                ["store", "operation"],
+                registry=registry,
+            ),
             associations=Counter(
                 "radcase_dimse_associations",
                 "DIMSE associations by outcome: accepted, rejected, released or aborted",
@@ -119,24 +154,60 @@ class Metrics:
                 registry=registry,
                 multiprocess_mode="livesum",
             ),
+            audit_writes=Counter(
+                "radcase_audit_writes",
+                "Audit log entries by result (written or failed); a request whose entry "
+                "failed was refused (HTTP 503, DIMSE 0xA700), never served unrecorded",
+                ["result"],
+                registry=registry,
+            ),
+            pools=PoolMetrics.create(registry),
         )
 
     def instrument(self, stores: Stores) -> Stores:
-        """The same stores, each operation timed and cache lookups counted (they share the
-        inner stores' connections: opening either opens both)."""
+        """The same stores, each operation timed, its failures and the cache's hits and
+        misses counted (they share the inner stores' connections: opening either opens
+        both)."""
         return Stores(
-            index=TimedIndex(stores.index, self.store_latency),
-            blobs=TimedBlobStore(stores.blobs, self.store_latency),
-            cache=CountedCache(stores.cache, self.store_latency, self.cache),
+            index=TimedIndex(stores.index, self.store_latency, self.store_errors),
+            blobs=TimedBlobStore(stores.blobs, self.store_latency, self.store_errors),
+            cache=CountedCache(stores.cache, self.store_latency, self.store_errors, self.cache),
         )
 
-    def count_ingest(self, archive: Archive, outcome: IngestOutcome) -> None:
-        """An ingest observer: one count per instance offered, whichever edge offered it."""
-        label = "rejected" if isinstance(outcome, InstanceRejected) else str(outcome.outcome)
-        self.ingests.labels(label).inc()
+    def ingest_counter(self, edge: IngestEdge) -> IngestObserver:
+        """An ingest observer counting each instance offered through ``edge`` by outcome."""
+        ingests = self.ingests
+
+        def count(archive: Archive, outcome: IngestOutcome) -> None:
+            ingests.labels(edge, outcome_label(outcome)).inc()
+
+        return count
+
+    def audit_log(self, db: Database) -> AuditLog:
+        """The audit log over ``db``, its writes counted."""
+        return CountedAuditLog(db, self.audit_writes)
+
+    @contextmanager
+    def pools_sampled(self, pools: Mapping[str, Database]) -> Iterator[None]:
+        """The figures of the connection pools of ``pools`` (role name to database) in
+        every exposition and, from a thread, every second, while the block runs (see
+        :mod:`radcase_pacs.pool_metrics`). Nothing runs when none of them has a pool."""
+        if all(database.pool_stats() is None for database in pools.values()):
+            yield
+            return
+        sampler = PoolSampler(self.pools, pools)
+        self._before_exposition.append(sampler.sample)
+        sampler.start()
+        try:
+            yield
+        finally:
+            sampler.stop()
+            self._before_exposition.remove(sampler.sample)
 
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
+        for refresh in list(self._before_exposition):
+            refresh()
         if os.environ.get(MULTIPROCESS_ENV):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -148,6 +219,26 @@ class Metrics:
             return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
 
         return metrics
+
+
+class IngestEdge(StrEnum):
+    """Where instances come in: the ``edge`` label of ``radcase_ingests_total``."""
+
+    STOW_RS = "stow-rs"
+    C_STORE = "c-store"
+    IMPORT = "import"
+    OTHER = "other"
+    """Code that ingests through the deployment's archive directly (tests, embedding)."""
+
+
+def outcome_label(outcome: IngestOutcome) -> str:
+    """The ``outcome`` label of one ingest: the archive's own outcome when it stored the
+    instance (``stored``, ``already-present``), else who is to blame."""
+    if isinstance(outcome, InstanceRejected):
+        return "rejected"
+    if isinstance(outcome, BackendFailure):
+        return "failed"
+    return str(outcome.outcome)
 
 
 class MetricsMiddleware:
@@ -191,17 +282,19 @@ def _route_template(scope: Scope, outer_root: str) -> str:
 
 
 class TimedIndex:
-    """An :class:`~storage.index.base.Index` that times each operation of the one it wraps."""
+    """An :class:`~storage.index.base.Index` that times each operation of the one it wraps
+    and counts those that fail."""
 
-    def __init__(self, inner: Index, histogram: Histogram) -> None:
+    def __init__(self, inner: Index, histogram: Histogram, errors: Counter) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("index", operation).observe)
+        return _Timer(self._histogram, self._errors, "index", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -285,18 +378,20 @@ class TimedIndex:
 
 class TimedBlobStore:
     """A :class:`~storage.blobs.base.BlobStore` that times each operation of the one it
-    wraps (a stream until it is exhausted)."""
+    wraps (a stream until it is exhausted) and counts those that fail (S3 errors, a full or
+    failing disk)."""
 
-    def __init__(self, inner: BlobStore, histogram: Histogram) -> None:
+    def __init__(self, inner: BlobStore, histogram: Histogram, errors: Counter) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
         self.local = inner.local
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("blobs", operation).observe)
+        return _Timer(self._histogram, self._errors, "blobs", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -365,19 +460,22 @@ class TimedBlobStore:
 
 
 class CountedCache:
-    """A :class:`~storage.cache.base.Cache` that times each operation of the one it wraps
-    and counts the hits and misses of ``get``."""
+    """A :class:`~storage.cache.base.Cache` that times each operation of the one it wraps,
+    counts those that fail, and counts the hits and misses of ``get``."""
 
-    def __init__(self, inner: Cache, histogram: Histogram, lookups: Counter) -> None:
+    def __init__(
+        self, inner: Cache, histogram: Histogram, errors: Counter, lookups: Counter
+    ) -> None:
         self._inner = inner
         self._histogram = histogram
+        self._errors = errors
         self._lookups = lookups
 
     def __repr__(self) -> str:
         return repr(self._inner)
 
     def _timed(self, operation: str) -> _Timer:
-        return _Timer(self._histogram.labels("cache", operation).observe)
+        return _Timer(self._histogram, self._errors, "cache", operation)
 
     def open(self) -> None:
         self._inner.open()
@@ -404,17 +502,50 @@ class CountedCache:
             return self._inner.incr(key, ttl)
 
 
+class CountedAuditLog(AuditLog):
+    """An :class:`~radcase_pacs.audit.store.AuditLog` that counts each entry written and
+    each it failed to write (whatever the reason: the entry is missing either way)."""
+
+    def __init__(self, db: Database, writes: Counter) -> None:
+        super().__init__(db)
+        self._written = writes.labels("written")
+        self._failed = writes.labels("failed")
+
+    def record(self, entry: AuditEntry) -> None:
+        try:
+            super().record(entry)
+        except Exception:
+            self._failed.inc()
+            raise
+        self._written.inc()
+
+
 class _Timer:
-    """Observes the seconds spent inside a ``with`` block, whether it returns or raises."""
+    """Observes the seconds one store operation spends inside a ``with`` block, whether it
+    returns or raises, and counts it in ``errors`` when what it raises is a store's failure
+    (:func:`is_store_failure`; the error's series is looked up only then)."""
 
-    __slots__ = ("_observe", "_started")
+    __slots__ = ("_errors", "_histogram", "_labels", "_started")
 
-    def __init__(self, observe: Callable[[float], None]) -> None:
-        self._observe = observe
+    def __init__(self, histogram: Histogram, errors: Counter, store: str, operation: str) -> None:
+        self._histogram = histogram
+        self._errors = errors
+        self._labels = (store, operation)
         self._started = 0.0
 
     def __enter__(self) -> None:
         self._started = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
-        self._observe(time.perf_counter() - self._started)
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        self._histogram.labels(*self._labels).observe(time.perf_counter() - self._started)
+        if error is not None and is_store_failure(error):
+            self._errors.labels(*self._labels).inc()
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """Whether a store operation raising ``error`` failed: a BackendFailure, or an exception
+    the store should have translated and did not. The archive's other errors are answers
+    (NotFound: no such key), and GeneratorExit is a reader that stopped early."""
+    if isinstance(error, ArchiveError):
+        return isinstance(error, BackendFailure)
+    return isinstance(error, Exception)

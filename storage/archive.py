@@ -97,13 +97,14 @@ class BulkData:
     frames: FrameSet | None = None
 
 
-IngestOutcome = IngestResult | InstanceRejected
-"""What became of one instance offered for storage: stored (or already there), or refused."""
+IngestOutcome = IngestResult | InstanceRejected | BackendFailure
+"""What became of one instance offered for storage: stored (or already there), refused (the
+sender's problem), or not stored because a backend failed (the server's problem)."""
 
 IngestObserver = Callable[["Archive", IngestOutcome], None]
 """Told of every ingest outcome, with the archive view that ingested it."""
 
-BatchOutcome = IngestResult | InstanceRejected | BackendFailure
+BatchOutcome = IngestOutcome
 """What became of one instance of :meth:`Archive.ingest_many`: what :meth:`Archive.ingest`
 would have returned, or the refusal or backend failure it would have raised."""
 
@@ -209,7 +210,8 @@ class Archive:
 
     def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:
         """Store one instance from a seekable file; raises InstanceRejected with a PS3.4
-        status when it cannot be stored, leaving nothing behind. Observers hear of both.
+        status when it cannot be stored, or BackendFailure when a store fails, leaving
+        nothing behind. Observers hear of all three.
         When it returns, the instance is durable (blob synced, index committed): the caller
         may acknowledge it.
 
@@ -218,7 +220,7 @@ class Archive:
         :meth:`ingest_many`."""
         try:
             result = self._ingest(source, expected_study_uid)
-        except InstanceRejected as exc:
+        except (InstanceRejected, BackendFailure) as exc:
             self._notify(exc)
             raise
         self._notify(result)
@@ -253,9 +255,9 @@ class Archive:
         asked for), then every blob is made durable at once (one sync per file, one per
         folder), then the index rows are committed in one transaction, each under a
         savepoint (a conflict refuses that instance alone), then stale cache entries are
-        dropped and observers told of each outcome, as :meth:`ingest` tells them. Nothing
-        is durable, or referenced, before that commit, so the caller acknowledges only after
-        this returns."""
+        dropped and observers told of each outcome (failures too), as :meth:`ingest` tells
+        them. Nothing is durable, or referenced, before that commit, so the caller
+        acknowledges only after this returns."""
         outcomes: list[BatchOutcome | None] = []
         batch: list[tuple[int, _Staging]] = []
         try:
@@ -281,8 +283,7 @@ class Archive:
             raise
         done = [outcome for outcome in outcomes if outcome is not None]
         for outcome in done:
-            if not isinstance(outcome, BackendFailure):
-                self._notify(outcome)
+            self._notify(outcome)
         return done
 
     def _stage(self, source: BinaryIO, expected_study_uid: str | None) -> IngestResult | _Staging:

@@ -13,6 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -42,6 +43,32 @@ def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@dataclass(frozen=True)
+class PoolStats:
+    """A connection pool at one moment (the first four) and its counts since it was opened
+    (the rest): what saturation looks like before requests start failing."""
+
+    max_size: int
+    size: int
+    """Connections open."""
+    idle: int
+    """Open connections not lent to anyone."""
+    waiting: int
+    """Requests waiting for a connection now."""
+    requests: int
+    """Connections asked for."""
+    queued: int
+    """Requests that had to wait because none was idle."""
+    failed: int
+    """Requests that got none (waited past the timeout, or too many were waiting)."""
+    wait_seconds: float
+    """Time spent waiting, all requests together."""
+
+    @property
+    def in_use(self) -> int:
+        return self.size - self.idle
+
+
 class Database(ABC):
     """One relational database; its methods raise :class:`~storage.errors.BackendFailure`
     (or :class:`~storage.errors.OutOfResources`), never a driver's own exceptions."""
@@ -66,6 +93,11 @@ class Database(ABC):
     @abstractmethod
     def read(self) -> AbstractContextManager[Cursor]:
         """A cursor for reads, each statement seeing what was committed before it."""
+
+    def pool_stats(self) -> PoolStats | None:
+        """The connection pool's figures, or None where there is no pool (SQLite: each
+        thread keeps its own connection) or it is not open."""
+        return None
 
     def ping(self) -> None:
         """Raise BackendFailure when the database cannot answer."""

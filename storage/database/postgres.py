@@ -35,7 +35,7 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from storage.database.base import Cursor, Database, sql_identifier
+from storage.database.base import Cursor, Database, PoolStats, sql_identifier
 from storage.errors import BackendFailure, OutOfResources
 
 T = TypeVar("T")
@@ -119,6 +119,23 @@ class PostgresDatabase(Database):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    def pool_stats(self) -> PoolStats | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        # psycopg_pool leaves a counter out until it first moves.
+        stats = pool.get_stats()
+        return PoolStats(
+            max_size=stats["pool_max"],
+            size=stats["pool_size"],
+            idle=stats["pool_available"],
+            waiting=stats.get("requests_waiting", 0),
+            requests=stats.get("requests_num", 0),
+            queued=stats.get("requests_queued", 0),
+            failed=stats.get("requests_errors", 0),
+            wait_seconds=stats.get("requests_wait_ms", 0) / 1000,
+        )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -1,7 +1,7 @@
 """Every edge that takes instances in (STOW-RS, C-STORE, ``import``) goes through the one
 clinical archive of the deployment, so each leaves the same traces: the instances counted in
 /metrics, an audit entry per stored object naming its study, and a teaching-file KOS turned
-into a draft case."""
+into a draft case. /metrics also names the edge each came through."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ from starlette.testclient import TestClient
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.importer import import_paths
+from radcase_pacs.metrics import IngestEdge
 from tests.factories import make_instance, multipart_body, to_bytes
 from tests.radcase_pacs.dimse.conftest import dimse_settings
 from tests.radcase_pacs.test_metrics import samples, value
 from tests.teaching.kos_builder import TEACHING_FILE_EXPORT_IHE, build_kos
 
 ACTIONS = {"stow": "clinical.store", "cstore": "dimse.store", "import": "import.store"}
+EDGES = {"stow": "stow-rs", "cstore": "c-store", "import": "import"}
 
 
 def image_and_kos() -> list[Dataset]:
@@ -37,7 +39,11 @@ def image_and_kos() -> list[Dataset]:
 @pytest.fixture
 def dimse(tmp_path: Path, deployment: Deployment) -> Iterator[DimseServer]:
     """The DIMSE listener as ``serve`` runs it: over the deployment's clinical archive."""
-    server = DimseServer(dimse_settings(tmp_path), deployment.clinical, audit=deployment.audit)
+    server = DimseServer(
+        dimse_settings(tmp_path),
+        deployment.clinical_via(IngestEdge.C_STORE),
+        audit=deployment.audit,
+    )
     server.start()
     yield server
     server.stop()
@@ -71,7 +77,12 @@ def by_import(deployment: Deployment, folder: Path, datasets: list[Dataset]) -> 
     folder.mkdir()
     for number, ds in enumerate(datasets):
         (folder / f"{number}.dcm").write_bytes(to_bytes(ds))
-    summary = import_paths(deployment.clinical, [folder], audit=deployment.audit, progress=False)
+    summary = import_paths(
+        deployment.clinical_via(IngestEdge.IMPORT),
+        [folder],
+        audit=deployment.audit,
+        progress=False,
+    )
     assert (summary.stored, summary.failed) == (2, [])
 
 
@@ -89,8 +100,11 @@ def test_stow_cstore_and_import_leave_the_same_traces(
         cases_before = client.get("/api/cases").json()["total"]
         send([image, kos])
 
-        stored = value(samples(client), "radcase_ingests_total", outcome="stored")
+        after = samples(client)
+        stored = value(after, "radcase_ingests_total", outcome="stored")
         assert stored - value(before, "radcase_ingests_total", outcome="stored") == 2, edge
+        through = value(after, "radcase_ingests_total", edge=EDGES[edge], outcome="stored")
+        assert through - value(before, "radcase_ingests_total", edge=EDGES[edge]) == 2, edge
 
         _, entries = deployment.audit.search(None, action=ACTIONS[edge], limit=10)
         mine = [e for e in entries if e.study_uid == image.StudyInstanceUID]
@@ -123,5 +137,7 @@ def test_a_refused_instance_is_counted_whichever_edge_refused_it(
         assert assoc.send_c_store(bad).Status == 0xA900
     finally:
         assoc.release()
-    after = value(samples(client), "radcase_ingests_total", outcome="rejected")
-    assert after - before == 2
+    found = samples(client)
+    assert value(found, "radcase_ingests_total", outcome="rejected") - before == 2
+    for edge in ("stow-rs", "c-store"):
+        assert value(found, "radcase_ingests_total", edge=edge, outcome="rejected") == 1, edge

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydicom.uid import generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 from radcase_pacs.settings import Settings
 from storage.blobs.filesystem import FilesystemBlobStore
@@ -19,7 +21,7 @@ from storage.index.sqlite import SqliteIndex
 from storage.stores import Stores
 from tests.apps import served
 from tests.backends import PrivateRedis
-from tests.factories import make_instance, multipart_body, to_bytes
+from tests.factories import free_port, make_instance, multipart_body, to_bytes
 from tests.serving import production_environment, serve
 
 FRAME = {"Accept": "application/octet-stream"}
@@ -107,24 +109,41 @@ def test_two_processes_sharing_postgres_redis_and_s3_answer_as_one(
 def test_workers_share_one_port_and_their_metrics_add_up(
     production_env: dict[str, str],
 ) -> None:
+    """The HTTP workers' counts add up in /metrics, and so do those of the supervising
+    process, which alone runs the DIMSE listener, and every process's database pools."""
     ds = make_instance()
-    with serve(production_env, "--workers", "2") as base:
+    dimse_port = free_port()
+    env = {**production_env, "RADCASE_DIMSE_PORT": str(dimse_port), "RADCASE_AE_TITLE": "PACS"}
+    with serve(env, "--workers", "2") as base:
         store(base, ds)
         for _ in range(30):
             response = httpx.get(f"{base}/dicomweb/studies", params={"PatientID": "PID1"})
             assert response.status_code == 200 and len(response.json()) == 1
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", dimse_port, ae_title="PACS")
+        assert assoc.is_established
+        try:
+            assert assoc.send_c_store(make_instance()).Status == 0x0000
+        finally:
+            assoc.release()
         text = httpx.get(f"{base}/metrics").text
-    counted = 0.0
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name == "radcase_http_requests_total"
-                and labels.get("route") == "/dicomweb/studies"
-                and labels.get("method") == "GET"
-            ):
-                counted += sample.value
-    assert counted == 30
+            key = (sample.name, frozenset(sample.labels.items()))
+            found[key] = found.get(key, 0.0) + sample.value
+
+    def total(name: str, **labels: str) -> float:
+        wanted = frozenset(labels.items())
+        return sum(v for (n, have), v in found.items() if n == name and wanted <= have)
+
+    assert total("radcase_http_requests_total", route="/dicomweb/studies", method="GET") == 30
+    assert total("radcase_ingests_total", edge="stow-rs", outcome="stored") == 1
+    assert total("radcase_ingests_total", edge="c-store", outcome="stored") == 1
+    assert total("radcase_dimse_associations_total", outcome="accepted") == 1
+    # Three processes (the supervisor and two workers), each with the default pool_max of 10.
+    assert total("radcase_db_pool_max_connections", pool="index") == 30
 
 
 def test_a_redis_outage_slows_requests_but_fails_none(
