@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -37,8 +38,14 @@ import jwt
 from radcase_pacs.auth.principal import Principal
 from radcase_pacs.auth.users import LiveSession, User, UserStore
 from storage.cache.base import Cache
+from storage.cache.memory import MemoryCache
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
+# Login-failure counts kept in this process while the shared cache cannot count: about a
+# hundred bytes per username or address counted, so tens of thousands fit.
+LOCAL_COUNTS_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,14 @@ def _principal(live: LiveSession) -> Principal:
 
 class LoginThrottle:
     """Fixed-window counts of failed logins per username and per client address; over the
-    limit, logins are refused (429) until the window ends, right password or not."""
+    limit, logins are refused (429) until the window ends, right password or not.
+
+    The counts are kept in the shared cache, so that every process sees every failure. While
+    the cache cannot count (Redis down: its ``incr`` answers 0), this process counts the
+    failures itself rather than dropping them, so an outage gives a password-guessing run no
+    free attempts; each process then has its own count (N processes allow up to N times the
+    limit until Redis is back). A login is refused when the shared and local counts together
+    reach the limit."""
 
     PREFIX = "login-failures/"
 
@@ -180,17 +194,29 @@ class LoginThrottle:
         self.cache = cache
         self.max_failures = max_failures
         self.window = window
+        self.local = MemoryCache(max_bytes=LOCAL_COUNTS_BYTES)
+        self._counting_locally = False
 
     def _keys(self, username: str, address: str) -> tuple[str, str]:
         name = hashlib.sha256(username.casefold().encode("utf-8")).hexdigest()[:32]
         return f"{self.PREFIX}user/{name}", f"{self.PREFIX}addr/{address}"
 
+    def _count(self, key: str) -> int:
+        return int(self.cache.get(key) or 0) + int(self.local.get(key) or 0)
+
     def blocked(self, username: str, address: str) -> bool:
         user_key, address_key = self._keys(username, address)
-        user_count = int(self.cache.get(user_key) or 0)
-        address_count = int(self.cache.get(address_key) or 0)
-        return user_count >= self.max_failures or address_count >= self.max_failures * 5
+        return (
+            self._count(user_key) >= self.max_failures
+            or self._count(address_key) >= self.max_failures * 5
+        )
 
     def failed(self, username: str, address: str) -> None:
         for key in self._keys(username, address):
-            self.cache.incr(key, self.window)
+            if self.cache.incr(key, self.window):
+                self._counting_locally = False
+                continue
+            if not self._counting_locally:
+                self._counting_locally = True
+                log.warning("the cache cannot count failed logins: counting them in this process")
+            self.local.incr(key, self.window)

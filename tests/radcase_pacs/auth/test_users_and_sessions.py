@@ -16,8 +16,9 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.sessions import ALGORITHM, LoginThrottle, Sessions
 from radcase_pacs.auth.users import Taken, UserStore
 from storage.cache.memory import MemoryCache
+from storage.cache.redis import RedisCache
 from storage.urls import open_cache, open_database
-from tests.backends import REDIS_URL
+from tests.backends import REDIS_URL, PrivateRedis
 
 FAST_ROUNDS = 4
 
@@ -219,6 +220,32 @@ def test_of_two_refreshes_with_one_token_only_one_wins(users: UserStore) -> None
         # The other one is a replay, whether it came a moment late or at the same instant: the
         # session ends, the winner's new tokens with it.
         assert sessions.verify(winners[0].access_token) is None
+
+
+def test_failed_logins_are_counted_in_the_process_while_redis_is_down(
+    private_redis: PrivateRedis,
+) -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{private_redis.port}/0", prefix="t:", retry_after=0.2)
+    cache.open()
+    throttle = LoginThrottle(cache, max_failures=4, window=60)
+    for _ in range(2):
+        throttle.failed("olga", "10.0.0.1")
+    private_redis.kill()
+    for _ in range(4):
+        assert not throttle.blocked("pat", "10.0.0.2")
+        throttle.failed("pat", "10.0.0.2")
+    assert throttle.blocked("pat", "10.0.0.2"), "counted while Redis is down"
+    for _ in range(2):
+        throttle.failed("olga", "10.0.0.1")
+    assert not throttle.blocked("olga", "10.0.0.1")  # the two from before are out of reach
+    private_redis.start()  # empty: this Redis keeps nothing across a kill
+    time.sleep(0.3)  # the cache leaves Redis alone for retry_after after a failure
+    assert throttle.blocked("pat", "10.0.0.2"), "the outage's counts last their window"
+    throttle.failed("olga", "10.0.0.1")
+    assert not throttle.blocked("olga", "10.0.0.1")
+    throttle.failed("olga", "10.0.0.1")
+    assert throttle.blocked("olga", "10.0.0.1"), "two in Redis again, two from the outage"
+    cache.close()
 
 
 def test_failed_logins_are_throttled_per_user_and_per_address(cache: object) -> None:
