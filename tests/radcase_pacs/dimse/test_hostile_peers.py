@@ -158,6 +158,7 @@ def test_the_limit_counts_associations_not_connections(guarded: DimseServer) -> 
         assert fifth.is_rejected
         # PS3.8 Table 9-21: rejected-transient, service-provider (presentation), local limit.
         rejection = fifth.acceptor.primitive
+        assert rejection is not None
         assert (rejection.result, rejection.result_source, rejection.diagnostic) == (2, 3, 2)
         held[0].release()
         assert _wait(lambda: guarded.slots.in_use() == 3, 5)
