@@ -159,6 +159,8 @@ class GuardedSocket(socket.socket):
     _network_timeout: float
     _refused: Refusal | None
     peer: str
+    accepted_at: float
+    """When the connection was accepted (``time.monotonic()``): the ARTIM time runs from it."""
 
     @classmethod
     def adopt(
@@ -173,7 +175,8 @@ class GuardedSocket(socket.socket):
         sock = cls(accepted.family, accepted.type, accepted.proto, fileno=accepted.detach())
         sock._framing = PduFraming(max_pdu)
         sock._artim = artim
-        sock._deadline = time.monotonic() + artim
+        sock.accepted_at = time.monotonic()
+        sock._deadline = sock.accepted_at + artim
         sock._network_timeout = network_timeout
         sock._refused = None
         sock.peer = peer
