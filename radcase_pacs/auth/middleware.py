@@ -17,7 +17,8 @@ against the cache (:mod:`radcase_pacs.auth.sessions`), so a cache outage changes
 When the database cannot answer, a request that needs a principal is refused with 503 and a
 Retry-After, never 401: a 401 tells a client its credentials are bad, and clients answer it by
 discarding their token and signing in again, which would fail too. A route that needs none
-goes on without one (``/healthz`` keeps answering for a browser that sends its cookie).
+(static files, the sign-in form, ``/healthz``) goes on without one, even when the request
+carries credentials.
 """
 
 from __future__ import annotations
