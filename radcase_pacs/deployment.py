@@ -104,9 +104,10 @@ def audit_url(settings: Settings) -> str:
 
 
 def auth_layer(settings: Settings) -> AuthLayer:
-    """Users in the clinical index's database; sessions and login counters in a cache
+    """Users and the session registry in the clinical index's database (``radcase-pacs
+    user`` ends the very sessions the server checks); login-failure counts in a cache
     namespace of their own, so that no key the archive makes can meet one of theirs (not
-    opened). ``radcase-pacs user`` reaches the very sessions the server checks through it."""
+    opened)."""
     users = UserStore(
         open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
     )

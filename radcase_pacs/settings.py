@@ -100,8 +100,22 @@ class Settings(BaseSettings):
         "", description="Calling AE titles allowed to associate, comma-separated; empty: any"
     )
     dimse_max_associations: int = Field(16, ge=1, le=1000)
+    dimse_max_associations_per_address: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Associations one calling address may hold at once (at most "
+        "dimse_max_associations)",
+    )
     dimse_max_pdu: int = Field(262144, ge=0, description="0: no limit (PS3.8 §9.3.1)")
     dimse_acse_timeout: float = Field(30.0, gt=0)
+    dimse_artim_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Seconds from a connection to its complete A-ASSOCIATE-RQ (PS3.8 §9.1.5 "
+        "ARTIM); a connection that sends none is closed",
+    )
     dimse_timeout: float = Field(60.0, gt=0)
     dimse_network_timeout: float = Field(60.0, gt=0)
     dimse_connect_timeout: float = Field(10.0, gt=0)

@@ -51,7 +51,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from radcase_pacs.deployment import auth_layer
 
     layer = auth_layer(settings)
-    layer.cache.open()
     layer.users.open()
     try:
         return _run(layer, settings, args)

@@ -1,6 +1,6 @@
-"""The auth layer as the deployment assembles it: the user store in the clinical index
-database, sessions and login counters in a cache of their own, the first admin on an empty
-deployment."""
+"""The auth layer as the deployment assembles it: users and the session registry in the
+clinical index database, login-failure counts in a cache namespace of their own, the first
+admin on an empty deployment."""
 
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ from radcase_pacs.settings import Settings
 from storage.cache.base import Cache
 
 FIRST_ADMIN = "admin"
-SHARED_CACHES = ("redis://", "rediss://")
-"""Caches every process of a deployment shares, the shell's included. With any other (the
-in-process cache, or the SQLite file the workers of one ``serve`` share), a session is also
-checked against the database's registry on each request, so that ``radcase-pacs user passwd``
-run beside the server, with a cache of its own, still ends the sessions the server holds."""
 
 
 class AuthLayer:
@@ -33,12 +28,10 @@ class AuthLayer:
         self.users = users
         self.cache = cache
         self.sessions = Sessions(
-            cache,
             users,
             lambda: users.signing_key(settings.auth_secret),
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
-            check_registry=not settings.cache_url.lower().startswith(SHARED_CACHES),
         )
         self.authenticator = Authenticator(self.sessions, users)
 

@@ -11,11 +11,20 @@ on them, and they reach no data.
 
 Refusals are JSON for the protocol roots; for the web app's pages they are what a browser
 needs: a redirect to the sign-in page (401) or a page saying the role may not go there (403).
+
+Credentials are checked against the users and the session registry in the database, never
+against the cache (:mod:`radcase_pacs.auth.sessions`), so a cache outage changes nothing here.
+When the database cannot answer, a request that needs a principal is refused with 503 and a
+Retry-After, never 401: a 401 tells a client its credentials are bad, and clients answer it by
+discarding their token and signing in again, which would fail too. A route that needs none
+(static files, the sign-in form, ``/healthz``) goes on without one, even when the request
+carries credentials.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -28,7 +37,18 @@ from radcase_pacs.auth.policy import Rule, rule_for
 from radcase_pacs.auth.principal import Principal, Role, attach
 from radcase_pacs.auth.sessions import Sessions
 from radcase_pacs.auth.users import API_KEY_PREFIX, UserStore
-from storage.errors import ArchiveError
+from storage.errors import BackendFailure
+
+log = logging.getLogger(__name__)
+
+UNCHECKED = "credentials cannot be checked right now (the user database is unavailable)"
+RETRY_AFTER_SECONDS = 5
+"""Retry-After of a 503 for unchecked credentials: a database restart or failover takes
+seconds, and a client should neither hammer nor give up."""
+
+
+class Unchecked(Exception):
+    """The credentials presented could not be checked: a store failed, not the client."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,13 @@ class AuthMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         rule = rule_for(scope["method"], scope["path"])
-        principal, by_cookie = await self._principal(headers)
+        try:
+            principal, by_cookie = await self._principal(headers)
+        except Unchecked:
+            if rule is None or rule.roles is not None:
+                await self._refuse(scope, send, 503, UNCHECKED, rule)
+                return
+            principal, by_cookie = None, False
         if principal is not None:
             attach(scope, principal)
             scope["state"][browser.BY_COOKIE] = by_cookie
@@ -139,6 +165,8 @@ class AuthMiddleware:
         ]
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="radcase"'))
+        if status == 503:
+            headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
         origin = dict(scope["headers"]).get(b"origin")
         allowed = "*" in self.cors_origins or (origin or b"").decode() in self.cors_origins
         if origin is not None and allowed:
@@ -148,7 +176,8 @@ class AuthMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _principal(self, headers: dict[str, str]) -> tuple[Principal | None, bool]:
-        """The principal and whether the session cookie (rather than a header) named it."""
+        """The principal and whether the session cookie (rather than a header) named it;
+        :class:`Unchecked` when the database could not tell."""
         authorization = headers.get("authorization", "")
         api_key = headers.get("x-api-key", "")
         cookie = "" if authorization or api_key else browser.cookie_value(headers)
@@ -160,13 +189,16 @@ class AuthMiddleware:
                 return found, found is not None
             found = await run_in_threadpool(self.authenticator.principal, authorization, api_key)
             return found, False
-        except ArchiveError:
-            return None, False
+        except BackendFailure as exc:
+            log.warning("credentials not checked, the user database failed: %s", exc)
+            raise Unchecked from exc
 
 
 async def _refuse_page(scope: Scope, send: Send, status: int, detail: str) -> None:
     """401 on a page: to the sign-in form, back here afterwards (GET only: a form's post
-    cannot be replayed). 403: a short page saying so, with a way home."""
+    cannot be replayed). 403: a short page saying so, with a way home; 503: a page saying to
+    try again in a moment (the session is not ended: the same page works once the database
+    answers)."""
     if status == 401:
         here = scope["path"] if scope["method"] == "GET" else "/"
         query = scope.get("query_string", b"").decode("latin-1")
@@ -176,15 +208,21 @@ async def _refuse_page(scope: Scope, send: Send, status: int, detail: str) -> No
         await send({"type": "http.response.start", "status": 303, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
+    title, text = "Not allowed", f"{detail.capitalize()}."
+    if status == 503:
+        title = "Try again in a moment"
+        text = "The server cannot check your sign-in right now. You are still signed in."
     body = (
-        '<!doctype html><html lang="en"><meta charset="utf-8"><title>Not allowed</title>'
-        f'<main><h1>Not allowed</h1><p>{detail.capitalize()}.</p><p><a href="/">Home</a></p>'
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{title}</title>'
+        f'<main><h1>{title}</h1><p>{text}</p><p><a href="/">Home</a></p>'
         "</main></html>"
     ).encode()
     headers = [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
     ]
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

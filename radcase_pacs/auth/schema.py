@@ -61,4 +61,12 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: times written before one form was used everywhere (no fraction at whole seconds).
     rewrite_older_forms(TIME_COLUMNS),
+    # 3: the registry decides a session's validity on every request, the cache no longer:
+    # it keeps the digests of the refresh token and of the browser cookie's secret. Sessions
+    # from before have neither; their access tokens work until they expire, then one new
+    # sign-in.
+    [
+        "ALTER TABLE user_sessions ADD COLUMN refresh_digest TEXT",
+        "ALTER TABLE user_sessions ADD COLUMN cookie_digest TEXT",
+    ],
 ]

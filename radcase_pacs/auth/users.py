@@ -43,6 +43,18 @@ class ApiKey:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class LiveSession:
+    """A session of the registry that has not ended, of a user who is not disabled."""
+
+    sid: str
+    username: str
+    tenant: str
+    role: Role
+    refresh_digest: str | None
+    cookie_digest: str | None
+
+
 class Taken(ValueError):
     """A username or institution name that already exists."""
 
@@ -187,16 +199,49 @@ class UserStore(Tables):
             cur.execute(f"UPDATE users SET {assignment}, updated_at = ? WHERE {where}", params)
         return True
 
-    # -- login sessions (the registry; live records are in the cache) ---------------------
+    # -- login sessions (the registry, which decides whether one is valid) ----------------
 
-    def register_session(self, sid: str, username: str, expires_at: datetime) -> None:
+    def register_session(
+        self,
+        sid: str,
+        username: str,
+        expires_at: datetime,
+        *,
+        refresh_digest: str | None = None,
+        cookie_digest: str | None = None,
+    ) -> None:
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM user_sessions WHERE expires_at < ?", (now_text(),))
             cur.execute(
-                "INSERT INTO user_sessions (sid, username, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (sid, username, now_text(), to_text(expires_at)),
+                "INSERT INTO user_sessions (sid, username, created_at, expires_at, "
+                "refresh_digest, cookie_digest) VALUES (?, ?, ?, ?, ?, ?)",
+                (sid, username, now_text(), to_text(expires_at), refresh_digest, cookie_digest),
             )
+
+    def live_session(self, sid: str) -> LiveSession | None:
+        """The session ``sid`` with its user's tenant and role, if it has not ended and its
+        user is enabled: the check of every request that a session authenticates."""
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT s.sid, s.username, u.tenant, u.role, s.refresh_digest, s.cookie_digest "
+                "FROM user_sessions s JOIN users u ON u.username = s.username "
+                "WHERE s.sid = ? AND s.expires_at >= ? AND u.disabled = 0",
+                (sid, now_text()),
+            ).fetchone()
+        if row is None:
+            return None
+        return LiveSession(str(row[0]), str(row[1]), str(row[2]), Role(row[3]), row[4], row[5])
+
+    def rotate_refresh(self, sid: str, spent: str, fresh: str) -> bool:
+        """Replace the refresh digest ``spent`` by ``fresh``; False when ``spent`` is no longer
+        the session's (another refresh used it first)."""
+        with self.db.transaction() as cur:
+            row = cur.execute(
+                "UPDATE user_sessions SET refresh_digest = ? "
+                "WHERE sid = ? AND refresh_digest = ? RETURNING sid",
+                (fresh, sid, spent),
+            ).fetchone()
+        return row is not None
 
     def session_ids(self, username: str) -> list[str]:
         with self.db.read() as cur:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -55,7 +56,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from pynetdicom.transport import ThreadedAssociationServer
 
 from radcase_pacs.audit.dimse import association_entry, identifier_summary, stored_study
 from radcase_pacs.audit.store import Action, AuditLog
@@ -67,6 +67,7 @@ from radcase_pacs.dimse.identifiers import (
     find,
     parse_find,
 )
+from radcase_pacs.dimse.listener import PYNETDICOM_CEILING, Admission, Listener
 from radcase_pacs.dimse.peers import Peer
 from radcase_pacs.dimse.retrieve import (
     Accepted,
@@ -75,6 +76,7 @@ from radcase_pacs.dimse.retrieve import (
     parse_retrieve,
     requested_contexts,
 )
+from radcase_pacs.dimse.slots import AssociationSlots
 from radcase_pacs.dimse.statuses import (
     archive_failure,
     association,
@@ -152,13 +154,16 @@ class DimseServer:
         self._open: set[int] = set()
         """The associations accepted and not yet ended, by id (for the gauge)."""
         self.peers: dict[str, Peer] = settings.peers
-        self._server: ThreadedAssociationServer | None = None
+        self.slots = AssociationSlots(
+            settings.dimse_max_associations, settings.dimse_max_associations_per_address
+        )
+        self._server: Listener | None = None
         self.ae = self._application_entity()
 
     def _application_entity(self) -> AE:
         s = self.settings
         ae = AE(ae_title=s.ae_title)
-        ae.maximum_associations = s.dimse_max_associations
+        ae.maximum_associations = PYNETDICOM_CEILING  # the slots decide (listener.py)
         ae.maximum_pdu_size = s.dimse_max_pdu
         ae.acse_timeout = s.dimse_acse_timeout
         ae.dimse_timeout = s.dimse_timeout
@@ -200,8 +205,22 @@ class DimseServer:
                 (evt.EVT_RELEASED, self._counted("released")),
                 (evt.EVT_ABORTED, self._counted("aborted")),
             ]
-        address = (self.settings.host, self.settings.dimse_port)
-        self._server = self.ae.start_server(address, block=False, evt_handlers=handlers)
+        s = self.settings
+        address = (s.host, s.dimse_port)
+        admission = Admission(
+            artim=s.dimse_artim_timeout,
+            network_timeout=s.dimse_network_timeout,
+            max_pdu=s.dimse_max_pdu,
+            slots=self.slots,
+        )
+        server = cast(
+            Listener,
+            self.ae.make_server(
+                address, evt_handlers=handlers, server_class=Listener, admission=admission
+            ),
+        )
+        threading.Thread(target=server.serve_forever, name="DIMSE listener", daemon=True).start()
+        self._server = server
         log.info("DIMSE listening on %s:%d as %s", address[0], self.port, self.settings.ae_title)
 
     def stop(self) -> None:

@@ -9,6 +9,8 @@ storage), for the next person at a shared reading-room workstation.
 
 from __future__ import annotations
 
+import logging
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -16,12 +18,20 @@ from starlette.routing import Route
 
 from radcase_pacs.auth import browser
 from radcase_pacs.auth.layer import login_recorder
+from radcase_pacs.auth.middleware import RETRY_AFTER_SECONDS
 from radcase_pacs.auth.principal import Principal, principal_of
 from radcase_pacs.web.context import Web
 from radcase_pacs.web.forms import field, submitted
+from storage.errors import BackendFailure
+
+log = logging.getLogger(__name__)
 
 SIGN_IN_ROUTE = "POST /login"
 SIGN_OUT_ROUTE = "POST /logout"
+UNAVAILABLE = (
+    "Signing in is not possible for a moment: the server cannot reach its user database. "
+    "Try again shortly."
+)
 
 
 def safe_next(target: str) -> str:
@@ -62,6 +72,21 @@ def signin_routes(web: Web) -> list[Route]:
         target = safe_next(field(form, "next"))
         address = request.client.host if request.client else ""
         context = {"next": target, "username": username}
+        try:
+            return await checked(request, username, password, address, context)
+        except BackendFailure as exc:
+            log.warning("sign-in not possible, the user database failed: %s", exc)
+            context["error"] = UNAVAILABLE
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return web.pages.render(
+                request, "login.html", context, status_code=503, headers=headers
+            )
+
+    async def checked(
+        request: Request, username: str, password: str, address: str, context: dict[str, str]
+    ) -> Response:
+        """The sign-in decided against the user store (BackendFailure when it cannot be)."""
+        target = context["next"]
         if await run_in_threadpool(auth.throttle.blocked, username, address):
             message = "Too many failed sign-ins. Wait a few minutes, then try again."
             headers = {"Retry-After": str(int(auth.throttle.window))}

@@ -16,6 +16,7 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.users import UserStore
 from storage.database.base import Database
 from storage.database.tables import Tables
+from storage.database.timestamps import now_text, to_text
 from storage.urls import open_database
 from teaching.cases import schema as case_schema
 from teaching.cases.models import CaseStatus
@@ -82,17 +83,32 @@ def upgrade(tables: Tables, columns: TimeColumns, older: str) -> None:
     assert len(after) == len(before) and all(ONE_FORM.match(t) for t in after), after
 
 
+class UserStoreBeforeSessionDigests(UserStore):
+    """The user store of the releases whose session registry kept no token digests."""
+
+    migrations = auth_schema.MIGRATIONS[:2]
+
+
 def test_auth_times_are_rewritten_and_a_session_stays_alive(database: Database) -> None:
+    older = UserStoreBeforeSessionDigests(database, rounds=4)
+    older.open()
+    older.add_user("ann", "default", Role.LEARNER, "a-long-password-1")
+    now = datetime.now(UTC)
+    with database.transaction() as cur:  # as those releases registered a session
+        for sid, expires in (("s1", now + timedelta(hours=1)), ("s0", now - timedelta(hours=1))):
+            cur.execute(
+                "INSERT INTO user_sessions (sid, username, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (sid, "ann", now_text(), to_text(expires)),
+            )
+    key, _ = older.add_api_key("default", "lrs")
     users = UserStore(database, rounds=4)
-    users.open()
-    users.add_user("ann", "default", Role.LEARNER, "a-long-password-1")
-    users.register_session("s1", "ann", datetime.now(UTC) + timedelta(hours=1))
-    users.register_session("s0", "ann", datetime.now(UTC) - timedelta(hours=1))
-    key, _ = users.add_api_key("default", "lrs")
 
     upgrade(users, auth_schema.TIME_COLUMNS, "seconds")
 
     assert users.session_alive("s1") and not users.session_alive("s0")
+    live = users.live_session("s1")  # its access tokens work on; it has no digests to match
+    assert live is not None and (live.refresh_digest, live.cookie_digest) == (None, None)
     assert users.session_ids("ann") == ["s1"]
     ann = users.user("ann")
     assert ann is not None and ann.created_at.microsecond == 0 and ann.created_at.tzinfo is UTC

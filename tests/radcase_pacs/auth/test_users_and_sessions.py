@@ -1,5 +1,5 @@
-"""Users, API keys, sessions and login throttling on SQLite and PostgreSQL stores, with the
-memory and Redis caches."""
+"""Users, API keys and sessions on SQLite and PostgreSQL stores; login throttling with the
+memory and Redis caches, and in the process while Redis is down."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from radcase_pacs.auth.principal import Role
 from radcase_pacs.auth.sessions import ALGORITHM, LoginThrottle, Sessions
 from radcase_pacs.auth.users import Taken, UserStore
 from storage.cache.memory import MemoryCache
+from storage.cache.redis import RedisCache
 from storage.urls import open_cache, open_database
-from tests.backends import REDIS_URL
+from tests.backends import REDIS_URL, PrivateRedis
 
 FAST_ROUNDS = 4
 
@@ -46,8 +47,8 @@ def cache(request: pytest.FixtureRequest) -> Iterator[object]:
     store.close()  # type: ignore[attr-defined]
 
 
-def sessions_over(cache: object, users: UserStore, **kw: object) -> Sessions:
-    return Sessions(cache, users, lambda: users.signing_key(None), **kw)  # type: ignore[arg-type]
+def sessions_over(users: UserStore, **kw: int) -> Sessions:
+    return Sessions(users, lambda: users.signing_key(None), **kw)
 
 
 def test_passwords_are_stored_as_bcrypt_hashes(users: UserStore) -> None:
@@ -106,9 +107,9 @@ def test_api_keys_authenticate_until_disabled(users: UserStore) -> None:
     assert users.api_key(token) is None
 
 
-def test_an_access_token_works_until_logout(users: UserStore, cache: object) -> None:
+def test_an_access_token_works_until_logout(users: UserStore) -> None:
     user = users.add_user("erin", "hospital-a", Role.EDUCATOR, "password1")
-    sessions = sessions_over(cache, users)
+    sessions = sessions_over(users)
     tokens = sessions.login(user)
     principal = sessions.verify(tokens.access_token)
     assert principal is not None
@@ -123,9 +124,9 @@ def test_an_access_token_works_until_logout(users: UserStore, cache: object) -> 
     assert sessions.refresh(tokens.refresh_token) is None
 
 
-def test_an_expired_or_forged_access_token_is_refused(users: UserStore, cache: object) -> None:
+def test_an_expired_or_forged_access_token_is_refused(users: UserStore) -> None:
     user = users.add_user("frank", "default", Role.LEARNER, "password1")
-    sessions = sessions_over(cache, users)
+    sessions = sessions_over(users)
     tokens = sessions.login(user)
     claims = jwt.decode(tokens.access_token, sessions.signing_key, algorithms=[ALGORITHM])
     expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, sessions.signing_key, ALGORITHM)
@@ -138,10 +139,10 @@ def test_an_expired_or_forged_access_token_is_refused(users: UserStore, cache: o
 
 
 def test_a_refresh_token_is_single_use_and_its_reuse_ends_the_session(
-    users: UserStore, cache: object
+    users: UserStore,
 ) -> None:
     user = users.add_user("gina", "default", Role.LEARNER, "password1")
-    sessions = sessions_over(cache, users)
+    sessions = sessions_over(users)
     first = sessions.login(user)
     second = sessions.refresh(first.refresh_token)
     assert second is not None and second.refresh_token != first.refresh_token
@@ -151,10 +152,10 @@ def test_a_refresh_token_is_single_use_and_its_reuse_ends_the_session(
     assert sessions.refresh(second.refresh_token) is None
 
 
-def test_revoking_a_user_ends_all_their_sessions(users: UserStore, cache: object) -> None:
+def test_revoking_a_user_ends_all_their_sessions(users: UserStore) -> None:
     user = users.add_user("hank", "default", Role.LEARNER, "password1")
     other = users.add_user("ivy", "default", Role.LEARNER, "password1")
-    sessions = sessions_over(cache, users)
+    sessions = sessions_over(users)
     mine = [sessions.login(user) for _ in range(3)]
     theirs = sessions.login(other)
     assert sessions.revoke_user("hank") == 3
@@ -162,23 +163,89 @@ def test_revoking_a_user_ends_all_their_sessions(users: UserStore, cache: object
     assert sessions.verify(theirs.access_token) is not None
 
 
-def test_a_disabled_user_cannot_refresh(users: UserStore, cache: object) -> None:
+def test_a_disabled_user_cannot_refresh(users: UserStore) -> None:
     user = users.add_user("jack", "default", Role.LEARNER, "password1")
-    sessions = sessions_over(cache, users)
+    sessions = sessions_over(users)
     tokens = sessions.login(user)
     users.set_disabled("jack", True)
     assert sessions.refresh(tokens.refresh_token) is None
 
 
-def test_with_a_private_cache_the_registry_decides(users: UserStore) -> None:
-    """Another process (the CLI) ends a session by deleting its row; a server whose cache it
-    cannot reach must see that."""
+def test_the_registry_decides_in_every_process(users: UserStore) -> None:
+    """Another process (the CLI, another worker) ends a session by deleting its row; no cache
+    stands between that and the next request here."""
     user = users.add_user("kim", "default", Role.LEARNER, "password1")
-    sessions = sessions_over(MemoryCache(), users, check_registry=True)
+    sessions = sessions_over(users)
     tokens = sessions.login(user)
+    cookie = sessions.open_browser_session(user)
     assert sessions.verify(tokens.access_token) is not None
+    assert sessions.verify_cookie(cookie) is not None
     users.forget_sessions(users.session_ids("kim"))
     assert sessions.verify(tokens.access_token) is None
+    assert sessions.verify_cookie(cookie) is None
+
+
+def test_a_browser_cookie_needs_its_secret(users: UserStore) -> None:
+    user = users.add_user("lou", "hospital-a", Role.EDUCATOR, "password1")
+    sessions = sessions_over(users)
+    cookie = sessions.open_browser_session(user)
+    principal = sessions.verify_cookie(cookie)
+    assert principal is not None and (principal.user, principal.tenant) == ("lou", "hospital-a")
+    sid, _, secret = cookie.partition(".")
+    assert sessions.verify_cookie(f"{sid}.{secret[:-2]}xx") is None
+    assert sessions.verify_cookie(sid) is None
+    token_sid = sessions.login(user).refresh_token.partition(".")[0]
+    assert sessions.verify_cookie(f"{token_sid}.{secret}") is None  # a token's session
+
+
+def test_a_disabled_user_is_refused_before_any_revocation(users: UserStore) -> None:
+    user = users.add_user("mo", "default", Role.LEARNER, "password1")
+    sessions = sessions_over(users)
+    tokens = sessions.login(user)
+    users.set_disabled("mo", True)
+    assert sessions.verify(tokens.access_token) is None
+    users.set_disabled("mo", False)
+    assert sessions.verify(tokens.access_token) is not None
+
+
+def test_of_two_refreshes_with_one_token_only_one_wins(users: UserStore) -> None:
+    user = users.add_user("nan", "default", Role.LEARNER, "password1")
+    sessions = sessions_over(users)
+    for _ in range(5):
+        tokens = sessions.login(user)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(sessions.refresh, [tokens.refresh_token] * 2))
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1
+        # The other one is a replay, whether it came a moment late or at the same instant: the
+        # session ends, the winner's new tokens with it.
+        assert sessions.verify(winners[0].access_token) is None
+
+
+def test_failed_logins_are_counted_in_the_process_while_redis_is_down(
+    private_redis: PrivateRedis,
+) -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{private_redis.port}/0", prefix="t:", retry_after=0.2)
+    cache.open()
+    throttle = LoginThrottle(cache, max_failures=4, window=60)
+    for _ in range(2):
+        throttle.failed("olga", "10.0.0.1")
+    private_redis.kill()
+    for _ in range(4):
+        assert not throttle.blocked("pat", "10.0.0.2")
+        throttle.failed("pat", "10.0.0.2")
+    assert throttle.blocked("pat", "10.0.0.2"), "counted while Redis is down"
+    for _ in range(2):
+        throttle.failed("olga", "10.0.0.1")
+    assert not throttle.blocked("olga", "10.0.0.1")  # the two from before are out of reach
+    private_redis.start()  # empty: this Redis keeps nothing across a kill
+    time.sleep(0.3)  # the cache leaves Redis alone for retry_after after a failure
+    assert throttle.blocked("pat", "10.0.0.2"), "the outage's counts last their window"
+    throttle.failed("olga", "10.0.0.1")
+    assert not throttle.blocked("olga", "10.0.0.1")
+    throttle.failed("olga", "10.0.0.1")
+    assert throttle.blocked("olga", "10.0.0.1"), "two in Redis again, two from the outage"
+    cache.close()
 
 
 def test_failed_logins_are_throttled_per_user_and_per_address(cache: object) -> None:

@@ -82,14 +82,20 @@ def test_an_empty_allow_list_is_open(dimse: DimseServer) -> None:
 def test_limits_reach_the_application_entity(start_dimse: Callable[..., DimseServer]) -> None:
     server = start_dimse(
         dimse_max_associations=3,
+        dimse_max_associations_per_address=2,
         dimse_max_pdu=32768,
         dimse_acse_timeout=5,
         dimse_timeout=7,
         dimse_network_timeout=9,
+        dimse_artim_timeout=2,
     )
     ae = server.ae
-    assert (ae.maximum_associations, ae.maximum_pdu_size) == (3, 32768)
+    assert (server.slots.total, server.slots.per_address) == (3, 2)
+    assert ae.maximum_pdu_size == 32768
     assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout) == (5, 7, 9)
+    assert server._server is not None
+    admission = server._server.admission
+    assert (admission.artim, admission.network_timeout, admission.max_pdu) == (2, 9, 32768)
 
 
 def test_associations_beyond_the_maximum_are_rejected(
