@@ -230,9 +230,9 @@ class TimedIndex:
         with self._timed("query"):
             return self._inner.query(view, query, limit)
 
-    def generation(self) -> int:
+    def generation(self, tenant: str) -> str:
         with self._timed("generation"):
-            return self._inner.generation()
+            return self._inner.generation(tenant)
 
     def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
         with self._timed("version"):
