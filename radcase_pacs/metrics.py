@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +51,9 @@ from storage.records import (
 )
 from storage.stores import Stores
 
+if TYPE_CHECKING:
+    from storage.replica.router import ReplicaState
+
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -69,6 +72,9 @@ class Metrics:
     store_latency: Histogram
     associations: Counter
     open_associations: Gauge
+    index_reads: Counter
+    replica_lag: Gauge
+    replica_up: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -119,6 +125,26 @@ class Metrics:
                 registry=registry,
                 multiprocess_mode="livesum",
             ),
+            index_reads=Counter(
+                "radcase_index_reads",
+                "Reads that may go to the read replica (searches, teaching analytics), by the "
+                "server that answered them: replica or primary",
+                ["target"],
+                registry=registry,
+            ),
+            replica_lag=Gauge(
+                "radcase_index_replica_lag_seconds",
+                "How far the read replica was behind the primary when last checked (0: it had "
+                "replayed all it received)",
+                registry=registry,
+                multiprocess_mode="livemostrecent",
+            ),
+            replica_up=Gauge(
+                "radcase_index_replica_up",
+                "1 when the read replica was reachable and a standby when last checked, else 0",
+                registry=registry,
+                multiprocess_mode="livemostrecent",
+            ),
         )
 
     def instrument(self, stores: Stores) -> Stores:
@@ -134,6 +160,17 @@ class Metrics:
         """An ingest observer: one count per instance offered, whichever edge offered it."""
         label = "rejected" if isinstance(outcome, InstanceRejected) else str(outcome.outcome)
         self.ingests.labels(label).inc()
+
+    def read_routed(self, target: str) -> None:
+        """A replica observer (:class:`storage.replica.router.ReplicaObserver`): one count
+        per routed read, by the server that answered it."""
+        self.index_reads.labels(target).inc()
+
+    def replica_checked(self, state: ReplicaState) -> None:
+        """A replica observer: the replica's lag and reachability as last found."""
+        self.replica_up.set(0 if state.replayed is None else 1)
+        if state.lag is not None:
+            self.replica_lag.set(state.lag)
 
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
