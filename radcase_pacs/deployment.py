@@ -17,11 +17,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.metrics import Metrics
+from radcase_pacs.read_replica import (
+    CLINICAL_SCOPE,
+    TEACHING_INDEX_SCOPE,
+    analytics_database,
+    replica_router,
+    replicated_index,
+    teaching_database,
+)
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
 from storage.namespaces import namespaced_url
@@ -30,6 +39,9 @@ from storage.urls import open_blobs, open_cache, open_database, open_index, with
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore
 from teaching.learning.service import LearningService, utc_now
+
+if TYPE_CHECKING:
+    from storage.replica.router import ReplicaRouter
 
 
 @dataclass(frozen=True)
@@ -59,20 +71,32 @@ class Deployment:
         self.cases.store.ping()
 
 
-def clinical_stores(settings: Settings) -> Stores:
-    """The clinical archive's stores as the settings name them (not opened)."""
+def clinical_stores(settings: Settings, replica: ReplicaRouter | None = None) -> Stores:
+    """The clinical archive's stores as the settings name them (not opened), the index's
+    searches read from the ``replica`` when there is one."""
     return Stores(
-        index=open_index(settings.resolved_index_url),
+        index=replicated_index(
+            open_index(settings.resolved_index_url),
+            settings.resolved_index_read_url,
+            replica,
+            CLINICAL_SCOPE,
+        ),
         blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
         cache=open_cache(settings.cache_url),
     )
 
 
-def teaching_stores(settings: Settings) -> Stores:
+def teaching_stores(settings: Settings, replica: ReplicaRouter | None = None) -> Stores:
     """The teaching collection's stores: by default the clinical kind, in a namespace of
-    its own (see :mod:`storage.namespaces`)."""
+    its own (see :mod:`storage.namespaces`), the index's searches read from the ``replica``
+    when the teaching database is on it."""
     return Stores(
-        index=open_index(settings.resolved_teaching_index_url),
+        index=replicated_index(
+            open_index(settings.resolved_teaching_index_url),
+            settings.resolved_teaching_index_read_url,
+            replica,
+            TEACHING_INDEX_SCOPE,
+        ),
         blobs=open_blobs(
             settings.resolved_teaching_blob_url, s3_endpoint_url=settings.s3_endpoint_url
         ),
@@ -120,8 +144,13 @@ def open_deployment(
         audit.open()
         stack.callback(audit.close)
 
+        replica = replica_router(settings, metrics)
+        if replica is not None:
+            replica.open()
+            stack.callback(replica.close)
+
         owned = clinical is None
-        stores = clinical_stores(settings) if clinical is None else clinical
+        stores = clinical_stores(settings, replica) if clinical is None else clinical
         measured = metrics.instrument(stores)
         if owned:
             measured.open()
@@ -132,9 +161,9 @@ def open_deployment(
         auth.open()
         stack.callback(auth.close)
 
-        teaching = Archive(teaching_stores(settings), tenant=settings.tenant)
+        teaching = Archive(teaching_stores(settings, replica), tenant=settings.tenant)
         cases = CaseService(
-            store=CaseStore(open_database(settings.resolved_teaching_index_url)),
+            store=CaseStore(teaching_database(settings, replica)),
             clinical=base,
             teaching=teaching,
             configured_secret=settings.deid_secret,
@@ -142,14 +171,20 @@ def open_deployment(
         cases.open()
         stack.callback(cases.close)
 
+        learning_database = teaching_database(settings, replica)
+        analytics = analytics_database(settings, learning_database, replica)
         learning = LearningService.over(
-            open_database(settings.resolved_teaching_index_url),
+            learning_database,
             cases,
             clock=clock or utc_now,
             unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
+            analytics=analytics,
         )
         learning.open()
         stack.callback(learning.close)
+        if analytics is not None:
+            analytics.open()
+            stack.callback(analytics.close)
 
         yield Deployment(
             settings=settings,
