@@ -9,8 +9,9 @@ deployment reads them when the deployment shares a Redis (its cache), else in th
 
 Redis is asked with short timeouts and left alone for ``retry_after`` seconds after a fault,
 like the cache (:mod:`storage.cache.redis`). While it cannot be read, :meth:`required`
-answers None and the caller reads from the primary. A position that could not be written is
-kept in the process and written with the next one that can.
+answers None and the caller reads from the primary. After an outage a process writes again
+every position it holds (Redis may have come back empty), so one it could not write reaches
+the others with its next call that reaches Redis.
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ class RedisPositions:
         return self._client
 
     def _outage(self, exc: Exception) -> None:
+        # Redis may come back empty (restarted): every position held here is written again.
+        self._unsent = True
         self._skip_until = time.monotonic() + self.retry_after
         with self._lock:
             first, self._in_outage = not self._in_outage, True
