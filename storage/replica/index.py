@@ -7,14 +7,15 @@ tenant (:mod:`storage.replica.router`), so a client that has just stored an inst
 in its next search, whichever process answers.
 
 Cached searches. The archive keys cached search answers by :meth:`ReplicatedIndex.generation`,
-read before the answer is built; here it is the generation and the tenant's recorded position.
-The position makes the key safe whichever server each of the two reads went to: a reader
-routed to the replica may build an answer missing a write that had committed but was not yet
-recorded; the writer records it before telling its client, so the client's next search asks
-under a higher position, a key that answer was never cached under. Every answer under one key
-includes every write recorded up to its position (the replica answers only once it has
-replayed that far, the primary always), and a client asks under a position at least its own
-write's.
+read before the answer is built: here the generation (from the server the read goes to) and
+the tenant's recorded position. A client that has stored an instance asks under a key no
+answer lacking it can be cached under: the key's position is at least the instance's, so an
+answer cached under it was built on the replica after it had replayed past the instance, or
+on the primary, where an answer built before the instance's commit would be under a lower
+generation (its commit raised it, and the client reads the generation after that commit from
+a server that has it). Without the position, a reader sent to the replica could cache an
+answer missing a write committed but not yet recorded under a generation that already counts
+it, and serve it to the writer's client.
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ snapshots in WAL order. A read of the scope goes to the replica only then, so wh
 in whichever process, reads their write next.
 
 The replica's state (replay position, lag) is asked on a connection of its own and kept for
-20 ms, so that most reads cost no round trip for it; a read that needs a later
-position than the one kept asks again (at most every ``recheck_after`` seconds) before it
-settles for the primary. The lag is 0 while the standby streams and has replayed all it
-received; otherwise the time since the last transaction it replayed committed on the primary
-(an overestimate when the primary is idle, never an underestimate; it assumes the two hosts'
-clocks agree). A replica that cannot be reached, is no standby, or lags beyond ``max_lag``
-seconds serves no read; an unreachable one is asked again after ``retry_after`` seconds.
+``FRESH_FOR`` (20 ms), so that most reads cost no round trip for it; a read that needs a later
+position than the one kept asks again (at most every ``RECHECK_AFTER``) before it settles for
+the primary. The lag is the usual standby measure: 0 while the standby streams and has
+replayed all it has received (WAL still on its way is not counted), otherwise the time since
+the last transaction it replayed committed on the primary (more than the true lag when the
+primary was idle before; the two hosts' clocks are assumed to agree). A replica that cannot be
+reached, is no standby, or lags beyond ``max_lag`` seconds serves no read; an unreachable one
+is asked again after ``RETRY_AFTER``.
 """
 
 from __future__ import annotations
