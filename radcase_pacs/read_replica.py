@@ -14,6 +14,7 @@ own, and read-your-writes holds for what the same process wrote.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # the replica's modules are imported when there is a replica
     from storage.database.postgres import PostgresDatabase
     from storage.replica.positions import WritePositions
     from storage.replica.router import ReplicaRouter
+
+log = logging.getLogger(__name__)
 
 CLINICAL_SCOPE = "index"
 TEACHING_INDEX_SCOPE = "teaching-index"
@@ -59,6 +62,10 @@ def _positions(cache_url: str) -> WritePositions:
 
     if urlsplit(cache_url).scheme.lower() in ("redis", "rediss"):
         return RedisPositions(namespaced_url(cache_url, "replica"))
+    log.warning(
+        "index_read_url without a Redis cache: a search finds what was just stored through "
+        "the same process only (the others may answer it from the replica a moment later)"
+    )
     return LocalPositions()
 
 

@@ -8,6 +8,7 @@ prefix per test."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -218,6 +219,25 @@ def test_a_server_not_in_recovery_is_no_replica_and_the_primary_answers(
         moved = delta(before, after)
         assert moved["replica"] == 0 and moved["primary"] >= 1
         assert after["up"] == 0
+
+
+def test_without_redis_a_process_finds_what_it_stored_itself(
+    pair: StreamingPair,
+    urls: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="radcase_pacs.read_replica")
+    with served(settings_for(tmp_path, urls, "unused", cache_url="memory://")) as client:
+        assert "without a Redis cache" in caplog.text
+        pair.wait_caught_up()
+        pair.pause_replay()
+        try:
+            ds = make_instance()
+            store(client, ds)
+            assert found(client, ds.StudyInstanceUID)
+        finally:
+            pair.resume_replay()
 
 
 # -- the teaching analytics ----------------------------------------------------------------
