@@ -174,7 +174,7 @@ def streaming_pair() -> Iterator[StreamingPair]:
     bindir = postgres_bindir()
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         unavailable("running PostgreSQL as root needs runuser to become the postgres user")
-    folder = Path(tempfile.mkdtemp(prefix="radcase-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="radcase-replica-"))
     if os.geteuid() == 0:
         try:
             account = pwd.getpwnam("postgres")
