@@ -17,11 +17,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.metrics import IngestEdge, Metrics
+from radcase_pacs.read_replica import (
+    CLINICAL_SCOPE,
+    TEACHING_INDEX_SCOPE,
+    analytics_database,
+    on_demand,
+    recording_database,
+    replica_router,
+    replicated_index,
+)
 from radcase_pacs.settings import Settings
 from storage.archive import Archive, IngestObserver
 from storage.database.base import Database
@@ -33,6 +43,9 @@ from storage.urls import open_blobs, open_cache, open_database, open_index, with
 from teaching.cases.service import CaseService
 from teaching.cases.store import CaseStore
 from teaching.learning.service import LearningService, utc_now
+
+if TYPE_CHECKING:
+    from storage.replica.router import ReplicaRouter
 
 
 @dataclass(frozen=True)
@@ -72,25 +85,74 @@ class Deployment:
         self.cases.store.ping()
 
 
-def clinical_stores(settings: Settings) -> Stores:
-    """The clinical archive's stores as the settings name them (not opened)."""
+def clinical_stores(settings: Settings, replica: ReplicaRouter | None = None) -> Stores:
+    """The clinical archive's stores as the settings name them (not opened), the index's
+    searches read from the ``replica`` when there is one."""
     return Stores(
-        index=open_index(settings.resolved_index_url),
+        index=_index(
+            settings.resolved_index_url, settings.resolved_index_read_url, replica, CLINICAL_SCOPE
+        ),
         blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
         cache=open_cache(settings.cache_url),
     )
 
 
-def teaching_stores(settings: Settings) -> Stores:
+def teaching_stores(settings: Settings, replica: ReplicaRouter | None = None) -> Stores:
     """The teaching collection's stores: by default the clinical kind, in a namespace of
-    its own (see :mod:`storage.namespaces`)."""
+    its own (see :mod:`storage.namespaces`), the index's searches read from the ``replica``
+    when the teaching database is on it."""
     return Stores(
-        index=open_index(settings.resolved_teaching_index_url),
+        index=_index(
+            settings.resolved_teaching_index_url,
+            settings.resolved_teaching_index_read_url,
+            replica,
+            TEACHING_INDEX_SCOPE,
+        ),
         blobs=open_blobs(
             settings.resolved_teaching_blob_url, s3_endpoint_url=settings.s3_endpoint_url
         ),
         cache=open_cache(settings.resolved_teaching_cache_url),
     )
+
+
+def _index(url: str, read_url: str | None, replica: ReplicaRouter | None, scope: str) -> Index:
+    """The index at ``url``, its searches read from the replica at ``read_url`` when the
+    deployment has one."""
+    index = open_index(url)
+    if replica is None or read_url is None:
+        return index
+    on_replica = open_index(on_demand(read_url), name="radcase-index-replica")
+    return replicated_index(index, on_replica, replica, scope)
+
+
+def replica_for(settings: Settings, metrics: Metrics) -> ReplicaRouter | None:
+    """The router of the read replica ``index_read_url`` names (not opened); None without."""
+    url = settings.resolved_index_read_url
+    if url is None:
+        return None
+    return replica_router(settings, metrics, open_database(on_demand(url), name="radcase-replica"))
+
+
+def teaching_database(settings: Settings, replica: ReplicaRouter | None) -> Database:
+    """The teaching database (cases, learning) as its components write to it (not opened):
+    each commit's position recorded when the analytics read from the replica."""
+    database = open_database(settings.resolved_teaching_index_url)
+    if replica is None or settings.resolved_teaching_index_read_url is None:
+        return database
+    return recording_database(database, replica)
+
+
+def analytics_reads(
+    settings: Settings, primary: Database, replica: ReplicaRouter | None
+) -> Database | None:
+    """What the teaching analytics read through (not opened): the replica once it has
+    replayed the teaching database's latest write, else ``primary``; None when the teaching
+    database has no replica to read from (it is not the index's own namespace)."""
+    url = settings.resolved_teaching_index_read_url
+    if replica is None or url is None:
+        return None
+    on_replica = open_database(on_demand(url), name="radcase-teaching-replica")
+    return analytics_database(primary, on_replica, replica)
 
 
 def audit_url(settings: Settings) -> str:
@@ -135,8 +197,13 @@ def open_deployment(
         audit.open()
         stack.callback(audit.close)
 
+        router = replica_for(settings, metrics)
+        if router is not None:
+            router.open()
+            stack.callback(router.close)
+
         owned = clinical is None
-        stores = clinical_stores(settings) if clinical is None else clinical
+        stores = clinical_stores(settings, router) if clinical is None else clinical
         measured = metrics.instrument(stores)
         if owned:
             measured.open()
@@ -147,10 +214,10 @@ def open_deployment(
         auth.open()
         stack.callback(auth.close)
 
-        teaching_set = teaching_stores(settings)
+        teaching_set = teaching_stores(settings, router)
         teaching = Archive(teaching_set, tenant=settings.tenant)
         cases = CaseService(
-            store=CaseStore(open_database(settings.resolved_teaching_index_url)),
+            store=CaseStore(teaching_database(settings, router)),
             clinical=base,
             teaching=teaching,
             configured_secret=settings.deid_secret,
@@ -158,15 +225,20 @@ def open_deployment(
         cases.open()
         stack.callback(cases.close)
 
-        learning_db = open_database(settings.resolved_teaching_index_url)
+        learning_database = teaching_database(settings, router)
+        reports_database = analytics_reads(settings, learning_database, router)
         learning = LearningService.over(
-            learning_db,
+            learning_database,
             cases,
             clock=clock or utc_now,
             unknown_users=_unknown_users(auth) if settings.auth == "on" else None,
+            analytics=reports_database,
         )
         learning.open()
         stack.callback(learning.close)
+        if reports_database is not None:
+            reports_database.open()
+            stack.callback(reports_database.close)
 
         pools = {
             "index": _database_of(stores.index),
@@ -174,7 +246,7 @@ def open_deployment(
             "audit": audit.db,
             "users": auth.users.db,
             "cases": cases.store.db,
-            "learning": learning_db,
+            "learning": learning_database,
         }
         stack.enter_context(
             metrics.pools_sampled({n: db for n, db in pools.items() if db is not None})

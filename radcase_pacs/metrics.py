@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +61,9 @@ from storage.records import (
 )
 from storage.stores import Stores
 
+if TYPE_CHECKING:
+    from storage.replica.router import ReplicaState
+
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -94,6 +97,9 @@ class Metrics:
     open_associations: Gauge
     audit_writes: Counter
     pools: PoolMetrics
+    index_reads: Counter
+    replica_lag: Gauge
+    replica_up: Gauge
     _before_exposition: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
@@ -162,6 +168,26 @@ class Metrics:
                 registry=registry,
             ),
             pools=PoolMetrics.create(registry),
+            index_reads=Counter(
+                "radcase_index_reads",
+                "Reads that may go to the read replica (searches, teaching analytics), by the "
+                "server that answered them: replica or primary",
+                ["target"],
+                registry=registry,
+            ),
+            replica_lag=Gauge(
+                "radcase_index_replica_lag_seconds",
+                "How far the read replica was behind the primary when last checked (0: it had "
+                "replayed all it received)",
+                registry=registry,
+                multiprocess_mode="livemostrecent",
+            ),
+            replica_up=Gauge(
+                "radcase_index_replica_up",
+                "1 when the read replica was reachable and a standby when last checked, else 0",
+                registry=registry,
+                multiprocess_mode="livemostrecent",
+            ),
         )
 
     def instrument(self, stores: Stores) -> Stores:
@@ -203,6 +229,17 @@ class Metrics:
         finally:
             sampler.stop()
             self._before_exposition.remove(sampler.sample)
+
+    def read_routed(self, target: str) -> None:
+        """A replica observer (:class:`storage.replica.router.ReplicaObserver`): one count
+        per routed read, by the server that answered it."""
+        self.index_reads.labels(target).inc()
+
+    def replica_checked(self, state: ReplicaState) -> None:
+        """A replica observer: the replica's lag and reachability as last found."""
+        self.replica_up.set(0 if state.replayed is None else 1)
+        if state.lag is not None:
+            self.replica_lag.set(state.lag)
 
     def exposition(self) -> bytes:
         """The text format; summed over worker processes when they share a folder."""
@@ -323,9 +360,9 @@ class TimedIndex:
         with self._timed("query"):
             return self._inner.query(view, query, limit)
 
-    def generation(self) -> int:
+    def generation(self, tenant: str) -> str:
         with self._timed("generation"):
-            return self._inner.generation()
+            return self._inner.generation(tenant)
 
     def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
         with self._timed("version"):

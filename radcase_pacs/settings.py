@@ -13,7 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     ae_title: str = Field("RADCASE", min_length=1, max_length=16)
     data_dir: Path = Path("./data")
     index_url: str | None = None
+    index_read_url: str | None = Field(
+        None,
+        description="A PostgreSQL streaming replica of index_url's server: searches (QIDO-RS, "
+        "C-FIND) and the teaching analytics read from it once it has replayed the tenant's "
+        "latest write; None: every read on the primary",
+    )
+    index_read_max_lag_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Lag beyond which the replica serves no read (the primary answers)",
+    )
     blob_url: str | None = None
     cache_url: str = "memory://"
     s3_endpoint_url: str | None = Field(
@@ -163,6 +174,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("index_read_url")
+    @classmethod
+    def _index_read_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError("index_read_url names a PostgreSQL server (postgresql://...)")
+        return value
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        """A streaming replica copies a PostgreSQL server: the index must be on one, and the
+        replica is read in the index's schema."""
+        if self.index_read_url is None:
+            return self
+        if urlsplit(self.resolved_index_url).scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError("index_read_url needs index_url on PostgreSQL (postgresql://...)")
+        schema = _query_value(self.resolved_index_url, "schema")
+        if _query_value(self.index_read_url, "schema") not in (None, schema):
+            raise ValueError(
+                "index_read_url: leave out schema, the replica is read in index_url's schema"
+            )
+        return self
+
     @field_validator("viewer_url")
     @classmethod
     def _viewer_url(cls, value: str | None) -> str | None:
@@ -206,6 +239,26 @@ class Settings(BaseSettings):
         return with_durability(url, self.durable_writes)
 
     @property
+    def resolved_index_read_url(self) -> str | None:
+        """The replica's URL in the index's schema (None: no replica)."""
+        if self.index_read_url is None:
+            return None
+        schema = _query_value(self.resolved_index_url, "schema")
+        if schema is None or _query_value(self.index_read_url, "schema") is not None:
+            return self.index_read_url
+        separator = "&" if "?" in self.index_read_url else "?"
+        return f"{self.index_read_url}{separator}{urlencode({'schema': schema})}"
+
+    @property
+    def resolved_teaching_index_read_url(self) -> str | None:
+        """The replica's URL in the teaching database's schema, when the teaching database is
+        the index's own namespace (None otherwise: its reads stay on its own server)."""
+        read_url = self.resolved_index_read_url
+        if read_url is None or self.teaching_index_url is not None:
+            return None
+        return namespaced_url(read_url, "teaching")
+
+    @property
     def resolved_blob_url(self) -> str:
         url = self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
         return with_durability(url, self.durable_writes)
@@ -227,6 +280,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def _query_value(url: str, name: str) -> str | None:
+    values = [v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if k == name]
+    return values[-1] if values and values[-1] else None
 
 
 def is_loopback(host: str) -> bool:

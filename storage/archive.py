@@ -454,12 +454,13 @@ class Archive:
         """The answer to ``search`` (a text naming the whole request: the query, its limit,
         how results are written) from the cache, else ``build()``, then cached.
 
-        Entries are keyed by the index's generation, which every commit that adds or removes
-        instances raises, so a search never sees an answer older than the last store or
-        delete, in any process: the generation is read before ``build`` queries the index,
-        so an answer cached under it is at least as new as it. Also by tenant and by the
-        set of studies this view may see."""
-        generation = self._stores.index.generation()
+        Entries are keyed by the index's generation for this tenant, which every commit that
+        adds or removes instances raises, so a search never sees an answer older than the
+        last store or delete, in any process: the generation is read before ``build`` queries
+        the index, so an answer cached under it is at least as new as it (an index with a
+        read replica adds what makes that hold there, see :mod:`storage.replica.index`).
+        Also by tenant and by the set of studies this view may see."""
+        generation = self._stores.index.generation(self.tenant)
         seen = sorted(self.visible_studies) if self.visible_studies is not None else None
         digest = hashlib.blake2b(repr((search, seen)).encode(), digest_size=16).hexdigest()
         key = f"{self.tenant}/search/{generation}/{digest}"

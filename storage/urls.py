@@ -122,22 +122,24 @@ def _number(url: str, params: dict[str, str], name: str, kind: type[int] | type[
         raise UnsupportedUrl(f"URL {mask_password(url)!r}: {name} must be a number") from exc
 
 
-def open_database(url: str) -> Database:
-    """A relational database for a component's own tables (not opened)."""
+def open_database(url: str, *, name: str = "radcase") -> Database:
+    """A relational database for a component's own tables (not opened); ``name`` names a
+    PostgreSQL database in logs and errors."""
     if _scheme(url, DATABASE_SCHEMES, "database") == "sqlite":
         return _sqlite(url)
-    return _postgres(url, "database")
+    return _postgres(url, "database", name=name)
 
 
-def open_index(url: str) -> Index:
-    """The index over the database ``url`` names (not opened)."""
+def open_index(url: str, *, name: str = "radcase-index") -> Index:
+    """The index over the database ``url`` names (not opened); ``name`` as for
+    :func:`open_database`."""
     if _scheme(url, DATABASE_SCHEMES, "index") == "sqlite":
         from storage.index.sqlite import SqliteIndex
 
         return SqliteIndex(_sqlite(url))
     from storage.index.postgres import PostgresIndex
 
-    return PostgresIndex(_postgres(url, "index", name="radcase-index"))
+    return PostgresIndex(_postgres(url, "index", name=name))
 
 
 def _sqlite(url: str) -> SqliteDatabase:

@@ -58,9 +58,10 @@ class Index(Protocol):
     def version(self, view: View, study_uid: str, series_uid: str | None = None) -> str | None:
         """The version token of a study or series, None when it does not exist in ``view``."""
 
-    def generation(self) -> int:
-        """A number that changes with every commit that adds or removes instances (any
-        tenant): what search results are cached under."""
+    def generation(self, tenant: str) -> str:
+        """A token that changes with every commit that adds or removes instances of
+        ``tenant`` (here, of any tenant), read before a search runs: what the tenant's search
+        results are cached under."""
         ...
 
     def instance_docs(

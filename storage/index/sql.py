@@ -157,10 +157,11 @@ class SqlIndex(Generic[D]):
         (Last, so that on PostgreSQL the row lock it takes is held only while committing.)"""
         cur.execute("UPDATE archive_generation SET generation = generation + 1 WHERE id = 1")
 
-    def generation(self) -> int:
+    def generation(self, tenant: str) -> str:
+        """The archive generation: one number for every tenant."""
         with self.database.read() as cur:
             row = cur.execute("SELECT generation FROM archive_generation WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
+        return str(int(row[0]) if row else 0)
 
     def _add(self, cur: Cursor, record: InstanceRecord) -> AddResult:
         """Add one instance inside the caller's transaction, its study already locked."""

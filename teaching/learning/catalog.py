@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from teaching.cases.models import CaseStatus, CaseSummary
-from teaching.cases.service import CaseService
-from teaching.cases.store import CaseFilter
+from teaching.cases.store import CaseFilter, CaseStore
 from teaching.learning.questions import Question
 from teaching.learning.stores.questions import QuestionStore
 
@@ -19,14 +18,14 @@ PAGE = 500
 
 @dataclass(frozen=True)
 class Catalog:
-    cases: CaseService
+    cases: CaseStore
     questions: QuestionStore
 
     def cases_matching(self, tenant: str, where: CaseFilter) -> dict[str, CaseSummary]:
         """Every case matching ``where``, oldest change first (the order new cards come in)."""
         found: list[CaseSummary] = []
         while True:
-            total, page = self.cases.store.search(tenant, where, PAGE, len(found))
+            total, page = self.cases.search(tenant, where, PAGE, len(found))
             found += page
             if not page or len(found) >= total:
                 break

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from storage.database.base import Database
 from storage.database.timestamps import utc_now
 from teaching.cases.service import CaseService
+from teaching.cases.store import CaseStore
 from teaching.learning.authoring import AuthoringService
 from teaching.learning.catalog import Catalog
 from teaching.learning.cohorts import CohortService
@@ -43,17 +44,26 @@ class LearningService:
         *,
         clock: Callable[[], datetime] = utc_now,
         unknown_users: Callable[[str, Sequence[str]], list[str]] | None = None,
+        analytics: Database | None = None,
     ) -> LearningService:
         """The parts over ``db``. ``clock`` is the teaching layer's time (a test moves it);
         ``unknown_users`` says which usernames have no account in an institution (None: group
-        members are not checked)."""
+        members are not checked); ``analytics`` is what the reports (progress, a group's
+        progress, the review log, xAPI) read the same tables through, a read replica's
+        routing say (None: ``db``), opened and closed by its owner."""
 
         def now() -> datetime:
             return clock().astimezone(UTC)
 
         questions, cohorts, reviews = QuestionStore(db), CohortStore(db), ReviewStore(db)
-        catalog = Catalog(cases, questions)
-        reports = ReportService(catalog, questions, reviews, now)
+        catalog = Catalog(cases.store, questions)
+        if analytics is None:
+            reports = ReportService(catalog, questions, reviews, now)
+        else:
+            read = QuestionStore(analytics)
+            reports = ReportService(
+                Catalog(CaseStore(analytics), read), read, ReviewStore(analytics), now
+            )
         return cls(
             tables=LearningTables(db),
             authoring=AuthoringService(questions, cases, now),
