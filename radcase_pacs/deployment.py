@@ -64,7 +64,7 @@ def clinical_stores(settings: Settings) -> Stores:
     return Stores(
         index=open_index(settings.resolved_index_url),
         blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
-        cache=open_cache(settings.cache_url),
+        cache=open_cache(settings.resolved_cache_url),
     )
 
 
@@ -97,7 +97,9 @@ def auth_layer(settings: Settings) -> AuthLayer:
     users = UserStore(
         open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
     )
-    return AuthLayer(settings, users, open_cache(namespaced_url(settings.cache_url, "auth")))
+    return AuthLayer(
+        settings, users, open_cache(namespaced_url(settings.resolved_cache_url, "auth"))
+    )
 
 
 @contextmanager
