@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -179,6 +178,7 @@ async def store(request: Request) -> Response:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HttpError(413, f"the request body exceeds the limit of {limit} bytes")
     archive = service.archive_for(request)
+    lane = service.blobs
     root = service.root(request)
     outcome = Outcome()
     reader = MultipartReader(boundary, max_part_bytes=service.options.max_part_bytes)
@@ -193,13 +193,13 @@ async def store(request: Request) -> Response:
                 for part in reader.feed(chunk):
                     batch.add(part)
                     if batch.full:
-                        await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+                        await lane.run(batch.ingest, archive, study_uid, outcome, root)
             truncated = reader.finish()
-            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+            await lane.run(batch.ingest, archive, study_uid, outcome, root)
         except PartTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
         except MultipartError as exc:
-            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+            await lane.run(batch.ingest, archive, study_uid, outcome, root)
             if not outcome.stored and not outcome.failed:
                 raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
             outcome.fail(
