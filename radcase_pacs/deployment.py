@@ -21,6 +21,7 @@ from datetime import datetime
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
+from radcase_pacs.health import Check
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
@@ -52,11 +53,27 @@ class Deployment:
     auth: AuthLayer
 
     def ping(self) -> None:
-        """Raise BackendFailure unless every database answers (``/healthz``)."""
+        """Raise BackendFailure unless every database answers."""
         self.audit.ping()
         self.clinical.ping()
         self.teaching.ping()
         self.cases.store.ping()
+
+    def health_checks(self) -> list[Check]:
+        """Every backend ``/healthz`` asks, by name: the databases are required (nearly every
+        request needs one), the blob stores and caches are not (see :mod:`radcase_pacs.health`).
+        """
+        clinical, teaching = self.clinical.checks(), self.teaching.checks()
+        return [
+            Check("index", clinical["index"], required=True),
+            Check("audit log", self.audit.ping, required=True),
+            Check("teaching index", teaching["index"], required=True),
+            Check("cases", self.cases.store.ping, required=True),
+            Check("blobs", clinical["blobs"], required=False),
+            Check("teaching blobs", teaching["blobs"], required=False),
+            Check("cache", clinical["cache"], required=False),
+            Check("teaching cache", teaching["cache"], required=False),
+        ]
 
 
 def clinical_stores(settings: Settings) -> Stores:
