@@ -7,8 +7,9 @@ failure". The app's CORS middleware (Starlette's, in :func:`dicomweb.app.create_
 what the app answers; layers that a deployment wraps around the app (the clinical root's
 audit log, the teaching root's learner view) answer some requests themselves, a 503 when
 their database fails, and those never pass through it. :class:`CorsFallback` goes around
-such layers and adds the headers to any response that lacks them, for an allowed origin.
-Preflights are left to the app's own CORS layer, which answers them.
+such layers and adds the headers to any response under the DICOMweb roots (``paths``) that
+lacks them, for an allowed origin. Preflights are left to the app's own CORS layer, which
+answers them.
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class CorsFallback:
-    def __init__(self, app: ASGIApp, origins: Sequence[str], exposed: Sequence[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        origins: Sequence[str],
+        exposed: Sequence[str],
+        paths: Sequence[str] = ("/",),
+    ) -> None:
         self.app = app
         self.origins = frozenset(origins)
         self.exposed = ", ".join(exposed)
-        # The route table (access rules, the audit layer) reaches the wrapped app's routes.
-        self.routes: list[BaseRoute] = list(getattr(app, "routes", ()))
+        self.paths = tuple(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = Headers(scope=scope).get("origin") if scope["type"] == "http" else None
-        if origin is None or scope["method"] == "OPTIONS" or not self._allowed(origin):
+        if (
+            origin is None
+            or scope["method"] == "OPTIONS"
+            or not self._allowed(origin)
+            or not self._covered(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -50,3 +60,6 @@ class CorsFallback:
 
     def _allowed(self, origin: str) -> bool:
         return "*" in self.origins or origin in self.origins
+
+    def _covered(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.paths)

@@ -28,7 +28,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from dicomweb.app import EXPOSED_HEADERS
 from dicomweb.app import create_app as create_dicomweb_app
@@ -42,7 +42,6 @@ from radcase_pacs.auth.layer import login_recorder
 from radcase_pacs.auth.middleware import AuthMiddleware
 from radcase_pacs.auth.principal import principal_of
 from radcase_pacs.deployment import Deployment, open_deployment
-from radcase_pacs.health import Health
 from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import MetricsMiddleware
 from radcase_pacs.settings import Settings, load_settings
@@ -50,6 +49,7 @@ from radcase_pacs.web.app import create_web_app
 from teaching.api import Caller, create_api
 
 log = logging.getLogger(__name__)
+DICOMWEB_ROOTS = ("/dicomweb", "/teaching/dicomweb")
 
 
 def dicomweb_options(settings: Settings, root: str = "/dicomweb") -> DicomwebOptions:
@@ -73,7 +73,7 @@ def create_app(deployment: Deployment) -> Starlette:
     api.include_router(audit_router(audit, lambda request: request.state.tenant))
 
     lane = BlobLane(settings.blob_threads)
-    health = Health(deployment.health_checks(), settings.health_timeout)
+    health = deployment.health
 
     async def healthz(request: Request) -> JSONResponse:
         """Readiness (the default) or liveness (``?probe=live``): see radcase_pacs.health."""
@@ -86,42 +86,43 @@ def create_app(deployment: Deployment) -> Starlette:
         body = {**report.as_json(), "blob_threads": lane.statistics()}
         return JSONResponse(body, status_code=200 if report.ready else 503)
 
-    def cors(app: ASGIApp) -> CorsFallback:
-        return CorsFallback(app, settings.cors_origin_list, EXPOSED_HEADERS)
-
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", deployment.metrics.endpoint(), methods=["GET"]),
             Mount(
                 "/dicomweb",
-                app=cors(
-                    AuditMiddleware(
-                        create_dicomweb_app(
-                            deployment.clinical, dicomweb_options(settings), blobs=lane
-                        ),
-                        audit,
-                        settings.tenant,
-                    )
+                app=AuditMiddleware(
+                    create_dicomweb_app(
+                        deployment.clinical, dicomweb_options(settings), blobs=lane
+                    ),
+                    audit,
+                    settings.tenant,
                 ),
             ),
             Mount(
                 "/teaching/dicomweb",
-                app=cors(
-                    LearnerView(
-                        create_dicomweb_app(
-                            deployment.teaching,
-                            dicomweb_options(settings, "/teaching/dicomweb"),
-                            blobs=lane,
-                        ),
-                        cases.store.published_study_uids,
-                    )
+                app=LearnerView(
+                    create_dicomweb_app(
+                        deployment.teaching,
+                        dicomweb_options(settings, "/teaching/dicomweb"),
+                        blobs=lane,
+                    ),
+                    cases.store.published_study_uids,
                 ),
             ),
             Mount("/api", app=ChangeAuditMiddleware(api, audit, settings.tenant)),
             Mount("", app=create_web_app(deployment)),
         ],
         middleware=[
+            # Outermost: what the audit log and the learner view answer themselves (a 503
+            # when their database fails) is readable by a viewer on another origin.
+            Middleware(
+                CorsFallback,
+                origins=settings.cors_origin_list,
+                exposed=EXPOSED_HEADERS,
+                paths=DICOMWEB_ROOTS,
+            ),
             Middleware(MetricsMiddleware, metrics=deployment.metrics),
             Middleware(
                 AuthMiddleware,
@@ -133,7 +134,6 @@ def create_app(deployment: Deployment) -> Starlette:
         ],
     )
     app.state.deployment = deployment
-    app.state.health = health
     app.state.metrics = deployment.metrics
     app.state.audit = audit
     app.state.auth = deployment.auth

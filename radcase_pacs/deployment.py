@@ -13,6 +13,7 @@ cases, and the learning tables.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import datetime
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
-from radcase_pacs.health import Check
+from radcase_pacs.health import Check, Health
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
@@ -58,6 +59,12 @@ class Deployment:
         self.clinical.ping()
         self.teaching.ping()
         self.cases.store.ping()
+
+    @functools.cached_property
+    def health(self) -> Health:
+        """What ``/healthz`` and the status page ask (one per process: a check still running
+        is never started a second time)."""
+        return Health(self.health_checks(), self.settings.health_timeout)
 
     def health_checks(self) -> list[Check]:
         """Every backend ``/healthz`` asks, by name: the databases are required (nearly every
