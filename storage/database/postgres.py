@@ -131,7 +131,7 @@ class PostgresDatabase(Database):
     def _check(self, connection: psycopg.Connection[Any]) -> None:
         """The pool's check of an idle connection before lending it, bounded like a connect:
         a connection to a frozen server fails it instead of hanging the request."""
-        with self._watchdog.watching(connection, self.connect_timeout):
+        with self._watchdog.watching(connection, min(self.connect_timeout, self.pool_timeout)):
             psycopg_pool.ConnectionPool.check_connection(connection)
 
     def open(self) -> None:
