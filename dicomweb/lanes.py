@@ -9,8 +9,11 @@ them. So every call that reads or writes blobs runs in a :class:`BlobLane`: a li
 own (``blob_threads``) beyond which blob work waits in the event loop, holding no thread,
 and the shared limit stays free for everything else.
 
-A lane bounds how many threads blob work holds, not how long it takes: the stores bound
-that (``storage.blobs.s3``: a budget per request and a circuit breaker).
+A lane bounds how many threads blob work holds; the stores bound how long it takes
+(``storage.blobs.s3``: a budget per request and a circuit breaker). With a ``budget``, the
+lane opens a deadline (:mod:`storage.deadlines`) when a call starts waiting for a thread, so
+the wait counts against the store's budget: a call that queued behind others stuck on a
+frozen store does not then take a whole budget of its own.
 """
 
 from __future__ import annotations
@@ -21,19 +24,24 @@ from typing import TypeVar, TypeVarTuple
 import anyio
 import anyio.to_thread
 
+from storage import deadlines
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 _END = object()
 
 
 class BlobLane:
-    def __init__(self, threads: int = 16) -> None:
+    def __init__(self, threads: int = 16, budget: float | None = None) -> None:
         self.threads = threads
+        self.budget = budget
         self._limiter = anyio.CapacityLimiter(threads)
 
     async def run(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
-        """``func(*args)`` in a worker thread of this lane."""
-        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+        """``func(*args)`` in a worker thread of this lane, within ``budget`` seconds of
+        now, waiting included (where the store keeps deadlines)."""
+        with deadlines.within(self.budget):
+            return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
 
     async def iterate(self, iterator: Iterator[T]) -> AsyncIterator[T]:
         """The items of a blocking iterator, each produced in a worker thread of this lane."""

@@ -72,7 +72,7 @@ def create_app(deployment: Deployment) -> Starlette:
     api.include_router(deployment.auth.router(login_recorder(audit, settings.tenant)))
     api.include_router(audit_router(audit, lambda request: request.state.tenant))
 
-    lane = BlobLane(settings.blob_threads)
+    lane = BlobLane(settings.blob_threads, budget=settings.s3_budget)
     health = deployment.health
 
     async def healthz(request: Request) -> JSONResponse:

@@ -72,6 +72,13 @@ class CircuitBreaker:
             return OPEN
         return HALF_OPEN
 
+    @property
+    def troubled(self) -> bool:
+        """The store just failed to answer (an outage since its last answer): calls should
+        not start what they cannot finish in the time they have left."""
+        with self._lock:
+            return self._outages > 0
+
     def retry_after(self) -> int:
         """Whole seconds until the breaker lets a probe through (the cooldown when closed)."""
         with self._lock:

@@ -13,7 +13,9 @@
   read timeout ends the wait). Throttling (503 SlowDown), 5xx and dropped or timed-out
   connections are tried again with exponential backoff and jitter, ``max_attempts`` times in
   all, and only while a whole attempt still fits in ``budget`` seconds from the first: no
-  request waits on S3 longer than its budget. What did not answer in time is a
+  request waits on S3 longer than its budget. Once S3 has just failed to answer, a request
+  that could not end by the deadline its caller opened (:mod:`storage.deadlines`: the time
+  it waited for a thread counts) is not started. What did not answer in time is a
   :class:`BackendUnavailable` (HTTP 503 with Retry-After). The retries are ours, not
   botocore's, so that they can see the budget.
 * A circuit breaker (:mod:`storage.breaker`): after ``breaker_threshold`` requests in a row
@@ -53,6 +55,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from storage import deadlines
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, PartialWrite, Staged
 from storage.breaker import CircuitBreaker
 from storage.errors import BackendFailure, BackendUnavailable, OutOfResources
@@ -168,6 +171,17 @@ class S3BlobStore:
         fits in the budget; BackendUnavailable when it never answered. The client's own
         errors (a missing key, a refusal) pass through: S3 answered them."""
         probe = self.breaker.before()
+        outer = deadlines.deadline()
+        # S3 just failed to answer: an attempt that could not end by the deadline the caller
+        # opened (its wait for a thread counted) is not started at all.
+        late = outer is not None and time.monotonic() + self._attempt_bound > outer
+        if late and self.breaker.troubled:
+            self.breaker.released(probe)
+            raise BackendUnavailable(
+                f"S3 is not answering, and {what} could not end within the request's "
+                "budget (part of it went waiting for a blob thread)",
+                retry_after=self.breaker.retry_after(),
+            )
         deadline = time.monotonic() + self.budget
         attempt = 0
         while True:
