@@ -19,6 +19,7 @@ test processes running side by side (pytest-xdist workers) never share one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -428,12 +429,14 @@ def deployment_settings(
 def _freeze(pid: int) -> None:
     """SIGSTOP: the process keeps its sockets, and the kernel keeps accepting connections
     on them and acknowledging what is sent, but nothing answers (a saturated, swapped-out or
-    partitioned server as its clients see it)."""
-    os.kill(pid, signal.SIGSTOP)
+    partitioned server as its clients see it). A process that has just ended is skipped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)
 
 
 def _thaw(pid: int) -> None:
-    os.kill(pid, signal.SIGCONT)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
 
 
 class PrivateMoto:

@@ -3,11 +3,17 @@ with SIGSTOP (it keeps accepting connections and never answers, as a saturated o
 server does) and thawed with SIGCONT.
 
 What must hold, with small time bounds configured so that the module stays fast:
-- S3 frozen: an instance request answers 503 with Retry-After within the S3 budget, and
-  once the breaker has opened, at once; meanwhile cached metadata, QIDO-RS, the web app's
-  home page and /healthz answer in under a second, even with twice as many instance
-  requests in flight as the blob lane has threads; /healthz names the blob store as failing
-  and stays 200 (degraded), liveness too. Thawed, instances serve again without a restart.
+- S3 frozen: an instance request answers 503 with Retry-After within the S3 budget (the
+  time it waited for a blob thread counted); meanwhile cached metadata, QIDO-RS, the web
+  app's home page and /healthz answer in under a second (the median; every one within
+  ``PROMPT_LOADED`` on a loaded machine, under the S3 read timeout a starved request would
+  wait), with more instance requests in flight than a server has worker threads in all
+  (anyio's default, 40). S3's breaker is left out here (its URL sets a threshold no test
+  reaches): the blob lane alone must keep the other requests going; without it, the
+  instance requests hold every worker thread and this test fails. The breaker's fail-fast
+  is shown on PostgreSQL below and on S3 in tests/storage/test_bounds.py. /healthz names
+  the blob store as failing and stays 200 (degraded), liveness too. Thawed, instances
+  serve again without a restart.
 - Redis frozen: reads go on; /healthz names the cache; thawed, the cache answers again.
 - PostgreSQL frozen: a request answers 503 with Retry-After (and CORS headers, for a viewer
   on another origin) within the pool's bound, /healthz is 503 naming the index while
@@ -35,19 +41,25 @@ from tests.serving import serve
 pytestmark = pytest.mark.e2e
 
 S3_CONNECT_TIMEOUT = 0.5
-S3_READ_TIMEOUT = 1.5
-S3_BUDGET = 3.0
+S3_READ_TIMEOUT = 4.0
+S3_BUDGET = 5.0
 POSTGRES_POOL_TIMEOUT = 1.5
 POSTGRES_BOUND = 2 * POSTGRES_POOL_TIMEOUT
 """Waiting for a pooled connection, plus the check of the one it gets (bounded by the pool
 timeout too): the most a request waits on a frozen PostgreSQL."""
 BREAKER_COOLDOWN = 2.0
 BLOB_THREADS = 4
-HEALTH_TIMEOUT = 0.3
+HEALTH_TIMEOUT = 0.8
 SLACK = 2.0
 """Added to a bound for a loaded machine: the process, not the backend, is then slow."""
 PROMPT = 1.0
-"""What a request that needs no frozen backend must answer within."""
+"""What a request that needs no frozen backend must answer within (the median)."""
+PROMPT_LOADED = 2.0
+"""What each such request must answer within on a machine other work loads too: well
+under S3_READ_TIMEOUT, which a request queued behind threads stuck on S3 would wait."""
+NO_BREAKER = 1000
+IN_FLIGHT = 48
+"""Instance requests at once while S3 is frozen: more than anyio's 40 worker threads."""
 ORIGIN = "https://viewer.example.org"
 DICOM = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 
@@ -115,7 +127,7 @@ def world(
         {
             "RADCASE_INDEX_URL": private_postgres.url,
             "RADCASE_CACHE_URL": f"redis://127.0.0.1:{freezable_redis.port}/0?prefix=faults:",
-            "RADCASE_BLOB_URL": "s3://faults/archive",
+            "RADCASE_BLOB_URL": f"s3://faults/archive?breaker_threshold={NO_BREAKER}",
             "RADCASE_S3_ENDPOINT_URL": private_moto.endpoint,
             "RADCASE_DATA_DIR": str(folder / "unused"),
             "RADCASE_AUTH": "off",
@@ -179,6 +191,18 @@ def prompt_requests(world: World) -> dict[str, Callable[[], Answer]]:
     }
 
 
+def stuck_on_s3(world: World) -> None:
+    """Wait until every blob thread is held by a request waiting on S3 (the burst of
+    requests has been taken in: its own queueing is not what is measured)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lane = httpx.get(f"{world.base}/healthz?probe=live", timeout=5).json()["blob_threads"]
+        if lane["busy"] == BLOB_THREADS and lane["waiting"] > 0:
+            return
+        assert time.monotonic() < deadline, f"the instance requests never filled the lane: {lane}"
+        time.sleep(0.05)
+
+
 def healthy(world: World) -> Callable[[], bool]:
     def every_backend_answers() -> bool:
         report = httpx.get(f"{world.base}/healthz", timeout=5).json()
@@ -200,10 +224,9 @@ def test_a_frozen_s3_fails_instance_requests_in_bounds_and_starves_nothing(world
     world.moto.freeze()
     try:
         prompt: dict[str, list[float]] = {name: [] for name in prompt_requests(world)}
-        with ThreadPoolExecutor(max_workers=2 * BLOB_THREADS) as pool:
-            retrievals = [
-                pool.submit(timed, world.instance, DICOM) for _ in range(2 * BLOB_THREADS)
-            ]
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+            retrievals = [pool.submit(timed, world.instance, DICOM) for _ in range(IN_FLIGHT)]
+            stuck_on_s3(world)
             started = time.monotonic()
             while not all(r.done() for r in retrievals) or time.monotonic() - started < S3_BUDGET:
                 for name, request in prompt_requests(world).items():
@@ -211,23 +234,25 @@ def test_a_frozen_s3_fails_instance_requests_in_bounds_and_starves_nothing(world
                     assert answer.status == 200, (name, answer.status, answer.content[:300])
                     prompt[name].append(answer.seconds)
         for name, seconds in prompt.items():
-            assert max(seconds) < PROMPT, f"{name} took {max(seconds):.2f} s with S3 frozen"
+            assert statistics.median(seconds) < PROMPT, f"{name}: {seconds} with S3 frozen"
+            assert max(seconds) < PROMPT_LOADED, f"{name}: {seconds} with S3 frozen"
         for retrieval in retrievals:
             answer = retrieval.result()
             assert answer.status == 503, answer.content[:300]
             assert answer.seconds < S3_BUDGET + SLACK
             assert int(answer.headers["Retry-After"]) >= 1
-        failing_fast = timed(world.instance, DICOM)  # the breaker is open by now
-        assert failing_fast.status == 503 and failing_fast.seconds < PROMPT
         health = timed(f"{world.base}/healthz")
         report = httpx.get(f"{world.base}/healthz", timeout=5).json()
         assert health.status == 200 and report["status"] == "degraded"
         assert report["backends"]["blobs"]["status"] == "failing"
         assert report["backends"]["index"]["status"] == "ok"
+        failed = [r.result().seconds for r in retrievals]
         print(
             "S3 frozen, medians (s): "
-            + ", ".join(f"{n} {statistics.median(s):.3f}" for n, s in prompt.items())
-            + f"; instance 503s {sorted(round(r.result().seconds, 2) for r in retrievals)}"
+            + ", ".join(
+                f"{n} {statistics.median(s):.3f} (max {max(s):.2f})" for n, s in prompt.items()
+            )
+            + f"; instance 503s, median {statistics.median(failed):.2f}, at most {max(failed):.2f}"
         )
     finally:
         world.moto.thaw()
@@ -236,10 +261,8 @@ def test_a_frozen_s3_fails_instance_requests_in_bounds_and_starves_nothing(world
         answer = timed(world.instance, DICOM)
         return answer.status == 200 and world.stored in answer.content
 
-    until_served(instance_served, BREAKER_COOLDOWN + S3_BUDGET + 10)
-    # Each store's breaker lets its next call probe once its cooldown is over: the teaching
-    # collection's (asked by /healthz alone here) comes back within a cooldown too.
-    until_served(healthy(world), BREAKER_COOLDOWN + S3_BUDGET + 10)
+    until_served(instance_served, S3_BUDGET + 10)
+    until_served(healthy(world), S3_BUDGET + 10)
 
 
 def test_a_frozen_redis_leaves_reads_going_and_is_named_by_healthz(world: World) -> None:
@@ -249,7 +272,7 @@ def test_a_frozen_redis_leaves_reads_going_and_is_named_by_healthz(world: World)
             for name, request in prompt_requests(world).items():
                 answer = request()
                 assert answer.status == 200, (name, answer.status)
-                assert answer.seconds < PROMPT, f"{name} took {answer.seconds:.2f} s"
+                assert answer.seconds < PROMPT_LOADED, f"{name} took {answer.seconds:.2f} s"
         report = httpx.get(f"{world.base}/healthz", timeout=5).json()
         assert report["status"] == "degraded"
         assert report["backends"]["cache"]["status"] == "failing"
@@ -271,15 +294,15 @@ def test_a_frozen_postgres_is_503_in_bounds_and_unready_but_alive(world: World) 
             assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
             assert "Retry-After" in answer.headers["Access-Control-Expose-Headers"]
         failing_fast = timed(world.search)  # the breaker is open by now
-        assert failing_fast.status == 503 and failing_fast.seconds < PROMPT
+        assert failing_fast.status == 503 and failing_fast.seconds < PROMPT_LOADED
         readiness = timed(f"{world.base}/healthz")
-        assert readiness.status == 503 and readiness.seconds < PROMPT
+        assert readiness.status == 503 and readiness.seconds < PROMPT_LOADED
         report = httpx.get(f"{world.base}/healthz", timeout=5).json()
         assert report["status"] == "unavailable"
         assert report["backends"]["index"]["status"] == "failing"
         assert report["backends"]["blobs"]["status"] == "ok"
         liveness = timed(f"{world.base}/healthz?probe=live")
-        assert liveness.status == 200 and liveness.seconds < PROMPT
+        assert liveness.status == 200 and liveness.seconds < PROMPT_LOADED
     finally:
         world.postgres.thaw()
 

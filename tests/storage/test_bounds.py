@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from storage import deadlines
 from storage.blobs.s3 import S3BlobStore
 from storage.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from storage.cache.redis import RedisCache
@@ -177,3 +178,25 @@ def test_the_bounds_travel_in_the_urls_and_the_url_wins() -> None:
     )
     with pytest.raises(UnsupportedUrl, match="positive"):
         open_database("postgresql://u@h/db?pool_timeout=0")
+
+
+def test_once_s3_failed_a_call_that_cannot_end_by_its_deadline_is_not_started(
+    silent_endpoint: str,
+) -> None:
+    """A request that spent its budget waiting for a blob thread behind others stuck on a
+    frozen S3 fails at once instead of waiting a whole budget of its own."""
+    store = silent_store(
+        silent_endpoint, connect_timeout=0.2, read_timeout=0.3, budget=0.5, max_attempts=1
+    )
+    store._client = store._session.client(  # type: ignore[union-attr]
+        "s3", endpoint_url=silent_endpoint, config=store._config
+    )
+    with deadlines.within(5.0), pytest.raises(BackendUnavailable):
+        store.exists("default/a")  # S3 is not known to fail yet: the attempt is made
+    started = time.monotonic()
+    with deadlines.within(0.2), pytest.raises(BackendUnavailable, match="waiting"):
+        store.exists("default/a")
+    assert time.monotonic() - started < 0.1
+    with pytest.raises(BackendUnavailable, match=r"within 0\.5 s"):
+        store.exists("default/a")  # no deadline of the caller's: its own budget
+    store.close()
