@@ -4,16 +4,16 @@ server does) and thawed with SIGCONT.
 
 What must hold, with small time bounds configured so that the module stays fast:
 - S3 frozen: an instance request answers 503 with Retry-After within the S3 budget (the
-  time it waited for a blob thread counted); meanwhile cached metadata, QIDO-RS, the web
-  app's home page and /healthz answer in under a second (the median; every one within
-  ``PROMPT_LOADED`` on a loaded machine, under the S3 read timeout a starved request would
-  wait), with more instance requests in flight than a server has worker threads in all
-  (anyio's default, 40). S3's breaker is left out here (its URL sets a threshold no test
-  reaches): the blob lane alone must keep the other requests going; without it, the
-  instance requests hold every worker thread and this test fails. The breaker's fail-fast
-  is shown on PostgreSQL below and on S3 in tests/storage/test_bounds.py. /healthz names
-  the blob store as failing and stays 200 (degraded), liveness too. Thawed, instances
-  serve again without a restart.
+  time it waited for a blob thread counted), and so does a STOW-RS request; meanwhile
+  cached metadata, QIDO-RS, the web app's home page and /healthz answer in under a second
+  (the median; every one within ``PROMPT_LOADED`` on a loaded machine, under the S3 read
+  timeout a starved request would wait), with more instance requests in flight than a
+  server has worker threads in all (anyio's default, 40). S3's breaker is left out here
+  (its URL sets a threshold no test reaches): the blob lane alone must keep the other
+  requests going; without it, the instance requests hold every worker thread and this test
+  fails. The breaker's fail-fast is shown on PostgreSQL below and on S3 in
+  tests/storage/test_bounds.py. /healthz names the blob store as failing and stays 200
+  (degraded), liveness too. Thawed, instances serve again without a restart.
 - Redis frozen: reads go on; /healthz names the cache; thawed, the cache answers again.
 - PostgreSQL frozen: a request answers 503 with Retry-After (and CORS headers, for a viewer
   on another origin) within the pool's bound, /healthz is 503 naming the index while
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import boto3
 import httpx
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from tests.backends import FreezableRedis, PrivateMoto, PrivatePostgres
@@ -180,6 +181,19 @@ def _keys(credentials: dict[str, str]) -> dict[str, str]:
     }
 
 
+def stow(world: World, dataset: Dataset) -> Answer:
+    body, content_type = multipart_body([to_bytes(dataset)])
+    started = time.monotonic()
+    response = httpx.post(
+        f"{world.base}/dicomweb/studies",
+        content=body,
+        headers={"Content-Type": content_type},
+        timeout=60,
+    )
+    seconds = time.monotonic() - started
+    return Answer(response.status_code, seconds, response.headers, response.content)
+
+
 def prompt_requests(world: World) -> dict[str, Callable[[], Answer]]:
     """Requests that need neither S3 nor a frozen cache: each must stay prompt."""
     return {
@@ -226,6 +240,7 @@ def test_a_frozen_s3_fails_instance_requests_in_bounds_and_starves_nothing(world
         prompt: dict[str, list[float]] = {name: [] for name in prompt_requests(world)}
         with ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
             retrievals = [pool.submit(timed, world.instance, DICOM) for _ in range(IN_FLIGHT)]
+            storing = pool.submit(stow, world, make_instance(study_uid=world.study))
             stuck_on_s3(world)
             started = time.monotonic()
             while not all(r.done() for r in retrievals) or time.monotonic() - started < S3_BUDGET:
@@ -241,6 +256,9 @@ def test_a_frozen_s3_fails_instance_requests_in_bounds_and_starves_nothing(world
             assert answer.status == 503, answer.content[:300]
             assert answer.seconds < S3_BUDGET + SLACK
             assert int(answer.headers["Retry-After"]) >= 1
+        stored = storing.result()  # nothing stored: 503, and when to try again
+        assert stored.status == 503 and int(stored.headers["Retry-After"]) >= 1
+        assert stored.seconds < S3_BUDGET + SLACK
         health = timed(f"{world.base}/healthz")
         report = httpx.get(f"{world.base}/healthz", timeout=5).json()
         assert health.status == 200 and report["status"] == "degraded"
