@@ -21,6 +21,7 @@ from dicomweb import delete, frames, metadata, qido, rendered, stow, thumbnail, 
 from dicomweb.compression import GzipJsonMiddleware
 from dicomweb.context import DicomwebOptions, Service
 from dicomweb.errors import HttpError, archive_error_handler, http_error_handler, request_id
+from dicomweb.lanes import BlobLane
 from storage.archive import Archive
 from storage.errors import ArchiveError
 
@@ -43,6 +44,7 @@ EXPOSED_HEADERS = [
     "Content-Encoding",
     "Vary",
     "X-Request-ID",
+    "Retry-After",
 ]
 
 
@@ -113,10 +115,46 @@ class RequestContextMiddleware:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("request %s failed", request_id(request), exc_info=exc)
+    return _internal_error(request)
+
+
+def _internal_error(request: Request) -> Response:
     return PlainTextResponse(f"Internal error (request id {request_id(request)})", status_code=500)
 
 
-def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Starlette:
+class InternalErrors:
+    """Answers an unexpected exception's 500 inside the CORS and request-id layers, so that a
+    browser on another origin can read it and it carries its X-Request-ID (Starlette answers
+    it from its outermost layer, outside both); then raises it on, as Starlette does, for the
+    server to log. A response already under way is only cut short."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if not started:  # logged by Starlette's layer, which calls unexpected_error
+                await _internal_error(Request(scope))(scope, receive, send)
+            raise
+
+
+def create_app(
+    archive: Archive, options: DicomwebOptions | None = None, blobs: BlobLane | None = None
+) -> Starlette:
+    """``blobs``: the lane blob I/O runs in, shared by the roots over the same stores (one
+    of its own by default)."""
     options = options or DicomwebOptions()
     methods = (
         ["GET", "HEAD", "OPTIONS"]
@@ -135,6 +173,7 @@ def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Star
                 expose_headers=EXPOSED_HEADERS,
                 max_age=86400,
             ),
+            Middleware(InternalErrors),
             Middleware(GzipJsonMiddleware),
         ],
         exception_handlers={
@@ -143,5 +182,5 @@ def create_app(archive: Archive, options: DicomwebOptions | None = None) -> Star
             Exception: unexpected_error,
         },
     )
-    app.state.service = Service(archive, options)
+    app.state.service = Service(archive, options, blobs or BlobLane())
     return app

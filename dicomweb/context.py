@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from dicomweb import uri
+from dicomweb.lanes import BlobLane
 from storage.archive import Archive
 
 
@@ -31,6 +32,8 @@ class DicomwebOptions:
 class Service:
     archive: Archive
     options: DicomwebOptions = field(default_factory=DicomwebOptions)
+    blobs: BlobLane = field(default_factory=BlobLane)
+    """Where handlers run what reads or writes blobs (see :mod:`dicomweb.lanes`)."""
 
     def archive_for(self, request: Request) -> Archive:
         """The archive as this request may see it: scoped to its tenant (set by an auth layer

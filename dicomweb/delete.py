@@ -7,7 +7,6 @@ removes index rows first, then blobs, then cached bodies, and answers 204.
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,5 +18,5 @@ async def delete(request: Request) -> Response:
     service: Service = request.app.state.service
     study_uid, series_uid, sop_uid = path_uids(request)
     archive = service.archive_for(request)
-    await run_in_threadpool(archive.delete, study_uid, series_uid, sop_uid)
+    await service.blobs.run(archive.delete, study_uid, series_uid, sop_uid)
     return Response(status_code=204)

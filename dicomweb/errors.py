@@ -64,6 +64,14 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(exc.message, exc.status, headers=exc.headers)
 
 
+def retry_after(exc: Exception) -> dict[str, str]:
+    """``Retry-After`` (RFC 9110 §10.2.3) for a store that did not answer: how many seconds a
+    client (a viewer, a load balancer) should wait before asking again; none otherwise."""
+    if isinstance(exc, storage_errors.BackendUnavailable):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
 async def archive_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, storage_errors.ArchiveError)
     status = http_status(exc)
@@ -72,5 +80,6 @@ async def archive_error_handler(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(
             f"The archive could not complete the request (request id {request_id(request)})",
             status,
+            headers=retry_after(exc),
         )
     return PlainTextResponse(str(exc), status)

@@ -149,7 +149,7 @@ async def retrieve_frames(request: Request) -> Response:
     study_uid, series_uid, sop_uid = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     archive = service.archive_for(request)
-    instance, frames = await run_in_threadpool(
+    instance, frames = await service.blobs.run(
         _instance_and_frames, archive, study_uid, series_uid, sop_uid, numbers
     )
     choice = choose_frames(
@@ -160,7 +160,7 @@ async def retrieve_frames(request: Request) -> Response:
         decodable=frames.encapsulated and can_decode(frames.transfer_syntax),
     )
     if choice.decompress:
-        frames = await run_in_threadpool(
+        frames = await service.blobs.run(
             _decompressed, archive, study_uid, series_uid, sop_uid, frames, numbers
         )
     response = frames_response(request, frames, {"Cache-Control": IMMUTABLE}, choice=choice)
@@ -205,7 +205,7 @@ async def retrieve_bulk(request: Request) -> Response:
     path = request.path_params["path"]
     archive = service.archive_for(request)
     instance = await _instance(archive, study_uid, series_uid, sop_uid)
-    bulk = await run_in_threadpool(archive.bulk, study_uid, series_uid, sop_uid, path)
+    bulk = await service.blobs.run(archive.bulk, study_uid, series_uid, sop_uid, path)
     response = _bulk_response(request, bulk)
     return _validated(request, instance, "bulk/" + path.upper(), response)
 

@@ -33,6 +33,7 @@ from dicomweb.context import Service
 from dicomweb.errors import HttpError, not_acceptable
 from dicomweb.frames import parse_frame_list
 from dicomweb.httpcache import IMMUTABLE, REVALIDATE, entity_tag, precondition
+from dicomweb.lanes import BlobLane
 from dicomweb.negotiation import Acceptable
 from dicomweb.presentation import presentation
 from dicomweb.render_params import rendered_params
@@ -224,11 +225,12 @@ class Parts:
         self.failures.append(exc)
 
 
-async def _multipart(parts: Parts, headers: dict[str, str]) -> Response:
+async def _multipart(lane: BlobLane, parts: Parts, headers: dict[str, str]) -> Response:
     """The first part is rendered before the response starts, so a target none of whose
-    images renders gets a 4xx saying why rather than an empty 200."""
+    images renders gets a 4xx saying why rather than an empty 200 (and a store that does
+    not answer, a 503). Rendering reads blobs: every part is made in the blob lane."""
     iterator = iter(parts)
-    first = await run_in_threadpool(next, iterator, None)
+    first = await lane.run(next, iterator, None)
     if first is None:
         raise parts.failures[0] if parts.failures else NotFound("nothing to render")
 
@@ -238,13 +240,14 @@ async def _multipart(parts: Parts, headers: dict[str, str]) -> Response:
 
     boundary = multipart.new_boundary()
     return StreamingResponse(
-        multipart.iter_multipart(boundary, chained()),
+        lane.iterate(multipart.iter_multipart(boundary, chained())),
         media_type=multipart.content_type(boundary, parts.media_type),
         headers=headers,
     )
 
 
 async def _single(
+    lane: BlobLane,
     archive: Archive,
     instance: StoredInstance,
     numbers: list[int],
@@ -255,7 +258,7 @@ async def _single(
     """One body: one image, or an animated GIF of ``numbers``."""
     document = await run_in_threadpool(instance_document, archive, instance)
     renderer = InstanceRenderer(archive, instance, document)
-    body = await run_in_threadpool(renderer.encoded, numbers, params, choice.media_type)
+    body = await lane.run(renderer.encoded, numbers, params, choice.media_type)
     return Response(body, media_type=choice.media_type, headers=headers)
 
 
@@ -279,11 +282,14 @@ async def _render_instance(
     cached = precondition(request, tag, headers)
     if cached is not None:
         return cached
+    service: Service = request.app.state.service
     if not choice.multipart:
-        return await _single(archive, instance, numbers, choice, params, headers)
-    root = request.app.state.service.root(request)
+        return await _single(service.blobs, archive, instance, numbers, choice, params, headers)
+    root = service.root(request)
     return await _multipart(
-        Parts(archive, [(instance, numbers)], params, choice.media_type, root), headers
+        service.blobs,
+        Parts(archive, [(instance, numbers)], params, choice.media_type, root),
+        headers,
     )
 
 
@@ -345,6 +351,6 @@ async def collection_rendered(request: Request) -> Response:
     targets = [(i, list(range(1, i.number_of_frames + 1))) for i in images]
     if not choice.multipart:
         instance, numbers = targets[0]
-        return await _single(archive, instance, numbers, choice, params, headers)
+        return await _single(service.blobs, archive, instance, numbers, choice, params, headers)
     parts = Parts(archive, targets, params, choice.media_type, service.root(request))
-    return await _multipart(parts, headers)
+    return await _multipart(service.blobs, parts, headers)

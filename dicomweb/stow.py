@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -38,7 +37,7 @@ from dicomweb.multipart import (
 )
 from dicomweb.requests import acceptables, path_uids
 from storage.archive import Archive, BatchOutcome, IngestResult
-from storage.errors import InstanceRejected, OutOfResources
+from storage.errors import BackendUnavailable, InstanceRejected, OutOfResources
 from storage.instance_json import dumps
 from storage.statuses import DimseStatus, dimse_status
 
@@ -57,6 +56,8 @@ class Outcome:
     stored: list[tuple[IngestResult, str]] = field(default_factory=list)
     failed: list[tuple[str, str, int, str]] = field(default_factory=list)
     backend_failed: bool = False
+    retry_after: int | None = None
+    """Seconds a store that did not answer asked clients to wait (Retry-After of a 503)."""
 
     def fail(self, status: int, reason: str, sop_class: str = "", sop_uid: str = "") -> None:
         self.failed.append((sop_class, sop_uid, status, reason))
@@ -165,6 +166,8 @@ def _record(result: BatchOutcome, outcome: Outcome, root: str) -> None:
     else:
         log.error("store failed for a STOW-RS part: %s", result)
         outcome.backend_failed = True
+        if isinstance(result, BackendUnavailable):
+            outcome.retry_after = max(outcome.retry_after or 0, result.retry_after)
         outcome.fail(dimse_status(result), "the archive could not store this instance")
 
 
@@ -179,6 +182,7 @@ async def store(request: Request) -> Response:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HttpError(413, f"the request body exceeds the limit of {limit} bytes")
     archive = service.archive_for(request)
+    lane = service.blobs
     root = service.root(request)
     outcome = Outcome()
     reader = MultipartReader(boundary, max_part_bytes=service.options.max_part_bytes)
@@ -193,13 +197,13 @@ async def store(request: Request) -> Response:
                 for part in reader.feed(chunk):
                     batch.add(part)
                     if batch.full:
-                        await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+                        await lane.run(batch.ingest, archive, study_uid, outcome, root)
             truncated = reader.finish()
-            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+            await lane.run(batch.ingest, archive, study_uid, outcome, root)
         except PartTooLarge as exc:
             raise HttpError(413, str(exc)) from exc
         except MultipartError as exc:
-            await run_in_threadpool(batch.ingest, archive, study_uid, outcome, root)
+            await lane.run(batch.ingest, archive, study_uid, outcome, root)
             if not outcome.stored and not outcome.failed:
                 raise bad_request("body", f"not a readable multipart/related body: {exc}") from exc
             outcome.fail(
@@ -245,6 +249,8 @@ def _response(outcome: Outcome, study_uid: str | None, root: str) -> Response:
     else:
         status = 200
     headers = [("Warning", f'299 radcase-pacs "{_quote(w)}"') for w in warnings[:50]]
+    if status == 503 and outcome.retry_after is not None:
+        headers.append(("Retry-After", str(outcome.retry_after)))
     response = Response(dumps(body), status_code=status, media_type=DICOM_JSON)
     for name, value in headers:
         response.headers.append(name, value)

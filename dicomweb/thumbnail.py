@@ -95,7 +95,8 @@ async def _thumbnail(
     cached = precondition(request, tag, headers)
     if cached is not None:
         return cached
-    body = await run_in_threadpool(_thumbnail_bytes, archive, instance, number, params, media)
+    service: Service = request.app.state.service
+    body = await service.blobs.run(_thumbnail_bytes, archive, instance, number, params, media)
     return Response(body, media_type=media, headers=headers)
 
 

@@ -39,6 +39,7 @@ from dicomweb import multipart, uri
 from dicomweb.context import Service
 from dicomweb.errors import not_acceptable, request_id
 from dicomweb.httpcache import IMMUTABLE, REVALIDATE, EntityTag, entity_tag, precondition
+from dicomweb.lanes import BlobLane, primed
 from dicomweb.negotiation import Acceptable
 from dicomweb.requests import acceptables, path_uids
 from dicomweb.syntaxes import DEFAULT_SYNTAX_BY_MEDIA_TYPE, DICOM, with_syntax
@@ -313,12 +314,18 @@ def _transcoded_or_log(archive: Archive, instance: StoredInstance, rid: str) -> 
 
 
 async def _multipart_body(
-    archive: Archive, plan: Plan, boundary: str, root: str, ready: dict[str, bytes], rid: str
+    lane: BlobLane,
+    archive: Archive,
+    plan: Plan,
+    boundary: str,
+    root: str,
+    ready: dict[str, bytes],
+    rid: str,
 ) -> AsyncIterator[bytes | memoryview]:
     """The multipart body (PS3.18 §8.7.3.5), each part's head and stored bytes as they are,
     read :data:`TRIP_BYTES` at a time by a worker thread and sent as one chunk per trip."""
     pending = _Pending(list(plan.parts))
-    while pieces := await run_in_threadpool(_trip, archive, pending, boundary, root, ready, rid):
+    while pieces := await lane.run(_trip, archive, pending, boundary, root, ready, rid):
         for piece in _coalesced(pieces):
             yield piece
 
@@ -357,7 +364,7 @@ def _multipart_length(plan: Plan, boundary: str, root: str, ready: dict[str, byt
 
 
 async def _single_body(
-    archive: Archive, part: Part, ready: dict[str, bytes]
+    lane: BlobLane, archive: Archive, part: Part, ready: dict[str, bytes]
 ) -> AsyncIterator[bytes | memoryview]:
     """One bare instance: read whole in one trip when small, else a chunk per trip."""
     body = ready.get(part.instance.sop_uid)
@@ -365,10 +372,10 @@ async def _single_body(
         yield body
         return
     if part.instance.blob_size <= TRIP_BYTES:
-        yield await run_in_threadpool(archive.view, part.instance)
+        yield await lane.run(archive.view, part.instance)
         return
     stream = archive.stream(part.instance, TRIP_BYTES)
-    while (chunk := await run_in_threadpool(next, stream, None)) is not None:
+    while (chunk := await lane.run(next, stream, None)) is not None:
         yield chunk
 
 
@@ -405,16 +412,19 @@ async def retrieve(request: Request) -> Response:
         # One instance: transcode it now, so that a failure still chooses the status.
         (instance,) = transcoded
         try:
-            ready[instance.sop_uid] = await run_in_threadpool(_transcoded, archive, instance)
+            ready[instance.sop_uid] = await service.blobs.run(_transcoded, archive, instance)
             break
         except Unavailable as exc:
             log.warning("instance %s did not transcode: %s", instance.sop_uid, exc)
             found = [replace(instance, decode_problem=str(exc))]
             plan = plan_retrieve(accepted, found, single=True)
-    return _response(archive, plan, root, ready, headers, len(found), request_id(request))
+    return await _response(
+        service.blobs, archive, plan, root, ready, headers, len(found), request_id(request)
+    )
 
 
-def _response(
+async def _response(
+    lane: BlobLane,
     archive: Archive,
     plan: Plan,
     root: str,
@@ -423,6 +433,8 @@ def _response(
     total: int,
     rid: str,
 ) -> Response:
+    """The response, its body's first piece already read (:func:`~dicomweb.lanes.primed`):
+    a store that does not answer is a 503, not a 200 cut short."""
     status = 206 if plan.left_out else 200
     if plan.multipart:
         boundary = multipart.new_boundary()
@@ -433,7 +445,7 @@ def _response(
         if length is not None:
             headers = {**headers, "Content-Length": str(length)}
         response: Response = StreamingResponse(
-            _multipart_body(archive, plan, boundary, root, ready, rid),
+            await primed(_multipart_body(lane, archive, plan, boundary, root, ready, rid)),
             status_code=status,
             media_type=multipart.content_type(boundary, DICOM, **params),
             headers=headers,
@@ -445,7 +457,7 @@ def _response(
         if not part.transcoded or ready_body is not None:
             headers = {**headers, "Content-Length": str(size)}
         response = StreamingResponse(
-            _single_body(archive, part, ready),
+            await primed(_single_body(lane, archive, part, ready)),
             media_type=_part_headers(root, part)["Content-Type"],
             headers=headers,
         )

@@ -26,8 +26,6 @@ parameter is a 400 naming it; unknown UIDs are 404.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -37,6 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb.context import Service
 from dicomweb.errors import bad_request, check_query_encoding, not_acceptable
 from dicomweb.httpcache import IMMUTABLE, entity_tag, precondition
+from dicomweb.lanes import primed
 from dicomweb.negotiation import NotAcceptableHeader, parse_accept
 from dicomweb.presentation import Window
 from dicomweb.render_params import (
@@ -223,6 +222,7 @@ def _target_syntax(text: str | None) -> str:
 async def _dicom(
     request: Request, archive: Archive, instance: StoredInstance, requested: str | None
 ) -> Response:
+    service: Service = request.app.state.service
     target = _target_syntax(requested)
     stored = instance.transfer_syntax
     problem = transcode_problem(instance, target)
@@ -236,8 +236,9 @@ async def _dicom(
     if cached is not None:
         return cached
     if target == stored:
-        return StreamingResponse(_stream(archive, instance), media_type=DICOM, headers=headers)
-    data = await run_in_threadpool(archive.read, instance)
+        stored_bytes = await primed(service.blobs.iterate(archive.stream(instance)))
+        return StreamingResponse(stored_bytes, media_type=DICOM, headers=headers)
+    data = await service.blobs.run(archive.read, instance)
     try:
         body = await run_in_threadpool(to_explicit_little_endian, data)
     except Unavailable as exc:
@@ -245,10 +246,6 @@ async def _dicom(
             raise not_acceptable(str(exc)) from exc
         return Response(data, media_type=DICOM, headers=headers)
     return Response(body, media_type=DICOM, headers=headers)
-
-
-def _stream(archive: Archive, instance: StoredInstance) -> Iterator[bytes]:
-    yield from archive.stream(instance)
 
 
 async def _rendered(
@@ -278,5 +275,6 @@ async def _rendered(
         archive.documents, instance.study_uid, instance.series_uid, instance.sop_uid
     )
     renderer = InstanceRenderer(archive, instance, documents[0])
-    body = await run_in_threadpool(renderer.encoded, numbers, params, media)
+    service: Service = request.app.state.service
+    body = await service.blobs.run(renderer.encoded, numbers, params, media)
     return Response(body, media_type=media, headers=headers)

@@ -1,14 +1,17 @@
 """App assembly: mount the protocol apps over an open :class:`~radcase_pacs.deployment.Deployment`.
 
 Mounted routes: ``/dicomweb`` (clinical DICOMweb root), ``/teaching/dicomweb`` (the teaching
-collection, read-only), ``/api`` (the teaching JSON API), ``/healthz``, ``/metrics``, and the
-web app for people at ``/`` (after the others, which it never shadows). The
+collection, read-only), ``/api`` (the teaching JSON API), ``/healthz`` (readiness, and
+liveness with ``?probe=live``: :mod:`radcase_pacs.health`), ``/metrics``, and the web app for
+people at ``/`` (after the others, which it never shadows). The
 app builds no store: the deployment is opened before it (``serve``, the tests) or by the
 worker's lifespan (:func:`app_from_environment`), so ``/healthz`` answers only once the server
 can serve.
 
 The clinical root is wrapped in the audit middleware: each request on it is recorded in the
-audit log before it is served, or refused with 503 when the entry cannot be written. The
+audit log before it is served, or refused with 503 when the entry cannot be written. Both
+DICOMweb roots share one lane of worker threads for blob I/O (:mod:`dicomweb.lanes`), and
+what their outer layers answer themselves carries CORS headers (:mod:`dicomweb.cors`). The
 teaching root and the API serve no clinical data and are not audited; the teaching root is
 wrapped in the learner view, which keeps learners to published cases.
 """
@@ -27,8 +30,11 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from dicomweb.app import EXPOSED_HEADERS
 from dicomweb.app import create_app as create_dicomweb_app
 from dicomweb.context import DicomwebOptions
+from dicomweb.cors import CorsFallback
+from dicomweb.lanes import BlobLane
 from radcase_pacs.audit.api import audit_router
 from radcase_pacs.audit.changes import ChangeAuditMiddleware
 from radcase_pacs.audit.middleware import AuditMiddleware
@@ -40,10 +46,10 @@ from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import IngestEdge, MetricsMiddleware
 from radcase_pacs.settings import Settings, load_settings
 from radcase_pacs.web.app import create_web_app
-from storage.errors import ArchiveError
 from teaching.api import Caller, create_api
 
 log = logging.getLogger(__name__)
+DICOMWEB_ROOTS = ("/dicomweb", "/teaching/dicomweb")
 
 
 def dicomweb_options(settings: Settings, root: str = "/dicomweb") -> DicomwebOptions:
@@ -66,12 +72,19 @@ def create_app(deployment: Deployment) -> Starlette:
     api.include_router(deployment.auth.router(login_recorder(audit, settings.tenant)))
     api.include_router(audit_router(audit, lambda request: request.state.tenant))
 
+    lane = BlobLane(settings.blob_threads, budget=settings.s3_budget)
+    health = deployment.health
+
     async def healthz(request: Request) -> JSONResponse:
-        try:
-            await run_in_threadpool(deployment.ping)
-        except ArchiveError as exc:
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        """Readiness (the default) or liveness (``?probe=live``): see radcase_pacs.health."""
+        probe = request.query_params.get("probe", "ready")
+        if probe == "live":
+            return JSONResponse({"status": "ok", "blob_threads": lane.statistics()})
+        if probe != "ready":
+            return JSONResponse({"detail": "probe: ready (the default) or live"}, 400)
+        report = await health.report()
+        body = {**report.as_json(), "blob_threads": lane.statistics()}
+        return JSONResponse(body, status_code=200 if report.ready else 503)
 
     app = Starlette(
         routes=[
@@ -81,7 +94,9 @@ def create_app(deployment: Deployment) -> Starlette:
                 "/dicomweb",
                 app=AuditMiddleware(
                     create_dicomweb_app(
-                        deployment.clinical_via(IngestEdge.STOW_RS), dicomweb_options(settings)
+                        deployment.clinical_via(IngestEdge.STOW_RS),
+                        dicomweb_options(settings),
+                        blobs=lane,
                     ),
                     audit,
                     settings.tenant,
@@ -91,7 +106,9 @@ def create_app(deployment: Deployment) -> Starlette:
                 "/teaching/dicomweb",
                 app=LearnerView(
                     create_dicomweb_app(
-                        deployment.teaching, dicomweb_options(settings, "/teaching/dicomweb")
+                        deployment.teaching,
+                        dicomweb_options(settings, "/teaching/dicomweb"),
+                        blobs=lane,
                     ),
                     cases.store.published_study_uids,
                 ),
@@ -100,6 +117,14 @@ def create_app(deployment: Deployment) -> Starlette:
             Mount("", app=create_web_app(deployment)),
         ],
         middleware=[
+            # Outermost: what the audit log and the learner view answer themselves (a 503
+            # when their database fails) is readable by a viewer on another origin.
+            Middleware(
+                CorsFallback,
+                origins=settings.cors_origin_list,
+                exposed=EXPOSED_HEADERS,
+                paths=DICOMWEB_ROOTS,
+            ),
             Middleware(MetricsMiddleware, metrics=deployment.metrics),
             Middleware(
                 AuthMiddleware,
@@ -147,7 +172,7 @@ class DeploymentApp:
             await self._lifespan(receive, send)
             return
         if self.app is None:
-            await PlainTextResponse("starting", 503)(scope, receive, send)
+            await PlainTextResponse("starting", 503, {"Retry-After": "1"})(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -13,6 +13,7 @@ cases, and the learning tables.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
+from radcase_pacs.health import Check, Health
 from radcase_pacs.metrics import IngestEdge, Metrics
 from radcase_pacs.read_replica import (
     CLINICAL_SCOPE,
@@ -78,11 +80,33 @@ class Deployment:
         return self.archive.observed_by(self.metrics.ingest_counter(edge), *self.after_ingest)
 
     def ping(self) -> None:
-        """Raise BackendFailure unless every database answers (``/healthz``)."""
+        """Raise BackendFailure unless every database answers."""
         self.audit.ping()
         self.clinical.ping()
         self.teaching.ping()
         self.cases.store.ping()
+
+    @functools.cached_property
+    def health(self) -> Health:
+        """What ``/healthz`` and the status page ask (one per process: a check still running
+        is never started a second time)."""
+        return Health(self.health_checks(), self.settings.health_timeout)
+
+    def health_checks(self) -> list[Check]:
+        """Every backend ``/healthz`` asks, by name: the databases are required (nearly every
+        request needs one), the blob stores and caches are not (see :mod:`radcase_pacs.health`).
+        """
+        clinical, teaching = self.clinical.checks(), self.teaching.checks()
+        return [
+            Check("index", clinical["index"], required=True),
+            Check("audit log", self.audit.ping, required=True),
+            Check("teaching index", teaching["index"], required=True),
+            Check("cases", self.cases.store.ping, required=True),
+            Check("blobs", clinical["blobs"], required=False),
+            Check("teaching blobs", teaching["blobs"], required=False),
+            Check("cache", clinical["cache"], required=False),
+            Check("teaching cache", teaching["cache"], required=False),
+        ]
 
 
 def clinical_stores(settings: Settings, replica: ReplicaRouter | None = None) -> Stores:
@@ -93,7 +117,7 @@ def clinical_stores(settings: Settings, replica: ReplicaRouter | None = None) ->
             settings.resolved_index_url, settings.resolved_index_read_url, replica, CLINICAL_SCOPE
         ),
         blobs=open_blobs(settings.resolved_blob_url, s3_endpoint_url=settings.s3_endpoint_url),
-        cache=open_cache(settings.cache_url),
+        cache=open_cache(settings.resolved_cache_url),
     )
 
 
@@ -173,7 +197,9 @@ def auth_layer(settings: Settings) -> AuthLayer:
     users = UserStore(
         open_database(settings.resolved_index_url), rounds=settings.password_hash_rounds
     )
-    return AuthLayer(settings, users, open_cache(namespaced_url(settings.cache_url, "auth")))
+    return AuthLayer(
+        settings, users, open_cache(namespaced_url(settings.resolved_cache_url, "auth"))
+    )
 
 
 @contextmanager

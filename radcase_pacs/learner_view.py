@@ -27,6 +27,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dicomweb.errors import retry_after
 from radcase_pacs.auth.principal import Role, principal_of
 from storage.errors import BackendFailure
 
@@ -60,7 +61,7 @@ class LearnerView:
             log.error(
                 "published teaching studies of %s could not be read: %s", principal.tenant, exc
             )
-            await PlainTextResponse(UNAVAILABLE, 503)(scope, receive, send)
+            await PlainTextResponse(UNAVAILABLE, 503, retry_after(exc))(scope, receive, send)
             return
         scope.setdefault("state", {})["visible_studies"] = published
         await self.app(scope, receive, send)

@@ -436,6 +436,9 @@ class TimedBlobStore:
     def close(self) -> None:
         self._inner.close()
 
+    def ping(self) -> None:
+        self._inner.ping()
+
     def put(self, key: str, source: BinaryIO, size: int) -> None:
         with self._timed("put"):
             self._inner.put(key, source, size)
@@ -519,6 +522,9 @@ class CountedCache:
 
     def close(self) -> None:
         self._inner.close()
+
+    def ping(self) -> None:
+        self._inner.ping()
 
     def get(self, key: str) -> bytes | None:
         with self._timed("get"):

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 from radcase_pacs.dimse.peers import Peer, parse_ae_titles, parse_peers
 from storage.namespaces import namespaced_url
 from storage.tenants import is_valid_tenant
-from storage.urls import with_durability
+from storage.urls import with_defaults, with_durability
 
 DEFAULT_CONFIG = Path("config/radcase.toml")
 
@@ -138,6 +138,45 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         21600.0, ge=0, description="Seconds between orphan sweeps of `serve`; 0 turns them off"
     )
+    s3_connect_timeout: float = Field(2.0, gt=0, description="Seconds to connect to S3")
+    s3_read_timeout: float = Field(
+        5.0, gt=0, description="Seconds S3 may take over each read of an answer"
+    )
+    s3_max_attempts: int = Field(3, ge=1, le=10, description="Tries of one S3 request in all")
+    s3_budget: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds one S3 request may take with its retries; then 503 Retry-After",
+    )
+    postgres_connect_timeout: float = Field(
+        5.0, ge=2, description="Seconds to connect to PostgreSQL (libpq's least is 2)"
+    )
+    postgres_pool_timeout: float = Field(
+        5.0, gt=0, description="Seconds a request waits for a pooled PostgreSQL connection"
+    )
+    postgres_statement_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a statement may run; a server silent a second longer is cut off",
+    )
+    redis_timeout: float = Field(0.5, gt=0, description="Seconds Redis may take per command")
+    redis_connect_timeout: float = Field(0.5, gt=0, description="Seconds to connect to Redis")
+    breaker_threshold: int = Field(
+        3, ge=1, description="Outages in a row after which S3 or PostgreSQL calls fail at once"
+    )
+    breaker_cooldown: float = Field(
+        5.0, gt=0, description="Seconds calls fail at once before one probes the backend again"
+    )
+    blob_threads: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Worker threads HTTP requests may hold for blob reads and writes at once; "
+        "the others stay free for requests that need no blob",
+    )
+    health_timeout: float = Field(
+        0.5, gt=0, description="Seconds /healthz waits for each backend's answer"
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -196,6 +235,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _s3_budget_holds_an_attempt(self) -> Settings:
+        """A budget shorter than one attempt could not be kept (see storage.blobs.s3)."""
+        if self.s3_budget < self.s3_connect_timeout + self.s3_read_timeout:
+            raise ValueError(
+                "s3_budget must be at least s3_connect_timeout + s3_read_timeout "
+                f"({self.s3_connect_timeout + self.s3_read_timeout:g} s)"
+            )
+        return self
+
     @field_validator("viewer_url")
     @classmethod
     def _viewer_url(cls, value: str | None) -> str | None:
@@ -236,18 +285,21 @@ class Settings(BaseSettings):
     @property
     def resolved_index_url(self) -> str:
         url = self.index_url or f"sqlite:///{self.data_dir.resolve() / 'index.sqlite3'}"
-        return with_durability(url, self.durable_writes)
+        return self.bounded(with_durability(url, self.durable_writes))
 
     @property
     def resolved_index_read_url(self) -> str | None:
-        """The replica's URL in the index's schema (None: no replica)."""
+        """The replica's URL in the index's schema (None: no replica), bounded like the
+        primary's but waiting at most a second for a connection: a replica that does not
+        answer sends its reads to the primary, so waiting longer only delays them."""
         if self.index_read_url is None:
             return None
+        url = self.index_read_url
         schema = _query_value(self.resolved_index_url, "schema")
-        if schema is None or _query_value(self.index_read_url, "schema") is not None:
-            return self.index_read_url
-        separator = "&" if "?" in self.index_read_url else "?"
-        return f"{self.index_read_url}{separator}{urlencode({'schema': schema})}"
+        if schema is not None and _query_value(url, "schema") is None:
+            separator = "&" if "?" in url else "?"
+            url = f"{url}{separator}{urlencode({'schema': schema})}"
+        return self.bounded(with_defaults(url, REPLICA_WAITS))
 
     @property
     def resolved_teaching_index_read_url(self) -> str | None:
@@ -261,25 +313,68 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_url(self) -> str:
         url = self.blob_url or f"file:///{self.data_dir.resolve() / 'blobs'}"
-        return with_durability(url, self.durable_writes)
+        return self.bounded(with_durability(url, self.durable_writes))
+
+    @property
+    def resolved_cache_url(self) -> str:
+        return self.bounded(self.cache_url)
 
     @property
     def resolved_teaching_index_url(self) -> str:
         url = self.teaching_index_url or namespaced_url(self.resolved_index_url, "teaching")
-        return with_durability(url, self.durable_writes)
+        return self.bounded(with_durability(url, self.durable_writes))
 
     @property
     def resolved_teaching_blob_url(self) -> str:
         url = self.teaching_blob_url or namespaced_url(self.resolved_blob_url, "teaching")
-        return with_durability(url, self.durable_writes)
+        return self.bounded(with_durability(url, self.durable_writes))
 
     @property
     def resolved_teaching_cache_url(self) -> str:
-        return self.teaching_cache_url or namespaced_url(self.cache_url, "teaching")
+        return self.bounded(
+            self.teaching_cache_url or namespaced_url(self.resolved_cache_url, "teaching")
+        )
+
+    def bounded(self, url: str) -> str:
+        """``url`` with the configured time bounds of its backend where it sets none itself,
+        so every component that opens a store (the index and the audit log, users, cases and
+        learning beside it, the session cache) is bounded alike (see storage.urls)."""
+        if urlsplit(url).scheme.lower() not in ("postgresql", "postgres", "s3", "redis", "rediss"):
+            return url
+        return with_defaults(url, self.backend_bounds(urlsplit(url).scheme.lower()))
+
+    def backend_bounds(self, scheme: str) -> dict[str, float | int]:
+        """The time bounds of the backend a URL scheme names, by URL parameter."""
+        breaker = {
+            "breaker_threshold": self.breaker_threshold,
+            "breaker_cooldown": self.breaker_cooldown,
+        }
+        if scheme in ("postgresql", "postgres"):
+            return {
+                "connect_timeout": self.postgres_connect_timeout,
+                "pool_timeout": self.postgres_pool_timeout,
+                "statement_timeout": self.postgres_statement_timeout,
+                **breaker,
+            }
+        if scheme == "s3":
+            return {
+                "connect_timeout": self.s3_connect_timeout,
+                "read_timeout": self.s3_read_timeout,
+                "max_attempts": self.s3_max_attempts,
+                "budget": self.s3_budget,
+                **breaker,
+            }
+        return {
+            "socket_timeout": self.redis_timeout,
+            "socket_connect_timeout": self.redis_connect_timeout,
+        }
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+REPLICA_WAITS: dict[str, float | int] = {"connect_timeout": 1, "pool_timeout": 1}
 
 
 def _query_value(url: str, name: str) -> str | None:

@@ -206,6 +206,15 @@ class Archive:
     def ping(self) -> None:
         self._stores.index.ping()
 
+    def checks(self) -> dict[str, Callable[[], None]]:
+        """A ping of each store by its role (``/healthz`` says which one fails); each raises
+        BackendFailure when its store does not answer."""
+        return {
+            "index": self._stores.index.ping,
+            "blobs": self._stores.blobs.ping,
+            "cache": self._stores.cache.ping,
+        }
+
     # -- ingest ---------------------------------------------------------------------------
 
     def ingest(self, source: BinaryIO, *, expected_study_uid: str | None = None) -> IngestResult:

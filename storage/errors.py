@@ -15,6 +15,8 @@ boundary; each backend maps them to one of these.
     ├── Unavailable              a stored resource exists but cannot be produced (e.g. frames of
     │                            a truncated pixel data element)
     └── BackendFailure           a store (index, blobs, cache) failed; not the client's fault
+        ├── BackendUnavailable   a store did not answer within its bound, or is known to be
+        │                        down: try again after ``retry_after`` seconds
         └── OutOfResources       a store is full or over a limit
 """
 
@@ -75,6 +77,17 @@ class Unavailable(ArchiveError):
 
 class BackendFailure(ArchiveError):
     """A backend (index, blob store, cache) failed for reasons outside the request."""
+
+
+class BackendUnavailable(BackendFailure):
+    """A backend did not answer within the time it is allowed (a frozen or partitioned
+    server), or it did not answer the last few calls and is left alone for a while (see
+    :mod:`storage.breaker`). Not the request's fault and not permanent: ``retry_after`` is
+    how many whole seconds a client should wait before trying again (HTTP Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class OutOfResources(BackendFailure):

@@ -27,13 +27,17 @@ DuplicateConflict         0x0111 Duplicate SOP Instance (PS3.7 Annex C)
 Unavailable               0x0110 Processing failure
 BackendFailure            0x0110 Processing failure: a store failed, the data was fine;
                                  not 0xC000, which tells the peer its data set is unreadable
+BackendUnavailable        0x0110 Processing failure, as for any store failure: the peer
+                                 sends again later, as it would after any failure
 OutOfResources            0xA700 Refused: Out of Resources (B.2.3 A7xx, C.4.1.1.4 A700;
                                  C-MOVE and C-GET refine the range as A701/A702, for
                                  counting matches and sub-operations, which we do not tell
                                  apart)
 ========================= ====== =====================================================
 
-HTTP: input only ever gives a 4xx; 5xx means a store failed (DESIGN "Errors").
+HTTP: input only ever gives a 4xx; 5xx means a store failed (DESIGN "Errors"). A
+BackendUnavailable is 503 Service Unavailable with its ``retry_after`` as the Retry-After
+header (RFC 9110 §15.6.4, §10.2.3): the server is fine, a store it needs is not answering.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import TypeVar
 from storage.errors import (
     ArchiveError,
     BackendFailure,
+    BackendUnavailable,
     DuplicateConflict,
     IdentityMismatch,
     InstanceRejected,
@@ -85,6 +90,7 @@ DIMSE_STATUS_BY_ERROR: dict[type[ArchiveError], DimseStatus] = {
     DuplicateConflict: DimseStatus.DUPLICATE_SOP_INSTANCE,
     Unavailable: DimseStatus.PROCESSING_FAILURE,
     BackendFailure: DimseStatus.PROCESSING_FAILURE,
+    BackendUnavailable: DimseStatus.PROCESSING_FAILURE,
     OutOfResources: DimseStatus.OUT_OF_RESOURCES,
 }
 
@@ -98,6 +104,7 @@ HTTP_STATUS_BY_ERROR: dict[type[ArchiveError], int] = {
     DuplicateConflict: 409,
     Unavailable: 409,
     BackendFailure: 503,
+    BackendUnavailable: 503,
     OutOfResources: 507,
 }
 

@@ -18,6 +18,14 @@ tables beside it) gets the same guarantee from the one URL it is given. PostgreS
     cache   memory://[?max_bytes=N]
             redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&max_value_bytes=N&default_ttl=S]
             (or rediss://; other parameters go to redis-py)
+
+Time bounds travel in the URL too, for the same reason (:func:`with_defaults` adds the
+configured ones where a URL does not choose; ``BOUND_PARAMS`` lists them by scheme):
+PostgreSQL ``connect_timeout``, ``pool_timeout`` (waiting for a pooled connection),
+``statement_timeout``; S3 ``connect_timeout``, ``read_timeout``, ``max_attempts``,
+``budget`` (seconds for one request and its retries); both ``breaker_threshold`` and
+``breaker_cooldown`` (:mod:`storage.breaker`); Redis ``socket_timeout`` and
+``socket_connect_timeout``. Seconds throughout.
 """
 
 from __future__ import annotations
@@ -40,6 +48,18 @@ DURABILITY_SCHEMES = ("sqlite", "file")
 BLOB_SCHEMES = ("file", "s3")
 CACHE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 SECRET_PARAMS = frozenset({"password", "pass", "secret"})
+BREAKER_PARAMS = ("breaker_threshold", "breaker_cooldown")
+POSTGRES_PARAMS = ("connect_timeout", "pool_timeout", "statement_timeout", *BREAKER_PARAMS)
+S3_PARAMS = ("connect_timeout", "read_timeout", "max_attempts", "budget", *BREAKER_PARAMS)
+REDIS_PARAMS = ("socket_timeout", "socket_connect_timeout")
+BOUND_PARAMS: dict[str, tuple[str, ...]] = {
+    "postgresql": POSTGRES_PARAMS,
+    "postgres": POSTGRES_PARAMS,
+    "s3": S3_PARAMS,
+    "redis": REDIS_PARAMS,
+    "rediss": REDIS_PARAMS,
+}
+INTEGER_PARAMS = frozenset({"max_attempts", "breaker_threshold"})
 
 
 class UnsupportedUrl(ValueError):
@@ -115,6 +135,29 @@ def with_durability(url: str, durable: bool) -> str:
     return f"{url}{'&' if parts.query else '?'}durable=false"
 
 
+def with_defaults(url: str, values: dict[str, float | int]) -> str:
+    """``url`` with those of ``values`` that apply to its scheme (:data:`BOUND_PARAMS`) and
+    that it does not set itself; other URLs unchanged. The URL an operator wrote wins."""
+    parts = urlsplit(url)
+    names = BOUND_PARAMS.get(parts.scheme.lower(), ())
+    present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    added = [(n, f"{values[n]:g}") for n in names if n in values and n not in present]
+    if not added:
+        return url
+    return f"{url}{'&' if parts.query else '?'}{urlencode(added)}"
+
+
+def _bounds(url: str, params: dict[str, str]) -> dict[str, Any]:
+    """The time bounds ``params`` gives, as numbers (a positive one each)."""
+    found: dict[str, Any] = {}
+    for name in params:
+        number = _number(url, params, name, int if name in INTEGER_PARAMS else float)
+        if number <= 0:
+            raise UnsupportedUrl(f"URL {mask_password(url)!r}: {name} must be positive")
+        found[name] = number
+    return found
+
+
 def _number(url: str, params: dict[str, str], name: str, kind: type[int] | type[float]) -> Any:
     try:
         return kind(params[name])
@@ -151,10 +194,11 @@ def _sqlite(url: str) -> SqliteDatabase:
 def _postgres(url: str, role: str, *, name: str = "radcase") -> PostgresDatabase:
     from storage.database.postgres import PostgresDatabase
 
-    conninfo, params = _own_params(url, ("schema", "pool_min", "pool_max"))
+    conninfo, params = _own_params(url, ("schema", "pool_min", "pool_max", *POSTGRES_PARAMS))
     options: dict[str, Any] = {
         key: _number(url, params, key, int) for key in ("pool_min", "pool_max") if key in params
     }
+    options.update(_bounds(url, {k: v for k, v in params.items() if k in POSTGRES_PARAMS}))
     try:
         return PostgresDatabase(conninfo, schema=params.get("schema") or None, name=name, **options)
     except ValueError as exc:
@@ -170,7 +214,16 @@ def open_blobs(url: str, *, s3_endpoint_url: str | None = None) -> BlobStore:
         parts = urlsplit(url)
         if not parts.netloc:
             raise UnsupportedUrl(f"blob store URL {url!r} names no bucket (s3://BUCKET/PREFIX)")
-        return S3BlobStore(parts.netloc, unquote(parts.path), endpoint_url=s3_endpoint_url)
+        _, params = _own_params(url, S3_PARAMS)
+        try:
+            return S3BlobStore(
+                parts.netloc,
+                unquote(parts.path),
+                endpoint_url=s3_endpoint_url,
+                **_bounds(url, params),
+            )
+        except ValueError as exc:
+            raise UnsupportedUrl(f"blob store URL {url!r}: {exc}") from exc
     from storage.blobs.filesystem import FilesystemBlobStore
 
     return FilesystemBlobStore(_path(url), durable=_durable(url))
@@ -197,8 +250,15 @@ def open_cache(url: str) -> Cache:
 def _open_redis(url: str) -> Cache:
     from storage.cache.redis import RedisCache
 
-    client_url, params = _own_params(url, ("prefix", "max_value_bytes", "default_ttl"))
+    client_url, params = _own_params(
+        url, ("prefix", "max_value_bytes", "default_ttl", *REDIS_PARAMS)
+    )
     options: dict[str, Any] = {}
+    bounds = _bounds(url, {k: v for k, v in params.items() if k in REDIS_PARAMS})
+    if "socket_timeout" in bounds:
+        options["timeout"] = bounds["socket_timeout"]
+    if "socket_connect_timeout" in bounds:
+        options["connect_timeout"] = bounds["socket_connect_timeout"]
     if "prefix" in params:
         options["prefix"] = params["prefix"]
     if "max_value_bytes" in params:

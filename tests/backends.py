@@ -19,12 +19,16 @@ test processes running side by side (pytest-xdist workers) never share one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -417,3 +421,215 @@ def deployment_settings(
         blob_url=f"s3://{request.getfixturevalue('s3_bucket_name')}/archive",
         s3_endpoint_url=MOTO.endpoint,
     )
+
+
+# -- backends a test can freeze and thaw --------------------------------------------------
+
+
+def _freeze(pid: int) -> None:
+    """SIGSTOP: the process keeps its sockets, and the kernel keeps accepting connections
+    on them and acknowledging what is sent, but nothing answers (a saturated, swapped-out or
+    partitioned server as its clients see it). A process that has just ended is skipped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)
+
+
+def _thaw(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+class PrivateMoto:
+    """moto's S3 server in a process of the test's own (never the shared one), to freeze."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.endpoint}/moto-api/", timeout=1)
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the private moto server did not start") from None
+                time.sleep(0.05)
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        _freeze(self.process.pid)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        _thaw(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def private_moto() -> Iterator[PrivateMoto]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"moto's server is not installed: {exc}")
+    server = PrivateMoto(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _postgres_program(name: str) -> str | None:
+    found = shutil.which(name)
+    if found is None:
+        candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+        found = str(candidates[-1]) if candidates else None
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own in a temporary folder, on a free port: freezing
+    it stops the postmaster and every process it started. As root, it runs as the
+    ``postgres`` account (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.folder = Path(tempfile.mkdtemp(prefix="radcase-pg-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self._user = "postgres" if os.geteuid() == 0 else None
+
+    def start(self) -> None:
+        import psycopg
+
+        initdb, postgres = _postgres_program("initdb"), _postgres_program("postgres")
+        if initdb is None or postgres is None:
+            unavailable("PostgreSQL's initdb and postgres programs are not installed")
+        data = self.folder / "data"
+        if self._user is not None:
+            shutil.chown(self.folder, self._user, self._user)
+        subprocess.run(
+            [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            user=self._user,
+            check=True,
+            capture_output=True,
+        )
+        self.process = subprocess.Popen(
+            [
+                *(postgres, "-D", str(data), "-p", str(self.port), "-k", str(self.folder)),
+                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            ],
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url, connect_timeout=2) as connection:
+                    connection.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the private PostgreSQL did not start") from None
+                time.sleep(0.1)
+
+    def freeze(self) -> None:
+        """The postmaster first (it forks no new backend then), then every child: each
+        backend is a session of its own (PostgreSQL calls setsid), out of the group."""
+        assert self.process is not None
+        _freeze(self.process.pid)
+        for pid in _children(self.process.pid):
+            _freeze(pid)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        for pid in _children(self.process.pid):
+            _thaw(pid)
+        _thaw(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                for pid in [*_children(self.process.pid), self.process.pid]:
+                    os.kill(pid, signal.SIGKILL)
+                self.process.wait()
+            self.process = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+class FreezableRedis(PrivateRedis):
+    """A private redis-server that can also be frozen."""
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        _freeze(self.process.pid)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        _thaw(self.process.pid)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.thaw()
+        super().kill()
+
+
+@pytest.fixture(scope="module")
+def freezable_redis() -> Iterator[FreezableRedis]:
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed")
+    server = FreezableRedis(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

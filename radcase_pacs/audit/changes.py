@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dicomweb.errors import retry_after
 from radcase_pacs.audit.middleware import http_entry, match_route
 from radcase_pacs.audit.store import AuditEntry, AuditLog
 from radcase_pacs.routes import leaves
@@ -50,10 +51,12 @@ class ChangeAuditMiddleware:
         if entry is not None:
             try:
                 await anyio.to_thread.run_sync(self.log.record, entry)
-            except BackendFailure:
+            except BackendFailure as exc:
                 logger.exception("audit entry not written, %s refused", entry.route)
                 response = JSONResponse(
-                    {"detail": "the audit log is unavailable; nothing was changed"}, 503
+                    {"detail": "the audit log is unavailable; nothing was changed"},
+                    503,
+                    headers=retry_after(exc),
                 )
                 await response(scope, receive, send)
                 return

@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dicomweb.errors import retry_after
 from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from radcase_pacs.auth.principal import principal_of
 from storage.errors import BackendFailure
@@ -132,9 +133,9 @@ class AuditMiddleware:
         entry = self.entry(scope)
         try:
             await anyio.to_thread.run_sync(self.log.record, entry)
-        except BackendFailure:
+        except BackendFailure as exc:
             logger.exception("audit entry not written, %s (%s) refused", entry.action, entry.route)
-            response = PlainTextResponse(REFUSAL, status_code=503)
+            response = PlainTextResponse(REFUSAL, status_code=503, headers=retry_after(exc))
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -73,6 +73,9 @@ class BlobStore(Protocol):
 
     def close(self) -> None: ...
 
+    def ping(self) -> None:
+        """Raise BackendFailure unless the store answers now (``/healthz``)."""
+
     def put(self, key: str, source: BinaryIO, size: int) -> None:
         """Store ``size`` bytes read from ``source`` (positioned at its start) atomically (a
         reader sees the whole object or none of it) and durably (when it returns, the object

@@ -81,6 +81,10 @@ class FilesystemBlobStore:
         if syncers is not None:
             syncers.shutdown()
 
+    def ping(self) -> None:
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise BackendFailure(f"blob folder {self.root} is missing or not writable")
+
     def _path(self, key: str) -> Path:
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:

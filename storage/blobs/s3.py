@@ -8,8 +8,19 @@
   the bytes; whole-object reads ask S3 for the checksum and botocore verifies it.
 * Reads: ``stream`` yields the body in chunks as it arrives; ``read_range`` is one ranged GET
   (frames, bulk data).
-* Retries: botocore's "standard" mode retries throttling (503 SlowDown), 5xx and dropped
-  connections with exponential backoff and jitter, ``max_attempts`` times in all.
+* Time bounds: connecting takes at most ``connect_timeout`` and each read of the answer at
+  most ``read_timeout`` (a frozen endpoint accepts the connection and never answers: only the
+  read timeout ends the wait). Throttling (503 SlowDown), 5xx and dropped or timed-out
+  connections are tried again with exponential backoff and jitter, ``max_attempts`` times in
+  all, and only while a whole attempt still fits in ``budget`` seconds from the first: no
+  request waits on S3 longer than its budget. Once S3 has just failed to answer, a request
+  that could not end by the deadline its caller opened (:mod:`storage.deadlines`: the time
+  it waited for a thread counts) is not started. What did not answer in time is a
+  :class:`BackendUnavailable` (HTTP 503 with Retry-After). The retries are ours, not
+  botocore's, so that they can see the budget.
+* A circuit breaker (:mod:`storage.breaker`): after ``breaker_threshold`` requests in a row
+  that S3 did not answer, requests fail at once for ``breaker_cooldown`` seconds, then one
+  probes. Requests that need no S3 never wait behind one that does.
 * Credentials and region come the standard AWS way (environment, shared config and
   credentials files, instance or container roles), never from a URL. The endpoint of an
   S3-compatible service is given by the caller (setting ``s3_endpoint_url``); path-style
@@ -32,21 +43,34 @@ URL: ``s3://bucket/optional/prefix`` (see ``storage.urls``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from storage import deadlines
 from storage.blobs.base import CHUNK_SIZE, BlobEntry, PartialWrite, Staged
-from storage.errors import BackendFailure, OutOfResources
+from storage.breaker import CircuitBreaker
+from storage.errors import BackendFailure, BackendUnavailable, OutOfResources
+
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 FULL_CODES = frozenset({"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull"})
+# Answers that say "not now" rather than "no": tried again within the budget.
+BUSY_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
+)
+BUSY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class S3BlobStore:
@@ -62,27 +86,43 @@ class S3BlobStore:
         session: boto3.session.Session | None = None,
         part_size: int = 16 * MiB,
         multipart_threshold: int = 16 * MiB,
-        max_attempts: int = 5,
+        max_attempts: int = 3,
         addressing_style: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        budget: float = 10.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 5.0,
         max_connections: int = 50,
     ) -> None:
         if part_size < 5 * MiB:
             raise ValueError("S3 parts are at least 5 MiB")
+        if min(connect_timeout, read_timeout, budget) <= 0 or max_attempts < 1:
+            raise ValueError("S3 timeouts and budget are positive, max_attempts at least 1")
+        if budget < connect_timeout + read_timeout:
+            raise ValueError(
+                f"the S3 budget ({budget} s) must hold one whole attempt: connect_timeout + "
+                f"read_timeout ({connect_timeout + read_timeout} s)"
+            )
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
         self.region = region
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold
+        self.max_attempts = max_attempts
+        self.budget = budget
+        self._attempt_bound = connect_timeout + read_timeout
         self._session = session
         self._config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max_connections,
             s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
+        )
+        self.breaker = CircuitBreaker(
+            f"S3 bucket {bucket}", threshold=breaker_threshold, cooldown=breaker_cooldown
         )
         self._client: Any = None
 
@@ -97,8 +137,13 @@ class S3BlobStore:
             self._client = session.client(
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
             )
+        self.ping()
+
+    def ping(self) -> None:
+        """Raise BackendFailure unless the bucket answers (BackendUnavailable when S3 does
+        not answer in time or the breaker is open)."""
         try:
-            self._client.head_bucket(Bucket=self.bucket)
+            self._call("checking the bucket", lambda: self.client.head_bucket(Bucket=self.bucket))
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in MISSING_CODES | {"NoSuchBucket"}:
                 raise BackendFailure(f"S3 bucket {self.bucket} does not exist") from exc
@@ -121,6 +166,49 @@ class S3BlobStore:
             raise BackendFailure(f"invalid blob key {key!r}")
         return self.prefix + key
 
+    def _call(self, what: str, request: Callable[[], T]) -> T:
+        """One S3 request, tried again while S3 is busy or silent and a whole attempt still
+        fits in the budget; BackendUnavailable when it never answered. The client's own
+        errors (a missing key, a refusal) pass through: S3 answered them."""
+        probe = self.breaker.before()
+        outer = deadlines.deadline()
+        # S3 just failed to answer: an attempt that could not end by the deadline the caller
+        # opened (its wait for a thread counted) is not started at all.
+        late = outer is not None and time.monotonic() + self._attempt_bound > outer
+        if late and self.breaker.troubled:
+            self.breaker.released(probe)
+            raise BackendUnavailable(
+                f"S3 is not answering, and {what} could not end within the request's "
+                "budget (part of it went waiting for a blob thread)",
+                retry_after=self.breaker.retry_after(),
+            )
+        deadline = time.monotonic() + self.budget
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = request()
+            except (BotoCoreError, ClientError) as exc:
+                if not _unanswered(exc):
+                    self.breaker.succeeded()
+                    raise
+                pause = random.uniform(0, min(1.0, 0.05 * 2**attempt))
+                fits = time.monotonic() + pause + self._attempt_bound <= deadline
+                if attempt < self.max_attempts and fits:
+                    time.sleep(pause)
+                    continue
+                self.breaker.failed(f"{type(exc).__name__}: {exc}"[:200])
+                raise BackendUnavailable(
+                    f"S3 did not answer {what} within {self.budget:g} s "
+                    f"({attempt} attempt{'s' if attempt > 1 else ''}): {exc}",
+                    retry_after=self.breaker.retry_after(),
+                ) from exc
+            except BaseException:
+                self.breaker.released(probe)
+                raise
+            self.breaker.succeeded()
+            return answer
+
     # -- writes ---------------------------------------------------------------------------
 
     def put(self, key: str, source: BinaryIO, size: int) -> None:
@@ -129,8 +217,11 @@ class S3BlobStore:
             if size <= self.multipart_threshold:
                 body = _read_exactly(source, size, key)
                 _check_drained(source, size, key)
-                self.client.put_object(
-                    Bucket=self.bucket, Key=name, Body=body, ChecksumAlgorithm="SHA256"
+                self._call(
+                    f"a write of {key}",
+                    lambda: self.client.put_object(
+                        Bucket=self.bucket, Key=name, Body=body, ChecksumAlgorithm="SHA256"
+                    ),
                 )
             else:
                 self._put_in_parts(name, source, size, key)
@@ -155,8 +246,11 @@ class S3BlobStore:
 
     def _put_in_parts(self, name: str, source: BinaryIO, size: int, key: str) -> None:
         part_size = max(self.part_size, -(-size // MAX_PARTS))
-        upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256"
+        upload_id = self._call(
+            f"a write of {key}",
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256"
+            ),
         )["UploadId"]
         try:
             parts = []
@@ -164,13 +258,17 @@ class S3BlobStore:
             number = 1
             while remaining > 0:
                 chunk = _read_exactly(source, min(part_size, remaining), key)
-                answer = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                    ChecksumAlgorithm="SHA256",
+                answer = self._call(
+                    f"part {number} of {key}",
+                    functools.partial(
+                        self.client.upload_part,
+                        Bucket=self.bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                        ChecksumAlgorithm="SHA256",
+                    ),
                 )
                 part = {"PartNumber": number, "ETag": answer["ETag"]}
                 if answer.get("ChecksumSHA256"):
@@ -179,11 +277,14 @@ class S3BlobStore:
                 remaining -= len(chunk)
                 number += 1
             _check_drained(source, size, key)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+            self._call(
+                f"the end of the write of {key}",
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
             )
         except BaseException:
             # An incomplete upload is invisible; should the abort fail too, a bucket lifecycle
@@ -193,8 +294,12 @@ class S3BlobStore:
             raise
 
     def delete(self, key: str) -> None:
+        name = self._key(key)
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._call(
+                f"the removal of {key}",
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=name),
+            )
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) not in MISSING_CODES:
                 raise _failure(exc, key) from exc
@@ -202,12 +307,15 @@ class S3BlobStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes:
-        try:
-            answer = self.client.get_object(
-                Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED"
-            )
+        name = self._key(key)
+
+        def read() -> bytes:
+            answer = self.client.get_object(Bucket=self.bucket, Key=name, ChecksumMode="ENABLED")
             with answer["Body"] as body:
                 return bytes(body.read())
+
+        try:
+            return self._call(f"a read of {key}", read)
         except (BotoCoreError, ClientError) as exc:
             raise _failure(exc, key) from exc
 
@@ -218,15 +326,27 @@ class S3BlobStore:
         """Nothing: each object is fetched by the request that reads it."""
 
     def stream(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        name = self._key(key)
         try:
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED"
-            )["Body"]
+            body = self._call(
+                f"a read of {key}",
+                lambda: self.client.get_object(
+                    Bucket=self.bucket, Key=name, ChecksumMode="ENABLED"
+                )["Body"],
+            )
         except (BotoCoreError, ClientError) as exc:
             raise _failure(exc, key) from exc
         try:
             yield from body.iter_chunks(chunk_size)
         except (BotoCoreError, ClientError) as exc:
+            # Each read of the body is bounded by read_timeout; what stalls there is not
+            # tried again (the bytes before it may already be on their way to a client).
+            if _unanswered(exc):
+                self.breaker.failed(f"{type(exc).__name__}: {exc}"[:200])
+                raise BackendUnavailable(
+                    f"S3 stopped answering in the middle of {key}: {exc}",
+                    retry_after=self.breaker.retry_after(),
+                ) from exc
             raise _failure(exc, key) from exc
         finally:
             body.close()
@@ -236,14 +356,17 @@ class S3BlobStore:
             if not self.exists(key):
                 raise BackendFailure(f"blob {key} is missing")
             return b""
-        try:
+        name = self._key(key)
+
+        def read() -> bytes:
             answer = self.client.get_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Range=f"bytes={offset}-{offset + length - 1}",
+                Bucket=self.bucket, Key=name, Range=f"bytes={offset}-{offset + length - 1}"
             )
             with answer["Body"] as body:
-                data = bytes(body.read())
+                return bytes(body.read())
+
+        try:
+            data = self._call(f"a ranged read of {key}", read)
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) == "InvalidRange":
                 raise BackendFailure(f"blob {key} is shorter than {offset + length} bytes") from exc
@@ -253,8 +376,11 @@ class S3BlobStore:
         return data
 
     def exists(self, key: str) -> bool:
+        name = self._key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self._call(
+                f"a look-up of {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=name)
+            )
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in MISSING_CODES:
                 return False
@@ -281,8 +407,11 @@ class S3BlobStore:
         condition of the time of writing, so the same key written again in the instant
         between the two requests would still be deleted; the sweep only comes here for keys
         no index row named a moment before, which such a write would have to be."""
+        name = self._key(key)
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            head = self._call(
+                f"a look-up of {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=name)
+            )
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in MISSING_CODES:
                 return False
@@ -340,6 +469,17 @@ def _read_exactly(source: BinaryIO, size: int, key: str) -> bytes:
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def _unanswered(exc: Exception) -> bool:
+    """S3 did not answer (a timeout, a refused or dropped connection) or answered "not now"
+    (throttling, 5xx): worth another attempt, and an outage for the breaker when none helps."""
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return _code(exc) in BUSY_CODES or status in BUSY_STATUSES
+    return False
 
 
 def _code(exc: Exception) -> str:

@@ -15,6 +15,10 @@ class Cache(Protocol):
 
     def close(self) -> None: ...
 
+    def ping(self) -> None:
+        """Raise BackendFailure when the cache cannot answer now (for ``/healthz`` only: every
+        other method swallows the cache's faults, as the contract above says)."""
+
     def get(self, key: str) -> bytes | None: ...
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...

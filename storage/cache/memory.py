@@ -27,6 +27,9 @@ class MemoryCache:
     def open(self) -> None:
         pass
 
+    def ping(self) -> None:
+        """Always answers: it is this process's memory."""
+
     def close(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -12,9 +12,11 @@ cannot flush everything else (the in-process cache does the same with a quarter 
 
 Outages. A cache is best effort (see ``storage.cache.base``): when Redis is unreachable or
 slow, ``get`` is a miss and ``set``/``delete`` do nothing, with one warning per outage, never
-an exception. Short socket timeouts bound the cost of a call, no call is retried, and after a
-failure Redis is not asked again for ``retry_after`` seconds, so a dead Redis costs requests
-nothing. The next call after that tries again and, if Redis answers, the cache is back.
+an exception. Short socket timeouts (``timeout`` for each command, ``connect_timeout`` for
+a connection; half a second each by default) bound the cost of a call, no call is
+retried, and after a failure Redis is not asked again for ``retry_after`` seconds, so a dead
+Redis costs requests nothing. The next call after that tries again and, if Redis answers,
+the cache is back.
 Missed deletions are harmless: the archive keys cached bodies by version, so a stale entry is
 never asked for again and expires with its TTL.
 
@@ -33,6 +35,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from storage.errors import BackendFailure
+
 log = logging.getLogger(__name__)
 
 OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -47,6 +51,7 @@ class RedisCache:
         max_value_bytes: int = 32 * 1024 * 1024,
         default_ttl: float = 7 * 24 * 3600.0,
         timeout: float = 0.5,
+        connect_timeout: float | None = None,
         retry_after: float = 2.0,
     ) -> None:
         self.url = url
@@ -54,6 +59,7 @@ class RedisCache:
         self.max_value_bytes = max_value_bytes
         self.default_ttl = default_ttl
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.retry_after = retry_after
         self.hits = 0
         self.misses = 0
@@ -73,7 +79,7 @@ class RedisCache:
             self._client = redis.Redis.from_url(
                 self.url,
                 socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                socket_connect_timeout=self.connect_timeout,
                 retry=Retry(NoBackoff(), 0),
                 retry_on_timeout=False,
                 health_check_interval=30,
@@ -83,6 +89,17 @@ class RedisCache:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def ping(self) -> None:
+        """Ask Redis itself, even during a known outage (so /healthz sees it come back); a
+        fault is a BackendFailure here, and only here."""
+        client = self._client
+        if client is None:
+            raise BackendFailure("the Redis cache is not open")
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise BackendFailure(f"Redis cache: {exc}") from exc
 
     @property
     def available(self) -> bool:

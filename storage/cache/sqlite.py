@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from storage.errors import BackendFailure
+
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -74,6 +76,12 @@ class SqliteCache:
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def ping(self) -> None:
+        try:
+            self._connection().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendFailure(f"cache {self.path}: {exc}") from exc
 
     def _run(self, work: Callable[[sqlite3.Connection], _T], failed: _T) -> _T:
         try:

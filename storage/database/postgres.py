@@ -12,22 +12,32 @@ What PostgreSQL does differently from SQLite, made invisible to the shared SQL:
   writers of one study) take a transaction-scoped :meth:`PostgresDatabase.advisory_lock`.
 * Migrations: applied under an advisory lock per version table and schema, so that several
   processes starting together migrate once.
+* Time bounds: connecting takes at most ``connect_timeout``, waiting for a pooled
+  connection at most ``pool_timeout``, and a statement at most ``statement_timeout``: the
+  server cancels it then, and should the server not answer at all (frozen, cut off), the
+  :mod:`~storage.database.watchdog` cuts the connection a second later. Beyond a bound the
+  call is a :class:`BackendUnavailable` (HTTP 503 with Retry-After), and a circuit breaker
+  (:mod:`storage.breaker`) fails calls at once after ``breaker_threshold`` such outages in a
+  row, probing again every ``breaker_cooldown`` seconds. Migrations are not bounded: an index
+  built over a large table takes what it takes.
 * Schemas: ``schema`` selects the PostgreSQL schema holding the tables (created by the first
   migration if missing; default: the server's ``search_path``, normally ``public``), so
   several installations or test runs can share one database.
 
 URL (see :func:`storage.urls.open_database`):
 ``postgresql://user:password@host:port/database?schema=NAME&pool_min=N&pool_max=N`` (or
-``postgres://``); every other query parameter goes to libpq as given (``sslmode``,
-``connect_timeout``, ``application_name``...).
+``postgres://``), with the bounds above as parameters too; every other query parameter goes
+to libpq as given (``sslmode``, ``application_name``...).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -35,8 +45,10 @@ import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from storage.breaker import CircuitBreaker
 from storage.database.base import Cursor, Database, PoolStats, sql_identifier
-from storage.errors import BackendFailure, OutOfResources
+from storage.database.watchdog import Watch, Watchdog
+from storage.errors import BackendFailure, BackendUnavailable, OutOfResources
 
 T = TypeVar("T")
 RETRIES = 5
@@ -50,6 +62,11 @@ RETRYABLE = (
 # Version tables whose migrations took a fixed lock before keys were derived from the table
 # and schema: they keep it, so an older and a newer process never migrate at the same time.
 FIXED_MIGRATION_LOCKS = {"schema_version": 0x52414443_4D494752}  # "RADCMIGR"
+GRACE = 1.0
+"""Seconds past ``statement_timeout`` before the client cuts a connection whose server has
+not answered: a live server cancels the statement first, with a clear error."""
+MIN_CONNECT_TIMEOUT = 2
+"""libpq's (and psycopg's) shortest connect timeout: 1 is read as 2."""
 
 
 class _Retry(BackendFailure):
@@ -72,16 +89,29 @@ class PostgresDatabase(Database):
         pool_min: int = 1,
         pool_max: int = 10,
         connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        statement_timeout: float = 10.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 5.0,
         name: str = "radcase",
     ) -> None:
         """``url`` is a libpq connection string; ``name`` names the pool in psycopg's logs
-        and this database in error messages."""
+        and this database in error messages. Times in seconds (see the module docstring)."""
+        if min(connect_timeout, pool_timeout, statement_timeout) <= 0:
+            raise ValueError("PostgreSQL timeouts are positive")
         self.url = url
         self.schema = None if schema is None else sql_identifier(schema, "PostgreSQL schema name")
         self.pool_min = pool_min
         self.pool_max = max(pool_min, pool_max)
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = max(float(MIN_CONNECT_TIMEOUT), connect_timeout)
+        self.pool_timeout = pool_timeout
+        self.statement_timeout = statement_timeout
         self.name = name
+        self.breaker = CircuitBreaker(
+            f"PostgreSQL {name}", threshold=breaker_threshold, cooldown=breaker_cooldown
+        )
+        self._watchdog = Watchdog(f"PostgreSQL {name}")
+        self._migrating = threading.local()
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
 
     def __repr__(self) -> str:
@@ -90,8 +120,19 @@ class PostgresDatabase(Database):
         return f"PostgresDatabase({mask_password(self.url)!r}, schema={self.schema!r})"
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
-        if self.schema is not None:
-            connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        with self._watchdog.watching(connection, self.connect_timeout):
+            milliseconds = max(1, round(self.statement_timeout * 1000))
+            connection.execute(sql.SQL(f"SET statement_timeout = {milliseconds}"))
+            if self.schema is not None:
+                connection.execute(
+                    sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema))
+                )
+
+    def _check(self, connection: psycopg.Connection[Any]) -> None:
+        """The pool's check of an idle connection before lending it, bounded like a connect:
+        a connection to a frozen server fails it instead of hanging the request."""
+        with self._watchdog.watching(connection, min(self.connect_timeout, self.pool_timeout)):
+            psycopg_pool.ConnectionPool.check_connection(connection)
 
     def open(self) -> None:
         if self._pool is not None:
@@ -101,17 +142,19 @@ class PostgresDatabase(Database):
             self.url,
             min_size=self.pool_min,
             max_size=self.pool_max,
-            timeout=self.connect_timeout,
+            timeout=self.pool_timeout,
             open=False,
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
+            kwargs={"autocommit": True, "connect_timeout": math.ceil(self.connect_timeout)},
             configure=self._configure,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=self._check,
             name=self.name,
         )
+        self._watchdog.start()
         try:
             pool.open(wait=True, timeout=self.connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
             pool.close()
+            self._watchdog.stop()
             raise BackendFailure(f"cannot connect to PostgreSQL {self.name}: {exc}") from exc
         self._pool = pool
 
@@ -119,6 +162,7 @@ class PostgresDatabase(Database):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+        self._watchdog.stop()
 
     def pool_stats(self) -> PoolStats | None:
         pool = self._pool
@@ -142,17 +186,52 @@ class PostgresDatabase(Database):
         pool = self._pool
         if pool is None:
             raise BackendFailure(f"PostgreSQL {self.name} is not open")
+        probe = self.breaker.before()
+        bound = None if getattr(self._migrating, "active", False) else self.statement_timeout
+        watch: Watch | None = None
         try:
-            with pool.connection() as connection:
+            with pool.connection() as connection, self._watched(connection, bound) as watch:
                 yield connection
         except psycopg_pool.PoolTimeout as exc:
-            raise BackendFailure(f"PostgreSQL {self.name} unavailable: {exc}") from exc
+            raise self._outage(f"no connection within {self.pool_timeout:g} s", exc) from exc
         except psycopg_pool.PoolClosed as exc:
+            self.breaker.released(probe)
             raise BackendFailure(f"PostgreSQL {self.name} is closed") from exc
-        except RETRYABLE as exc:
-            raise _Retry(f"PostgreSQL {self.name}: conflicting writers: {exc}") from exc
         except psycopg.Error as exc:
+            if watch is not None and watch.expired:
+                why = f"no answer within {self.statement_timeout + GRACE:g} s"
+                raise self._outage(why, exc) from exc
+            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                raise self._outage("the connection failed", exc) from exc
+            self.breaker.succeeded()
+            if isinstance(exc, RETRYABLE):
+                raise _Retry(f"PostgreSQL {self.name}: conflicting writers: {exc}") from exc
+            if isinstance(exc, pg_errors.QueryCanceled):
+                raise BackendUnavailable(
+                    f"PostgreSQL {self.name}: a statement ran past statement_timeout "
+                    f"({self.statement_timeout:g} s): {exc}",
+                    retry_after=self.breaker.retry_after(),
+                ) from exc
             raise _failure(self.name, exc) from exc
+        except BaseException:
+            self.breaker.released(probe)
+            raise
+        self.breaker.succeeded()
+
+    def _watched(
+        self, connection: psycopg.Connection[Any], bound: float | None
+    ) -> AbstractContextManager[Watch | None]:
+        if bound is None:
+            return nullcontext(None)
+        return self._watchdog.watching(connection, bound + GRACE)
+
+    def _outage(self, why: str, exc: Exception) -> BackendUnavailable:
+        """The server did not answer: counted by the breaker, told as 503 with Retry-After."""
+        self.breaker.failed(f"{why}: {exc}"[:200])
+        return BackendUnavailable(
+            f"PostgreSQL {self.name} unavailable: {why}: {exc}",
+            retry_after=self.breaker.retry_after(),
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -178,7 +257,21 @@ class PostgresDatabase(Database):
         digest = hashlib.blake2b(named, digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
 
+    def migrate(
+        self,
+        version_table: str,
+        migrations: list[list[str]],
+        dialect_migrations: dict[int, list[str]] | None = None,
+    ) -> None:
+        """As every database does, with no time bound: see the module docstring."""
+        self._migrating.active = True
+        try:
+            super().migrate(version_table, migrations, dialect_migrations)
+        finally:
+            self._migrating.active = False
+
     def _serialize_migrations(self, cur: Cursor, version_table: str) -> None:
+        cur.execute("SET LOCAL statement_timeout = 0")
         key = FIXED_MIGRATION_LOCKS.get(version_table)
         if key is None:
             key = self._lock_key("migrations", version_table)

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from storage.errors import ArchiveError
+from storage.errors import ArchiveError, BackendUnavailable
 from storage.statuses import http_status
 from teaching.api.request_id import request_id
 from teaching.cases.errors import CaseError, Conflict, InvalidField
@@ -47,9 +47,13 @@ async def archive_error(request: Request, exc: Exception) -> JSONResponse:
     status = http_status(exc)
     if status >= 500:
         log.error("request %s failed in a store: %s", request_id(request), exc)
+        headers = (
+            {"Retry-After": str(exc.retry_after)} if isinstance(exc, BackendUnavailable) else {}
+        )
         return JSONResponse(
             {"detail": f"a store is unavailable; try again (request id {request_id(request)})"},
             status_code=status,
+            headers=headers,
         )
     return JSONResponse({"detail": str(exc)}, status_code=status)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 from starlette.testclient import TestClient
 
-from tests.factories import make_instance, stow, to_bytes
+from storage.archive import Archive
+from tests.factories import dicomweb_app, make_instance, stow, to_bytes
 
 
 def test_preflight_allows_authorization_and_is_cached_for_a_day(
@@ -36,3 +40,26 @@ def test_responses_expose_the_headers_viewers_read(dicomweb_client: TestClient) 
     for header in ("content-type", "etag", "warning", "content-location"):
         assert header in exposed
     assert response.headers["cross-origin-resource-policy"] == "cross-origin"
+
+
+def test_an_internal_error_is_readable_cross_origin_and_still_raised(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 500 is answered inside the CORS and request-id layers (a viewer on another origin
+    reads it and its request id), and the exception goes on to the server, which logs it."""
+    ds = make_instance()
+    archive.ingest(io.BytesIO(to_bytes(ds)))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Archive, "metadata", broken)
+    url = f"/dicomweb/studies/{ds.StudyInstanceUID}/metadata"
+    origin = {"Origin": "https://viewer.example"}
+    with TestClient(dicomweb_app(archive), raise_server_exceptions=False) as client:
+        response = client.get(url, headers=origin)
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["x-request-id"] in response.text
+    with TestClient(dicomweb_app(archive)) as client, pytest.raises(RuntimeError, match="a bug"):
+        client.get(url, headers=origin)

@@ -113,7 +113,11 @@ def test_serve_answers_healthz_once_ready_and_stops_on_sigterm(tmp_path: Path) -
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.1)
         assert response.status_code == 200
-        assert response.json() == {"status": "ok"}
+        health = response.json()
+        assert health["status"] == "ok" and "reason" not in health
+        assert {name: found["status"] for name, found in health["backends"].items()} == {
+            name: "ok" for name in ("index", "audit log", "teaching index", "cases", "blobs")
+        } | {name: "ok" for name in ("teaching blobs", "cache", "teaching cache")}
         studies = httpx.get(f"http://127.0.0.1:{port}/dicomweb/studies", timeout=5)
         assert studies.status_code == 200
         assert studies.json() == []

@@ -258,4 +258,8 @@ def test_the_audit_log_does_not_wait_for_its_commits_to_sync_and_the_index_does(
     assert isinstance(index, SqliteIndex)
     assert _synchronous(index.database) == FULL
     postgres = "postgresql://postgres@127.0.0.1:5432/test?schema=s"
-    assert audit_url(settings.model_copy(update={"index_url": postgres})) == postgres
+    production = settings.model_copy(update={"index_url": postgres})
+    # PostgreSQL's own URL, with the configured time bounds only: nothing about durability.
+    assert audit_url(production) == production.bounded(postgres) == production.resolved_index_url
+    assert audit_url(production).startswith(postgres + "&")
+    assert "durable" not in audit_url(production)

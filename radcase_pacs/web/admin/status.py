@@ -1,13 +1,15 @@
 """The server's status for a person: what ``/healthz`` and ``/metrics`` say, in words and
 tables rather than the Prometheus text format.
 
-The figures are read from the same exposition ``/metrics`` serves (summed over the worker
-processes when there are several), so the page and a Prometheus scrape never disagree: ingest
-outcomes, requests by route with their error count and latency (the mean, and the 95th
-percentile estimated from the histogram's buckets as Prometheus's ``histogram_quantile``
-does), the cache hit rate and the DIMSE associations, all since the server started. Storage
-is read from the index: each institution's studies, instances and stored bytes. The page
-spans every institution, so it is for the home institution's admins, as ``/metrics`` is.
+Health is the report ``/healthz`` makes (:mod:`radcase_pacs.health`): each backend, whether
+it answers, and what that means for the server. The figures are read from the same
+exposition ``/metrics`` serves (summed over the worker processes when there are several), so
+the page and a Prometheus scrape never disagree: ingest outcomes, requests by route with
+their error count and latency (the mean, and the 95th percentile estimated from the
+histogram's buckets as Prometheus's ``histogram_quantile`` does), the cache hit rate and the
+DIMSE associations, all since the server started. Storage is read from the index: each
+institution's studies, instances and stored bytes. The page spans every institution, so it
+is for the home institution's admins, as ``/metrics`` is.
 """
 
 from __future__ import annotations
@@ -152,11 +154,7 @@ def status_routes(web: Web) -> list[Route]:
         ]
 
     async def status(request: Request) -> Response:
-        health, problem = "ok", ""
-        try:
-            await run_in_threadpool(deployment.ping)
-        except ArchiveError as exc:
-            health, problem = "unavailable", str(exc)
+        health = await deployment.health.report()
         try:
             used: list[Storage] | None = await run_in_threadpool(storage)
         except ArchiveError:
@@ -165,7 +163,6 @@ def status_routes(web: Web) -> list[Route]:
         figures = read_figures(exposition.decode("utf-8"))
         context = {
             "health": health,
-            "problem": problem,
             "storage": used,
             "figures": figures,
             "routes": figures.routes[:TOP_ROUTES],
