@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import psycopg
@@ -376,8 +377,15 @@ def test_a_replica_needs_the_index_on_postgresql_and_reads_in_its_schema(tmp_pat
     with pytest.raises(ValidationError, match="leave out schema"):
         Settings(index_url="postgresql://db/radcase?schema=a", index_read_url=f"{replica}?schema=b")
     settings = Settings(index_url="postgresql://db/radcase?schema=a", index_read_url=replica)
-    assert settings.resolved_index_read_url == f"{replica}?schema=a"
-    assert settings.resolved_teaching_index_read_url == f"{replica}?schema=a_teaching"
+    read_url = settings.resolved_index_read_url
+    assert read_url is not None and read_url.startswith(f"{replica}?schema=a&")
+    # Bounded like the primary, but a second at most to connect: its reads can go elsewhere.
+    params = dict(parse_qsl(urlsplit(read_url).query))
+    assert params["connect_timeout"] == params["pool_timeout"] == "1"
+    assert params["statement_timeout"] == f"{settings.postgres_statement_timeout:g}"
+    teaching_url = settings.resolved_teaching_index_read_url
+    assert teaching_url is not None
+    assert dict(parse_qsl(urlsplit(teaching_url).query))["schema"] == "a_teaching"
     elsewhere = settings.model_copy(update={"teaching_index_url": "postgresql://other/teaching"})
     assert elsewhere.resolved_teaching_index_read_url is None
 
