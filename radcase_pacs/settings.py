@@ -113,6 +113,18 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         21600.0, ge=0, description="Seconds between orphan sweeps of `serve`; 0 turns them off"
     )
+    shutdown_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="After SIGTERM, seconds `serve` goes on serving while /healthz answers 503 "
+        "draining, before its listeners close, so a load balancer stops sending it work",
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="Once the listeners are closed, seconds the requests in flight and the open "
+        "DIMSE associations have to finish before they are cut",
+    )
 
     @field_validator("ae_title")
     @classmethod
