@@ -184,7 +184,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     from radcase_pacs.app import create_app
     from radcase_pacs.deployment import open_deployment
     from radcase_pacs.dimse.server import DimseServer
-    from radcase_pacs.drain import CloseWhileDraining, Drain, DrainingServer
+    from radcase_pacs.drain import Drain, DrainingServer, behind_balancer
     from radcase_pacs.sweep_runner import periodic_sweep
 
     options: dict[str, Any] = {
@@ -225,7 +225,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
             spec = WorkerSpec(options, worker_app, drain.delay, drain.grace)
             return WorkerGroup(spec, workers, drain, on_close=close_dimse).run()
         app = create_app(deployment, draining=lambda: drain.draining)
-        config = uvicorn.Config(CloseWhileDraining(app, drain), **options)
+        config = uvicorn.Config(behind_balancer(app, drain), **options)
         _freeze_startup_objects()
         DrainingServer(config, drain, on_close=close_dimse).run()
     return 0

@@ -5,14 +5,19 @@ On SIGTERM (a service manager's stop, one step of a rolling restart):
 1. At once the process is *draining*: ``/healthz`` answers 503 ``{"status": "draining"}``
    and every response carries ``Connection: close``, while every request is still served.
    A balancer that polls the health check takes the instance out of rotation; one that keeps
-   connections open to it (nginx's upstream ``keepalive``) gets none of them back, so none is
-   left idle to be reused at the moment the listener closes.
+   connections open to it (nginx's upstream ``keepalive``) sees each closed after its next
+   answer, and closes the idle ones itself (its keepalive timeout being shorter than the
+   delay), so none is left to be reused at the moment the listener closes.
 2. After ``shutdown_drain_seconds`` the listeners close (HTTP and DIMSE): a new connection is
    refused, which a balancer retries on another instance whatever the method, since nothing
    of the request was sent.
 3. The requests in flight finish and the open DIMSE associations end
    (:mod:`radcase_pacs.dimse.drain`) within ``shutdown_grace_seconds``; what is left then is
    cut, the stores are closed and the process exits with status 0.
+
+A process that dies instead (SIGKILL, a crash) fails what it was serving; the balancer can
+send a request elsewhere only while nothing of its answer has reached it, which
+:class:`HeadWithBody` makes last as long as possible.
 
 SIGINT (Ctrl+C at a terminal) skips the wait of step 1 (an operator at a terminal wants the
 server gone, not a balancer told); in a single-process server a second SIGINT once the
@@ -123,6 +128,47 @@ class CloseWhileDraining:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+class HeadWithBody:
+    """ASGI wrapper: the head of each HTTP response (``http.response.start``) is held back
+    until the first part of its body is ready and then sent with it.
+
+    A balancer passes a request on to another instance when the first one fails before
+    answering anything (nginx's proxy_next_upstream), but once the head has reached it the
+    answer is committed. Apps send the head first and the body after some work (a stream's
+    first chunk read in a worker thread, the middlewares in between): an instance that dies
+    in that gap leaves a GET cut off that could have been retried. Held back, the head leaves
+    with the body, and a process killed in between has sent nothing. Headers sent earlier
+    alone would give the client nothing it could act on, and the body comes no later."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+
+        async def sending(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                held = message
+                return
+            if held is not None:
+                head, held = held, None
+                await send(head)
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        if held is not None:  # a head without a body: an app outside the ASGI contract
+            await send(held)
+
+
+def behind_balancer(app: ASGIApp, drain: Drain) -> ASGIApp:
+    """``app`` as ``serve`` runs it: :class:`CloseWhileDraining` over :class:`HeadWithBody`."""
+    return CloseWhileDraining(HeadWithBody(app), drain)
 
 
 class DrainingServer(uvicorn.Server):

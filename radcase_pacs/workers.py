@@ -34,7 +34,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import STARTUP_FAILURE
 
-from radcase_pacs.drain import EXIT_MARGIN, CloseWhileDraining, Drain, DrainingServer
+from radcase_pacs.drain import EXIT_MARGIN, Drain, DrainingServer, behind_balancer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class WorkerSpec:
 def run_worker(spec: WorkerSpec, sockets: list[socket.socket]) -> None:
     """The body of a worker process."""
     drain = Drain(spec.delay, spec.grace)
-    app = CloseWhileDraining(spec.app_factory(drain), drain)
+    app = behind_balancer(spec.app_factory(drain), drain)
     config = uvicorn.Config(app, **spec.options)
     DrainingServer(config, drain, force_on_interrupt=False).run(sockets=sockets)
 

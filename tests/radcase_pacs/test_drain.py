@@ -5,6 +5,7 @@ associations are aborted at the deadline, and the process exits 0 within its bou
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,10 +20,11 @@ import httpx
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+from starlette.types import Message, Receive, Scope, Send
 from uvicorn import Config
 
 from radcase_pacs.deployment import open_deployment
-from radcase_pacs.drain import EXIT_MARGIN, Drain, DrainingServer
+from radcase_pacs.drain import EXIT_MARGIN, Drain, DrainingServer, HeadWithBody, behind_balancer
 from radcase_pacs.settings import Settings
 from tests.factories import free_port, make_instance, multipart_body, to_bytes
 from tests.serving import ROOT
@@ -71,6 +73,56 @@ def test_a_second_interrupt_once_closed_stops_waiting_unless_a_supervisor_decide
         server.should_exit = True  # what the next tick of the server loop does
         server.handle_exit(signal.SIGINT, None)
         assert server.force_exit is forced_here
+
+
+def test_an_answer_leaves_with_its_first_body_part_and_says_close_once_draining() -> None:
+    drain = Drain(5.0, 20.0)
+    events: list[str] = []
+    heads: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        events.append("app sent its head")
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    async def send(message: Message) -> None:
+        events.append(message["type"])
+        if message["type"] == "http.response.start":
+            heads.append(list(message["headers"]))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    served = behind_balancer(app, drain)
+    asyncio.run(served({"type": "http"}, receive, send))
+    assert events == [
+        "app sent its head",
+        "http.response.start",
+        "http.response.body",
+        "http.response.body",
+    ]
+    drain.begin()
+    asyncio.run(served({"type": "http"}, receive, send))
+    assert heads == [[], [(b"connection", b"close")]]
+
+
+def test_an_app_failing_after_its_head_has_sent_nothing_so_the_server_answers_500() -> None:
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("the stream broke before its first chunk")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(HeadWithBody(app)({"type": "http"}, receive, send))
+    assert sent == []
 
 
 # -- a real server process -----------------------------------------------------------------
