@@ -63,8 +63,12 @@ def dicomweb_options(settings: Settings, root: str = "/dicomweb") -> DicomwebOpt
     )
 
 
-def create_app(deployment: Deployment) -> Starlette:
-    """The whole server over an open deployment."""
+def create_app(
+    deployment: Deployment, *, draining: Callable[[], bool] = lambda: False
+) -> Starlette:
+    """The whole server over an open deployment. ``draining`` tells whether the process is
+    shutting down (:mod:`radcase_pacs.drain`): ``/healthz`` then answers 503 so that a load
+    balancer stops sending it work while it still serves what comes."""
     settings = deployment.settings
     audit = deployment.audit
     cases = deployment.cases
@@ -76,12 +80,15 @@ def create_app(deployment: Deployment) -> Starlette:
     health = deployment.health
 
     async def healthz(request: Request) -> JSONResponse:
-        """Readiness (the default) or liveness (``?probe=live``): see radcase_pacs.health."""
+        """Readiness (the default) or liveness (``?probe=live``): see radcase_pacs.health.
+        A draining process is alive but not ready: the balancer stops sending it work."""
         probe = request.query_params.get("probe", "ready")
         if probe == "live":
             return JSONResponse({"status": "ok", "blob_threads": lane.statistics()})
         if probe != "ready":
             return JSONResponse({"detail": "probe: ready (the default) or live"}, 400)
+        if draining():
+            return JSONResponse({"status": "draining"}, status_code=503)
         report = await health.report()
         body = {**report.as_json(), "blob_threads": lane.statistics()}
         return JSONResponse(body, status_code=200 if report.ready else 503)
@@ -159,12 +166,13 @@ def identify(settings: Settings) -> Callable[[Request], Caller]:
 
 
 class DeploymentApp:
-    """The app of one worker process of ``serve --workers N`` (uvicorn imports it by name):
-    its lifespan opens the process's own deployment, from the settings the supervising
-    process exported, then serves :func:`create_app` over it until shutdown."""
+    """The app of one worker process of ``serve --workers N``: its lifespan opens the
+    process's own deployment, from the settings the supervising process exported, then serves
+    :func:`create_app` over it until shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, draining: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self.draining = draining
         self.app: Starlette | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,7 +196,7 @@ class DeploymentApp:
                         log.exception("the deployment could not be opened")
                         await send({"type": "lifespan.startup.failed", "message": str(exc)})
                         return
-                    self.app = create_app(deployment)
+                    self.app = create_app(deployment, draining=self.draining)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.app = None
@@ -197,6 +205,6 @@ class DeploymentApp:
                     return
 
 
-def app_from_environment() -> DeploymentApp:
-    """uvicorn's factory for ``serve --workers N``."""
-    return DeploymentApp(load_settings(None))
+def app_from_environment(draining: Callable[[], bool] = lambda: False) -> DeploymentApp:
+    """The app of a worker process of ``serve --workers N``."""
+    return DeploymentApp(load_settings(None), draining)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -21,6 +21,9 @@ from radcase_pacs.auth import commands as user_commands
 from radcase_pacs.metrics import IngestEdge, share_folder
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
+
+if TYPE_CHECKING:
+    from radcase_pacs.drain import Drain
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +169,22 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     """The HTTP server and, unless ``dimse_port`` is 0, the one DIMSE listener beside it,
     both over this process's deployment: the listener starts before HTTP and stops after it.
 
-    With ``workers`` > 1, uvicorn runs that many processes on the one port; this process
-    supervises them and keeps the single DIMSE listener. Each worker opens its own deployment
-    from the same settings (every resolved value is exported to it), and all of them,
-    this one included, write metrics to one folder that lives as long as the server."""
+    With ``workers`` > 1, that many HTTP processes share the one port
+    (:class:`radcase_pacs.workers.WorkerGroup`); this process supervises them and keeps the
+    single DIMSE listener. Each worker opens its own deployment from the same settings (every
+    resolved value is exported to it), and all of them, this one included, write metrics to
+    one folder that lives as long as the server.
+
+    SIGTERM stops it gracefully (:mod:`radcase_pacs.drain`): unready at once, listeners
+    closed after ``shutdown_drain_seconds``, the work in flight given
+    ``shutdown_grace_seconds``, then exit status 0."""
     import uvicorn
 
     _tune_process()
     from radcase_pacs.app import create_app
     from radcase_pacs.deployment import open_deployment
     from radcase_pacs.dimse.server import DimseServer
+    from radcase_pacs.drain import Drain, DrainingServer, behind_balancer
     from radcase_pacs.sweep_runner import periodic_sweep
 
     options: dict[str, Any] = {
@@ -186,6 +195,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
     }
     if settings.trusted_proxies:
         options["forwarded_allow_ips"] = settings.trusted_proxies
+    drain = Drain.from_settings(settings)
     with contextlib.ExitStack() as stack:
         if workers > 1:
             metrics_dir = stack.enter_context(
@@ -197,6 +207,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         sweeper = periodic_sweep(deployment)
         sweeper.start()
         stack.callback(sweeper.stop)
+        close_dimse = None
         if settings.dimse_port:
             dimse = DimseServer(
                 settings,
@@ -209,13 +220,17 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
             except OSError as exc:
                 print(f"radcase-pacs: DIMSE port {settings.dimse_port}: {exc}", file=sys.stderr)
                 return 1
-            stack.callback(dimse.stop)
+            stack.callback(lambda: dimse.stop(until=drain.deadline if drain.draining else None))
+            close_dimse = dimse.stop_accepting
         if workers > 1:
-            uvicorn.run("radcase_pacs.cli:worker_app", factory=True, workers=workers, **options)
-        else:
-            app = create_app(deployment)
-            _freeze_startup_objects()
-            uvicorn.run(app, **options)
+            from radcase_pacs.workers import WorkerGroup, WorkerSpec
+
+            spec = WorkerSpec(options, worker_app, drain.delay, drain.grace)
+            return WorkerGroup(spec, workers, drain, on_close=close_dimse).run()
+        app = create_app(deployment, draining=lambda: drain.draining)
+        config = uvicorn.Config(behind_balancer(app, drain), **options)
+        _freeze_startup_objects()
+        DrainingServer(config, drain, on_close=close_dimse).run()
     return 0
 
 
@@ -244,15 +259,16 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def worker_app() -> Any:
-    """uvicorn's factory for each HTTP worker of ``serve --workers N``: the app of
-    :func:`radcase_pacs.app.app_from_environment`, in a process tuned as the single-process
-    server is, that dies with the process that started it."""
+def worker_app(drain: Drain) -> Any:
+    """The app of each HTTP worker of ``serve --workers N``: that of
+    :func:`radcase_pacs.app.app_from_environment`, its health check reporting the worker's
+    own ``drain``, in a process tuned as the single-process server is, that dies with the
+    process that started it."""
     _die_with_parent()
     _tune_process()
     from radcase_pacs.app import app_from_environment
 
-    app = app_from_environment()
+    app = app_from_environment(lambda: drain.draining)
     _freeze_startup_objects()
     return app
 

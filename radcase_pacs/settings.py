@@ -177,6 +177,18 @@ class Settings(BaseSettings):
     health_timeout: float = Field(
         0.5, gt=0, description="Seconds /healthz waits for each backend's answer"
     )
+    shutdown_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="After SIGTERM, seconds `serve` goes on serving while /healthz answers 503 "
+        "draining, before its listeners close, so a load balancer stops sending it work",
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="Once the listeners are closed, seconds the requests in flight and the open "
+        "DIMSE associations have to finish before they are cut",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -290,8 +302,8 @@ class Settings(BaseSettings):
     @property
     def resolved_index_read_url(self) -> str | None:
         """The replica's URL in the index's schema (None: no replica), bounded like the
-        primary's but waiting at most a second for a connection: a replica that does not
-        answer sends its reads to the primary, so waiting longer only delays them."""
+        primary's but with short connection waits (:data:`REPLICA_WAITS`): a replica that
+        does not answer sends its reads to the primary, so waiting longer only delays them."""
         if self.index_read_url is None:
             return None
         url = self.index_read_url
@@ -374,7 +386,8 @@ class Settings(BaseSettings):
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
 
-REPLICA_WAITS: dict[str, float | int] = {"connect_timeout": 1, "pool_timeout": 1}
+REPLICA_WAITS: dict[str, float | int] = {"connect_timeout": 2, "pool_timeout": 1}
+"""A replica's connection waits: libpq's shortest connect timeout, a second for the pool."""
 
 
 def _query_value(url: str, name: str) -> str | None:

@@ -43,7 +43,8 @@ def serve(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[
 
     One HTTP process unless ``args`` ask for more: ``serve`` alone starts one worker per core,
     and the tests that are about several workers say so (the others would only pay for the
-    extra processes' start-up on a machine their neighbours share)."""
+    extra processes' start-up on a machine their neighbours share). No drain delay unless
+    ``env`` sets one: no load balancer waits for it, and it would lengthen every stop."""
     port = free_port()
     out = log.open("w") if log else None
     listen = ["--host", "127.0.0.1", "--port", str(port)]
@@ -52,7 +53,7 @@ def serve(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[
     process = subprocess.Popen(
         [sys.executable, "-m", "radcase_pacs", "serve", *listen, *args],
         cwd=ROOT,
-        env=env,
+        env={"RADCASE_SHUTDOWN_DRAIN_SECONDS": "0", **env},
         stdout=out or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -59,6 +59,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
 
 from radcase_pacs.audit.dimse import association_entry, identifier_summary, stored_study
 from radcase_pacs.audit.store import Action, AuditLog
+from radcase_pacs.dimse.drain import Operations
 from radcase_pacs.dimse.identifiers import (
     InvalidIdentifier,
     Model,
@@ -84,6 +85,7 @@ from radcase_pacs.dimse.statuses import (
     faults_logged_iter,
     status_dataset,
 )
+from radcase_pacs.drain import EXIT_MARGIN
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
@@ -158,6 +160,8 @@ class DimseServer:
             settings.dimse_max_associations, settings.dimse_max_associations_per_address
         )
         self._server: Listener | None = None
+        self._accepting = False
+        self._operations = Operations()
         self.ae = self._application_entity()
 
     def _application_entity(self) -> AE:
@@ -189,12 +193,14 @@ class DimseServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
+        counted, counted_iter = self._operations.counted, self._operations.counted_iter
         handlers: list[evt.EventHandlerType] = [
-            (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, faults_logged("C-STORE", self._on_store)),
-            (evt.EVT_C_FIND, faults_logged_iter("C-FIND", self._on_find)),
-            (evt.EVT_C_MOVE, faults_logged_iter("C-MOVE", self._on_move)),
-            (evt.EVT_C_GET, faults_logged_iter("C-GET", self._on_get)),
+            (evt.EVT_PDU_RECV, self._operations.on_pdu),
+            (evt.EVT_C_ECHO, counted(self._on_echo)),
+            (evt.EVT_C_STORE, counted(faults_logged("C-STORE", self._on_store))),
+            (evt.EVT_C_FIND, counted_iter(faults_logged_iter("C-FIND", self._on_find))),
+            (evt.EVT_C_MOVE, counted_iter(faults_logged_iter("C-MOVE", self._on_move))),
+            (evt.EVT_C_GET, counted_iter(faults_logged_iter("C-GET", self._on_get))),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_CONN_OPEN, no_delay),
         ]
@@ -221,12 +227,28 @@ class DimseServer:
         )
         threading.Thread(target=server.serve_forever, name="DIMSE listener", daemon=True).start()
         self._server = server
+        self._accepting = True
         log.info("DIMSE listening on %s:%d as %s", address[0], self.port, self.settings.ae_title)
 
-    def stop(self) -> None:
-        if self._server is not None:
+    def stop_accepting(self) -> None:
+        """Close the listening socket: a new association is refused (connection refused),
+        the open ones go on."""
+        if self._server is not None and self._accepting:
+            self._accepting = False
             self._server.shutdown()
-            self._server = None
+
+    def stop(self, until: float | None = None) -> None:
+        """Stop accepting; with ``until`` (a ``time.monotonic()`` instant), also end the open
+        associations: by themselves until then, else aborted between two operations
+        (:mod:`radcase_pacs.dimse.drain`), at most :data:`radcase_pacs.drain.EXIT_MARGIN`
+        later. Without it they are left to their requestors (and die with the process)."""
+        server = self._server
+        if server is None:
+            return
+        self.stop_accepting()
+        if until is not None:
+            self._operations.finish(server, until, until + EXIT_MARGIN)
+        self._server = None
 
     # -- handlers -------------------------------------------------------------------------
 

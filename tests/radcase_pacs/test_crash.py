@@ -295,6 +295,7 @@ class ServerProcess:
             "RADCASE_DIMSE_PORT": str(self.dimse_port),
             "RADCASE_SWEEP_INTERVAL_SECONDS": "0",
             "RADCASE_LOG_LEVEL": "warning",
+            "RADCASE_SHUTDOWN_DRAIN_SECONDS": "0",
         }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
