@@ -12,6 +12,9 @@ What PostgreSQL does differently from SQLite, made invisible to the shared SQL:
   writers of one study) take a transaction-scoped :meth:`PostgresDatabase.advisory_lock`.
 * Migrations: applied under an advisory lock per version table and schema, so that several
   processes starting together migrate once.
+* Write guards (:meth:`~storage.database.base.Database.guard_writes`): transactions are not
+  queued as SQLite's are, so each guarded one also holds a shared advisory lock, which
+  :meth:`PostgresDatabase.drain_writers` takes exclusively to wait for them all.
 * Schemas: ``schema`` selects the PostgreSQL schema holding the tables (created by the first
   migration if missing; default: the server's ``search_path``, normally ``public``), so
   several installations or test runs can share one database.
@@ -144,7 +147,23 @@ class PostgresDatabase(Database):
             connection.transaction(),
             connection.cursor() as cursor,
         ):
-            yield _QmarkCursor(cursor)
+            qmark = _QmarkCursor(cursor)
+            if self._write_guard is not None:
+                # Held until this transaction ends: drain_writers waits for every holder.
+                qmark.execute("SELECT pg_advisory_xact_lock_shared(?)", (self._writers_key,))
+                self._check_write()
+            yield qmark
+
+    @functools.cached_property
+    def _writers_key(self) -> int:
+        return self._lock_key("writers")
+
+    def drain_writers(self) -> None:
+        """Guarded writers hold a shared advisory lock for their whole transaction: taking
+        it exclusively, once, waits for all of them (and makes later ones wait behind it)."""
+        with self.read() as cur:
+            cur.execute("SELECT pg_advisory_lock(?)", (self._writers_key,))
+            cur.execute("SELECT pg_advisory_unlock(?)", (self._writers_key,))
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
