@@ -38,6 +38,7 @@ from radcase_pacs.auth.principal import principal_of
 from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import MetricsMiddleware
+from radcase_pacs.mode.http import RetryAfterMiddleware
 from radcase_pacs.settings import Settings, load_settings
 from radcase_pacs.web.app import create_web_app
 from storage.errors import ArchiveError
@@ -98,6 +99,7 @@ def create_app(deployment: Deployment) -> Starlette:
             Mount("", app=create_web_app(deployment)),
         ],
         middleware=[
+            Middleware(RetryAfterMiddleware, gate=deployment.gate),
             Middleware(MetricsMiddleware, metrics=deployment.metrics),
             Middleware(
                 AuthMiddleware,

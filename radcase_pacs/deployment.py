@@ -8,7 +8,9 @@ audit log. Nothing else builds a store.
 
 Open order (the reverse is the close order): the audit log first, so that nothing is served
 while it cannot record; then the clinical stores, the users, the teaching collection and its
-cases, and the learning tables.
+cases, and the learning tables. Once all are open, every database a write can reach gets the
+write guard of the deployment's mode (:mod:`radcase_pacs.mode`), so a switch to other stores
+can hold every process's writes for its final moment.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from radcase_pacs.audit.store import AuditLog
 from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.metrics import Metrics
+from radcase_pacs.mode import ModeStore, WriteGate
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
+from storage.database.base import Database
+from storage.index.base import Index
+from storage.index.sql import SqlIndex
 from storage.namespaces import namespaced_url
 from storage.stores import Stores
 from storage.urls import open_blobs, open_cache, open_database, open_index, with_durability
@@ -39,7 +45,11 @@ class Deployment:
     intake); ``archive`` the same stores with no ingest observers, for copying what another
     deployment already took in (``migrate``: a copy is not a new arrival, and intake there
     would make every teaching-file KOS a second draft case); ``teaching`` the de-identified
-    collection; the rest the teaching, auth and audit services."""
+    collection; the rest the teaching, auth and audit services. ``mode`` and ``gate``: the
+    deployment's mode and the guard its databases run; ``databases``: every database a write
+    can reach, by role (``clinical``: the clinical index's, which also holds the users and
+    the audit log; ``audit``: the audit log's own handle on it; ``teaching``: the teaching
+    collection's index, cases and learning tables), and the rest in ``guarded``."""
 
     settings: Settings
     metrics: Metrics
@@ -50,6 +60,10 @@ class Deployment:
     cases: CaseService
     learning: LearningService
     auth: AuthLayer
+    mode: ModeStore
+    gate: WriteGate
+    databases: dict[str, Database]
+    guarded: tuple[Database, ...]
 
     def ping(self) -> None:
         """Raise BackendFailure unless every database answers (``/healthz``)."""
@@ -107,21 +121,30 @@ def open_deployment(
     clock: Callable[[], datetime] | None = None,
     clinical: Stores | None = None,
     metrics: Metrics | None = None,
+    copying_into: bool = False,
 ) -> Iterator[Deployment]:
     """Build and open every store of ``settings``; close them all on exit, in reverse.
 
     ``clock`` is the teaching layer's time (tests move through days with their own).
     ``clinical``: stores the caller has built and opened and will close itself (tests
     reuse one set of stores across backends); they are measured all the same. ``metrics``:
-    a registry to count into (one per process; a fresh one by default)."""
+    a registry to count into (one per process; a fresh one by default). ``copying_into``:
+    opened as the target of ``migrate``, which copies in every user and writes while the
+    deployment may be read-only (a rollback copies back into the old deployment): no first
+    admin is made and writes are not guarded."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
+        mode = ModeStore(open_database(settings.resolved_index_url))
+        mode.open()
+        stack.callback(mode.close)
+
         audit = AuditLog(open_database(audit_url(settings)))
         audit.open()
         stack.callback(audit.close)
 
         owned = clinical is None
         stores = clinical_stores(settings) if clinical is None else clinical
+        teaching_set = teaching_stores(settings)
         measured = metrics.instrument(stores)
         if owned:
             measured.open()
@@ -129,10 +152,10 @@ def open_deployment(
         base = Archive(measured, tenant=settings.tenant)
 
         auth = auth_layer(settings)
-        auth.open()
+        auth.open(provision=not copying_into)
         stack.callback(auth.close)
 
-        teaching = Archive(teaching_stores(settings), tenant=settings.tenant)
+        teaching = Archive(teaching_set, tenant=settings.tenant)
         cases = CaseService(
             store=CaseStore(open_database(settings.resolved_teaching_index_url)),
             clinical=base,
@@ -151,6 +174,24 @@ def open_deployment(
         learning.open()
         stack.callback(learning.close)
 
+        databases = {
+            "clinical": auth.users.db,
+            "audit": audit.db,
+            "teaching": cases.store.db,
+        }
+        guarded = (
+            _database_of(stores.index),
+            audit.db,
+            auth.users.db,
+            _database_of(teaching_set.index),
+            cases.store.db,
+            learning.tables.db,
+        )
+        gate = WriteGate(mode, settings.read_only_check_seconds)
+        if not copying_into:
+            _guard(guarded, gate.check)
+            stack.callback(_guard, guarded, None)
+
         yield Deployment(
             settings=settings,
             metrics=metrics,
@@ -161,7 +202,24 @@ def open_deployment(
             cases=cases,
             learning=learning,
             auth=auth,
+            mode=mode,
+            gate=gate,
+            databases=databases,
+            guarded=guarded,
         )
+
+
+def _guard(databases: Sequence[Database], guard: Callable[[], None] | None) -> None:
+    for database in databases:
+        database.guard_writes(guard)
+
+
+def _database_of(index: Index) -> Database:
+    """The database under an index (every index this server opens is a SQL one)."""
+    if not isinstance(index, SqlIndex):
+        raise TypeError(f"{index!r} keeps no relational database")
+    database: Database = index.database
+    return database
 
 
 def _unknown_users(auth: AuthLayer) -> Callable[[str, Sequence[str]], list[str]]:

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         21600.0, ge=0, description="Seconds between orphan sweeps of `serve`; 0 turns them off"
     )
+    read_only_check_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How long each process trusts the last read of the read-only flag that a "
+        "migration's switch sets; the switch waits this long before its final copy",
+    )
 
     @field_validator("ae_title")
     @classmethod
