@@ -121,17 +121,19 @@ def open_deployment(
     clock: Callable[[], datetime] | None = None,
     clinical: Stores | None = None,
     metrics: Metrics | None = None,
-    copying_into: bool = False,
+    provision: bool = True,
+    guard_writes: bool = True,
 ) -> Iterator[Deployment]:
     """Build and open every store of ``settings``; close them all on exit, in reverse.
 
     ``clock`` is the teaching layer's time (tests move through days with their own).
     ``clinical``: stores the caller has built and opened and will close itself (tests
     reuse one set of stores across backends); they are measured all the same. ``metrics``:
-    a registry to count into (one per process; a fresh one by default). ``copying_into``:
-    opened as the target of ``migrate``, which copies in every user and writes while the
-    deployment may be read-only (a rollback copies back into the old deployment): no first
-    admin is made and writes are not guarded."""
+    a registry to count into (one per process; a fresh one by default). ``migrate`` opens
+    both sides with ``provision`` False (no home institution or first admin made: the
+    target's all come from the source, and the source is only read) and ``guard_writes``
+    False (it copies into a target that may be read-only: a rollback copies back into the
+    old deployment)."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
         mode = ModeStore(open_database(settings.resolved_index_url))
@@ -152,7 +154,7 @@ def open_deployment(
         base = Archive(measured, tenant=settings.tenant)
 
         auth = auth_layer(settings)
-        auth.open(provision=not copying_into)
+        auth.open(provision=provision)
         stack.callback(auth.close)
 
         teaching = Archive(teaching_set, tenant=settings.tenant)
@@ -188,7 +190,7 @@ def open_deployment(
             learning.tables.db,
         )
         gate = WriteGate(mode, settings.read_only_check_seconds)
-        if not copying_into:
+        if guard_writes:
             _guard(guarded, gate.check)
             stack.callback(_guard, guarded, None)
 

@@ -168,6 +168,15 @@ class Sessions:
             return None
         return self._issue(sid, user.username, user.tenant, user.role)
 
+    def record(self, sid: str) -> bytes | None:
+        """A session's record as the cache holds it (what ``migrate`` carries to the new
+        deployment, so that its tokens and cookies go on working there)."""
+        return self.cache.get(SESSION_KEY + sid)
+
+    def restore(self, sid: str, record: bytes, ttl: float) -> None:
+        """Put back a record carried from another deployment, for ``ttl`` more seconds."""
+        self.cache.set(SESSION_KEY + sid, record, ttl)
+
     def logout(self, sid: str) -> None:
         self.cache.delete(SESSION_KEY + sid)
         self.users.forget_sessions([sid])
