@@ -67,7 +67,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     move.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
     try:
         source_settings = with_shared_sessions(file_settings(args.source), existing_only=True)
