@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user, read-only.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from radcase_pacs.auth import commands as user_commands
 from radcase_pacs.metrics import MULTIPROCESS_ENV
+from radcase_pacs.mode import commands as mode_commands
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
 
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="report, remove nothing")
     user_commands.add_parser(commands)
+    mode_commands.add_parser(commands)
     return parser
 
 
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(shared_settings(settings, workers), workers=workers)
         if args.command == "user":
             return user_commands.run(settings, args)
+        if args.command == "read-only":
+            return mode_commands.run(settings, args)
         if args.command == "sweep":
             from radcase_pacs.sweeping import run_sweep
 

@@ -15,6 +15,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from radcase_pacs.cli import main
 from radcase_pacs.deployment import Deployment
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.mode import ModeStore, WriteGate
@@ -159,3 +160,17 @@ def test_the_gate_trusts_its_last_read_for_its_interval_only(tmp_path: Path) -> 
         assert not mode.read_only and mode.took_over_from == "postgresql://db/old"
     finally:
         store.close()
+
+
+def test_the_read_only_command_sets_and_clears_the_flag_of_a_running_deployment(
+    w: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = str(deployment_of(w).settings.data_dir)
+    assert main(["--data-dir", data_dir, "read-only", "on", "--retry-after", "9"]) == 0
+    assert "read-only since" in capsys.readouterr().out
+    time.sleep(CHECK * 2)
+    refused(stow(w), retry_after="9")
+    assert main(["--data-dir", data_dir, "read-only", "off"]) == 0
+    assert capsys.readouterr().out == "writable\n"
+    time.sleep(CHECK * 2)
+    assert stow(w).status_code == 200
