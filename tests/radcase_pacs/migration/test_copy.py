@@ -192,3 +192,25 @@ def test_switching_back_brings_back_what_the_new_deployment_took_in(
     with opened(new) as target:
         mode = target.mode.mode()
         assert mode.read_only and mode.took_over_from is None
+
+
+def test_verification_lists_each_difference_and_exits_1(
+    configs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = configs
+    with opened(old) as department:
+        department.auth.users.add_user("ann", "default", Role.LEARNER, "a long password")
+        sop = store(department)
+    assert run(capsys, old, new)[0] == 0
+    with opened(new) as target:
+        target.auth.users.set_role("ann", Role.ADMIN)
+        instance = target.archive.stored(sop)
+        assert instance is not None
+        blob = Path(str(file_settings(new).data_dir), "blobs", instance.blob_key)
+        blob.write_bytes(blob.read_bytes()[:-1] + b"\xff")
+    code, output = run(capsys, old, new, "--verify-only")
+    assert code == 1, output
+    assert f"{sop}: the target's stored bytes differ from the source's" in output
+    assert "table users: 2 rows in the source, 2 in the target: 0 missing, 1 differing" in output
+    assert "differs in role, updated_at" in output
+    assert output.rstrip().endswith("verification: FAILED")
