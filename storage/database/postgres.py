@@ -210,6 +210,12 @@ class _QmarkCursor:
             self._cursor.execute(statement)
         return self
 
+    def executemany(self, statement: str, params: Sequence[Sequence[Any]]) -> _QmarkCursor:
+        self._cursor.executemany(
+            _to_format(statement), [[_text_safe(p) for p in row] for row in params]
+        )
+        return self
+
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
 

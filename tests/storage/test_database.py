@@ -190,6 +190,16 @@ def test_qmark_placeholders_outside_literals_and_nul_in_text(database: Database)
     assert [row[0] for row in rows] == [expected]
 
 
+def test_executemany_runs_a_statement_per_row_with_nul_made_safe(database: Database) -> None:
+    database.migrate("notes_version", NOTES)
+    with database.transaction() as cur:
+        cur.executemany("INSERT INTO notes (body, size) VALUES (?, ?)", [("a", 1), ("b\x00", 2)])
+    with database.read() as cur:
+        rows = cur.execute("SELECT body, size FROM notes ORDER BY id").fetchall()
+    second = "b\x00" if database.dialect == "sqlite" else "b\ufffd"
+    assert [tuple(row) for row in rows] == [("a", 1), (second, 2)]
+
+
 # -- write guards and draining ------------------------------------------------------------
 
 
