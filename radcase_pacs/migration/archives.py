@@ -45,6 +45,8 @@ class ArchiveCopy:
     present: int = 0
     removed: int = 0
     problems: list[str] = field(default_factory=list)
+    copied_uids: list[str] = field(default_factory=list)
+    """The SOP Instance UIDs copied (what a switch's last check reads back)."""
 
 
 @dataclass
@@ -57,7 +59,14 @@ class ArchiveCheck:
     verified: int = 0
     """Found in the target with the same index values, and (once in the run) its bytes read
     back from the target's store with the source's SHA-256."""
+    unmatched: list[str] = field(default_factory=list)
+    """Instances one side has and the other lacks (what a copying pass makes good)."""
     problems: list[str] = field(default_factory=list)
+    """Everything else: an instance whose index values or stored bytes differ."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.unmatched and not self.problems and self.verified == self.source
 
 
 def instances(archive: Archive) -> Iterator[StoredInstance]:
@@ -121,9 +130,12 @@ def copy_archive(
                         if ours is not None:  # deleted and stored again with other bytes
                             _remove(dst, ours, outcome)
                         copies.append(theirs)
-                for result in pool.map(partial(copy_instance, src, dst), copies):
+                for instance, result in zip(
+                    copies, pool.map(partial(copy_instance, src, dst), copies), strict=True
+                ):
                     if result is None:
                         outcome.copied += 1
+                        outcome.copied_uids.append(instance.sop_uid)
                     else:
                         outcome.problems.append(result)
                 if on_instance is not None:
@@ -165,39 +177,107 @@ class ReadsBack(Protocol):
 
 
 def check_archive(
-    name: str, source: Archive, target: Archive, *, read_back: ReadsBack
+    name: str, source: Archive, target: Archive, *, read_back: ReadsBack, workers: int = 4
 ) -> list[ArchiveCheck]:
     """Each instance of the source in the target with the same index values; its bytes read
-    from the target's store and hashed unless ``read_back`` already has; nothing else
-    there."""
+    from the target's store and hashed (``workers`` at a time) unless ``read_back`` already
+    has; nothing else there."""
     checks = []
-    for tenant in tenants(source, target):
-        check = ArchiveCheck(name, tenant)
-        checks.append(check)
-        src, dst = source.with_tenant(tenant), target.with_tenant(tenant)
-        for theirs, ours in side_by_side(src, dst):
-            if theirs is None:
-                assert ours is not None
-                check.problems.append(f"{ours.sop_uid}: in the target only")
-                continue
-            check.source += 1
-            if ours is None:
-                check.problems.append(f"{theirs.sop_uid}: missing in the target")
-                continue
-            differing = differences(theirs, ours)
-            if differing:
-                check.problems.append(
-                    f"{theirs.sop_uid}: the target's index differs in {', '.join(differing)}"
-                )
-                continue
-            if read_back.wanted(name, ours):
-                problem = _read_back(dst, ours, theirs.sha256)
-                if problem:
-                    check.problems.append(f"{theirs.sop_uid}: {problem}")
-                    continue
-                read_back.done(name, ours)
-            check.verified += 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for tenant in tenants(source, target):
+            check = ArchiveCheck(name, tenant)
+            checks.append(check)
+            src, dst = source.with_tenant(tenant), target.with_tenant(tenant)
+            pairs = side_by_side(src, dst)
+            while batch := list(islice(pairs, BATCH)):
+                reads = []
+                for theirs, ours in batch:
+                    if theirs is not None:
+                        check.source += 1
+                    if not _compared(theirs, ours, check):
+                        continue
+                    assert ours is not None
+                    if read_back.wanted(name, ours):
+                        reads.append(ours)
+                    else:
+                        check.verified += 1
+                _read_all_back(name, dst, reads, read_back, check, pool)
     return checks
+
+
+def check_copied(
+    name: str,
+    source: Archive,
+    target: Archive,
+    copied: dict[str, list[str]],
+    *,
+    read_back: ReadsBack,
+    workers: int = 4,
+) -> list[ArchiveCheck]:
+    """The short check of a switch's last pass, once every instance copied before it was
+    checked by :func:`check_archive`: the instance counts of each institution agree, and
+    each instance the pass copied (``copied``: SOP Instance UIDs by tenant) is in the target
+    with the source's index values and bytes."""
+    checks = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for tenant in tenants(source, target):
+            check = ArchiveCheck(name, tenant)
+            checks.append(check)
+            src, dst = source.with_tenant(tenant), target.with_tenant(tenant)
+            check.source = src.usage().instances
+            theirs_count = dst.usage().instances
+            if theirs_count != check.source:
+                check.unmatched.append(
+                    f"{check.source} instances in the source, {theirs_count} in the target"
+                )
+            reads, checked = [], 0
+            for uid in copied.get(tenant, []):
+                theirs, ours = src.stored(uid), dst.stored(uid)
+                if theirs is None:
+                    continue  # removed since: the counts tell whether the target followed
+                checked += 1
+                if _compared(theirs, ours, check):
+                    assert ours is not None
+                    reads.append(ours)
+            check.verified = check.source - checked
+            _read_all_back(name, dst, reads, read_back, check, pool)
+    return checks
+
+
+def _compared(
+    theirs: StoredInstance | None, ours: StoredInstance | None, check: ArchiveCheck
+) -> bool:
+    """Whether both sides hold the instance with the same index values (else noted)."""
+    if theirs is None:
+        assert ours is not None
+        check.unmatched.append(f"{ours.sop_uid}: in the target only")
+        return False
+    if ours is None:
+        check.unmatched.append(f"{theirs.sop_uid}: missing in the target")
+        return False
+    differing = differences(theirs, ours)
+    if differing:
+        check.problems.append(
+            f"{theirs.sop_uid}: the target's index differs in {', '.join(differing)}"
+        )
+        return False
+    return True
+
+
+def _read_all_back(
+    name: str,
+    dst: Archive,
+    reads: list[StoredInstance],
+    read_back: ReadsBack,
+    check: ArchiveCheck,
+    pool: ThreadPoolExecutor,
+) -> None:
+    for instance, problem in zip(reads, pool.map(partial(_read_back, dst), reads), strict=True):
+        if problem:
+            check.problems.append(f"{instance.sop_uid}: {problem}")
+        else:
+            read_back.done(name, instance)
+            check.verified += 1
 
 
 def differences(source: StoredInstance, target: StoredInstance) -> list[str]:
@@ -214,13 +294,15 @@ def differences(source: StoredInstance, target: StoredInstance) -> list[str]:
     return out
 
 
-def _read_back(dst: Archive, instance: StoredInstance, sha256: str) -> str | None:
+def _read_back(dst: Archive, instance: StoredInstance) -> str | None:
+    """What is wrong with the target's stored bytes of ``instance`` (whose index values,
+    its SHA-256 among them, are the source's), or None."""
     digest = hashlib.sha256()
     try:
         for chunk in dst.stream(instance):
             digest.update(chunk)
     except ArchiveError as exc:
         return f"the target's blob cannot be read: {exc}"
-    if digest.hexdigest() != sha256:
+    if digest.hexdigest() != instance.sha256:
         return "the target's stored bytes differ from the source's"
     return None

@@ -1,7 +1,11 @@
 """What a database holds, asked of its own catalog (the two dialects ask differently), and
-the one dialect-specific write of a copy: moving an id counter past the copied ids."""
+the two things a copy says differently to each: matching a list of keys, and moving an id
+counter past the copied ids."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from storage.database.base import Cursor, Database, sql_identifier
 
@@ -35,6 +39,47 @@ def column_names(db: Database, table: str) -> list[str]:
             (name,),
         ).fetchall()
     return [str(row[0]) for row in rows]
+
+
+ARRAYS = {"smallint": "smallint[]", "integer": "integer[]", "bigint": "bigint[]", "text": "text[]"}
+"""The array type of each type a key column has."""
+
+
+def column_types(db: Database, table: str) -> dict[str, str]:
+    """PostgreSQL's name of each column's type (``bigint``, ``text``...); empty on SQLite,
+    whose columns take any value."""
+    if db.dialect == "sqlite":
+        return {}
+    with db.read() as cur:
+        rows = cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (sql_identifier(table, "table name"),),
+        ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def keys_condition(
+    db: Database, columns: Sequence[str], types: dict[str, str], keys: Sequence[Sequence[Any]]
+) -> tuple[str, list[Any]]:
+    """A WHERE condition matching the rows whose ``columns`` hold one of ``keys``.
+
+    SQLite: a list of values (``IN (?, ...)``, or row values for several columns).
+    PostgreSQL: one array per column (``= ANY(?)``, or ``unnest``), because psycopg parses a
+    statement's placeholders anew each time once there are more than a few dozen of them,
+    which made a page of lookups cost more than the lookups themselves."""
+    names = [sql_identifier(c, "column name") for c in columns]
+    if db.dialect == "sqlite":
+        if len(names) == 1:
+            return f"{names[0]} IN ({', '.join('?' for _ in keys)})", [k[0] for k in keys]
+        one = "(" + ", ".join("?" for _ in names) + ")"
+        values = ", ".join(one for _ in keys)
+        return f"({', '.join(names)}) IN (VALUES {values})", [v for k in keys for v in k]
+    arrays = [[k[n] for k in keys] for n in range(len(names))]
+    casts = [f"?::{ARRAYS[types[c]]}" for c in names]
+    if len(names) == 1:
+        return f"{names[0]} = ANY({casts[0]})", arrays
+    return f"({', '.join(names)}) IN (SELECT * FROM unnest({', '.join(casts)}))", arrays
 
 
 def move_counter_past_ids(db: Database, cur: Cursor, table: str) -> None:

@@ -40,7 +40,7 @@ def verification_lines(result: Verification) -> Iterator[str]:
             f"{a.archive}tenant {a.tenant}: {a.source} instances in the source, "
             f"{a.verified} verified byte-identical"
         )
-        yield from (f"  problem: {p}" for p in a.problems)
+        yield from (f"  problem: {p}" for p in (*a.unmatched, *a.problems))
     for t in result.tables:
         line = f"table {t.table}: {t.source_rows} rows in the source, {t.target_rows} in the target"
         if t.ok:

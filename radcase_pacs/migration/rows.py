@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from radcase_pacs.migration.catalog import move_counter_past_ids
+from radcase_pacs.migration.catalog import column_types, keys_condition, move_counter_past_ids
 from radcase_pacs.migration.tables import CopiedTable, Kind
 from storage.database.base import Cursor, Database, sql_identifier
 
@@ -43,6 +43,12 @@ def comparable_row(row: Sequence[Any]) -> Row:
     return tuple(comparable(value) for value in row)
 
 
+def same(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether two rows hold the same values (compared as they are first: nearly always
+    equal, and normalising every value of every row cost more than reading them)."""
+    return tuple(a) == tuple(b) or comparable_row(a) == comparable_row(b)
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -60,6 +66,8 @@ class TableCopy:
     waiting: int = 0
     """Rows left for the next pass: their parent row was not in the target yet."""
     problems: list[str] = field(default_factory=list)
+    written: list[Key] = field(default_factory=list)
+    """The keys of the rows inserted or updated (what a switch's last check reads again)."""
 
 
 @dataclass
@@ -96,6 +104,7 @@ class TableSides:
         self.columns = [sql_identifier(c, "column name") for c in columns]
         self.key_at = [self.columns.index(k) for k in spec.key]
         self.value_at = [n for n in range(len(self.columns)) if n not in self.key_at]
+        self.types = {db: column_types(db, spec.name) for db in (source, target)}
 
     def key(self, row: Sequence[Any]) -> Key:
         return tuple(comparable(row[n]) for n in self.key_at)
@@ -136,7 +145,7 @@ class TableSides:
         found: dict[Key, Row] = {}
         select = f"SELECT {', '.join(self.columns)} FROM {self.name}"
         for chunk in chunks(keys, self._keys_per_statement()):
-            where, params = self._matching(chunk)
+            where, params = self._matching(db, chunk)
             with db.read() as cur:
                 for row in cur.execute(f"{select} WHERE {where}", params).fetchall():
                     found[self.key(row)] = tuple(row)
@@ -148,48 +157,40 @@ class TableSides:
         wanted = sorted({i for i in ids if i is not None})
         present: set[Any] = set()
         for chunk in chunks(wanted, MAX_PARAMETERS):
-            marks = ", ".join("?" for _ in chunk)
+            where, params = keys_condition(db, ["id"], {"id": "bigint"}, [(i,) for i in chunk])
             with db.read() as cur:
-                rows = cur.execute(f"SELECT id FROM {name} WHERE id IN ({marks})", chunk)
+                rows = cur.execute(f"SELECT id FROM {name} WHERE {where}", params)
                 present |= {row[0] for row in rows.fetchall()}
         return present
 
     def _keys_per_statement(self) -> int:
         return max(1, min(ROWS_PER_PAGE, MAX_PARAMETERS // len(self.spec.key)))
 
-    def _matching(self, keys: Sequence[Key]) -> tuple[str, list[Any]]:
-        if len(self.spec.key) == 1:
-            return f"{self.spec.key[0]} IN ({', '.join('?' for _ in keys)})", [k[0] for k in keys]
-        one = "(" + ", ".join("?" for _ in self.spec.key) + ")"
-        values = ", ".join(one for _ in keys)
-        return f"({', '.join(self.spec.key)}) IN (VALUES {values})", [v for k in keys for v in k]
+    def _matching(self, db: Database, keys: Sequence[Key]) -> tuple[str, list[Any]]:
+        return keys_condition(db, self.spec.key, self.types[db], keys)
 
     # -- writes (in the caller's transaction on the target) -------------------------------
 
     def insert(self, cur: Cursor, rows: Sequence[Row]) -> None:
-        one = "(" + ", ".join("?" for _ in self.columns) + ")"
-        per_statement = max(1, min(ROWS_PER_PAGE, MAX_PARAMETERS // len(self.columns)))
-        for chunk in chunks(rows, per_statement):
-            cur.execute(
-                f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
-                f"VALUES {', '.join(one for _ in chunk)}",
-                [value for row in chunk for value in row],
+        if rows:
+            marks = ", ".join("?" for _ in self.columns)
+            cur.executemany(
+                f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({marks})", rows
             )
 
     def update(self, cur: Cursor, rows: Sequence[Row]) -> None:
-        if not self.value_at:
+        if not self.value_at or not rows:
             return  # every column is part of the key: a changed row is another row
         assignments = ", ".join(f"{self.columns[n]} = ?" for n in self.value_at)
         where = " AND ".join(f"{k} = ?" for k in self.spec.key)
-        for row in rows:
-            cur.execute(
-                f"UPDATE {self.name} SET {assignments} WHERE {where}",
-                [*(row[n] for n in self.value_at), *(row[n] for n in self.key_at)],
-            )
+        cur.executemany(
+            f"UPDATE {self.name} SET {assignments} WHERE {where}",
+            [[*(row[n] for n in self.value_at), *(row[n] for n in self.key_at)] for row in rows],
+        )
 
     def delete(self, cur: Cursor, keys: Sequence[Key]) -> None:
         for chunk in chunks(keys, self._keys_per_statement()):
-            where, params = self._matching(chunk)
+            where, params = self._matching(self.target, chunk)
             cur.execute(f"DELETE FROM {self.name} WHERE {where}", params)
 
 
@@ -218,7 +219,7 @@ def copy_rows(sides: TableSides, outcome: TableCopy, on_rows: Progress = None) -
                 old = existing.get(sides.key(row))
                 if old is None:
                     inserts.append(row)
-                elif comparable_row(old) != comparable_row(row):
+                elif not same(old, row):
                     updates.append(row)
             inserts = _with_parents(sides, inserts, outcome)
             if inserts or updates:
@@ -227,6 +228,7 @@ def copy_rows(sides: TableSides, outcome: TableCopy, on_rows: Progress = None) -
                     sides.insert(cur, inserts)
                 outcome.inserted += len(inserts)
                 outcome.updated += len(updates)
+                outcome.written += [sides.key(row) for row in (*inserts, *updates)]
             if on_rows is not None:
                 on_rows(len(page))
     if sides.spec.numbered and outcome.inserted:
@@ -254,6 +256,7 @@ def _copy_log(sides: TableSides, outcome: TableCopy, on_rows: Progress) -> None:
         with sides.target.transaction() as cur:
             sides.insert(cur, rows)
         outcome.inserted += len(rows)
+        outcome.written += [sides.key(row) for row in rows]
         if on_rows is not None:
             on_rows(len(chunk))
 
@@ -287,7 +290,7 @@ def compare_rows(sides: TableSides) -> TableCheck:
             if old is None:
                 check.missing += 1
                 check.note(f"{sides.spec.name} {_shown(key)}: missing in the target")
-            elif comparable_row(old) != comparable_row(row):
+            elif not same(old, row):
                 check.differing += 1
                 columns = [
                     sides.columns[n]
@@ -303,3 +306,23 @@ def compare_rows(sides: TableSides) -> TableCheck:
 
 def _shown(key: Key) -> str:
     return "(" + ", ".join(str(v) for v in key) + ")"
+
+
+def check_written(sides: TableSides, written: Sequence[Key]) -> TableCheck:
+    """The short check of a switch's last pass, once every row copied before it was
+    compared: the row counts agree, and each row the pass wrote reads back as the source's."""
+    check = TableCheck(sides.spec.name, sides.count(sides.source), sides.count(sides.target))
+    theirs = sides.rows_by_key(sides.source, written)
+    ours = sides.rows_by_key(sides.target, written)
+    for key, row in theirs.items():
+        old = ours.get(key)
+        if old is None:
+            check.missing += 1
+            check.note(f"{sides.spec.name} {_shown(key)}: missing in the target")
+        elif not same(old, row):
+            check.differing += 1
+            check.note(f"{sides.spec.name} {_shown(key)}: differs after it was copied")
+    if check.target_rows != check.source_rows and not (check.missing or check.differing):
+        check.extra = abs(check.target_rows - check.source_rows)
+        check.note(f"{sides.spec.name}: the row counts differ")
+    return check

@@ -1,18 +1,22 @@
 """The switch: the source made read-only for the few seconds of a last copy, then the target
-verified and marked as the deployment that took over.
+checked and marked as the deployment that took over.
 
-1. A pass while the source still serves, and every target blob read back: the bulk of the
-   work, done before anything is refused.
+1. While the source still serves: a pass, then every target blob read back and the
+   append-only logs (the audit log, the review log) compared row by row. What no pass could
+   make good (bytes or a log row that differ) stops the switch before anything is refused.
 2. Read-only: the flag is set in the source's database; the switch waits as long as a server
    process may still trust its last read of it (``read_only_check_seconds``), then drains the
    writers of every source database (:meth:`storage.database.base.Database.drain_writers`):
    whatever was being written has committed, and nothing more will be.
-3. A last pass and the whole verification: every table compared, every instance's index
-   values, and the bytes of those copied since step 1 read back.
-4. If all is identical, the target is marked as having taken over (so that no later copy
-   undoes its writes) and made writable (a rollback's target was read-only); the source
-   stays read-only until its servers are stopped. If not, the source is made writable again
-   and the differences are listed.
+3. The last pass. It reads every row of both sides and compares it (instances by their
+   SHA-256), writing what differs; then the last check: every table's and every archive's
+   count, and everything the last pass wrote, read back (rows compared, blobs hashed).
+   Together with step 1 every row and every blob has then been compared after its last
+   copy, without reading everything twice while writes are refused.
+4. If all agrees, the target is marked as having taken over (so that no later copy undoes
+   its writes) and made writable (a rollback's target was read-only); the source stays
+   read-only until its servers are stopped. If not, the source is made writable again and
+   the differences are listed.
 
 The read-only moment is measured from the flag to the end of step 4.
 """
@@ -26,7 +30,8 @@ from typing import TextIO
 from radcase_pacs.migration.passes import Progress, copy_pass
 from radcase_pacs.migration.report import pass_lines, verification_lines
 from radcase_pacs.migration.sides import Sides
-from radcase_pacs.migration.verify import ReadBack, verify
+from radcase_pacs.migration.tables import Kind
+from radcase_pacs.migration.verify import ReadBack, verify, verify_last_pass
 
 MARGIN = 0.2
 """Seconds added to ``read_only_check_seconds``: clocks of processes and thread wake-ups."""
@@ -52,8 +57,14 @@ def switch(
         done()
     for line in pass_lines(catch_up):
         say(line)
-    verify(sides, read_back, archives_only=True)
-    say("every instance copied so far read back from the target; the source goes read-only")
+    early = verify(sides, read_back, kinds=(Kind.LOG,), workers=workers)
+    conflicts = early.conflicts()
+    if conflicts:
+        for problem in conflicts:
+            say(f"problem: {problem}")
+        say("switch not started: the target holds what a copy cannot make good (above)")
+        return 1
+    say("every blob copied so far read back and the logs compared; the source goes read-only")
 
     began = time.monotonic()
     source.mode.set_read_only(f"switching over to {sides.target_name()}", retry_after)
@@ -64,7 +75,7 @@ def switch(
         drained = time.monotonic() - began
         last = copy_pass(sides, number=2, workers=workers)
         checked_at = time.monotonic()
-        result = verify(sides, read_back)
+        result = verify_last_pass(sides, last, read_back, workers=workers)
         checking = time.monotonic() - checked_at
     except BaseException:
         source.mode.set_writable()

@@ -1,23 +1,32 @@
 """The proof that the target holds what the source holds: every table compared row by row
 (counts and every value), every instance of both archives found with the same index values
 and its bytes read back from the target's store and hashed, every held-back copy compared,
-and the keys the data depends on checked to agree. Anything that differs is listed."""
+and the keys the data depends on checked to agree. Anything that differs is listed.
+
+A switch checks in two steps, so that its read-only moment holds no full re-read (see
+:mod:`radcase_pacs.migration.switch`): :func:`verify` of the blobs and the append-only logs
+while the source still serves, then, after the last pass (which itself compares every
+row of every other table), :func:`verify_last_pass`: every count, and what that pass wrote.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from radcase_pacs.migration.archives import ArchiveCheck, check_archive
+from radcase_pacs.migration.archives import ArchiveCheck, check_archive, check_copied
 from radcase_pacs.migration.held import HeldCopies, copy_held
 from radcase_pacs.migration.keys import key_problems
-from radcase_pacs.migration.rows import TableCheck, compare_rows
+from radcase_pacs.migration.passes import PassReport
+from radcase_pacs.migration.rows import TableCheck, check_written, compare_rows
 from radcase_pacs.migration.sides import Sides
+from radcase_pacs.migration.tables import Kind
 from storage.records import StoredInstance
 
 
 class ReadBack:
     """Which target blobs have been read back and found right during this run: each is read
-    once after its copy, so that a switch's final check, under read-only, reads only those
+    once after its copy, so that a switch's last check, under read-only, reads only those
     copied since."""
 
     def __init__(self) -> None:
@@ -40,25 +49,54 @@ class Verification:
     @property
     def ok(self) -> bool:
         return (
-            all(not a.problems and a.verified == a.source for a in self.archives)
+            all(a.ok for a in self.archives)
             and all(t.ok for t in self.tables)
             and not self.held.problems
             and not self.keys
         )
 
+    def conflicts(self) -> list[str]:
+        """What another pass cannot make good: an instance whose index or bytes differ, a
+        log row that differs or that the target alone holds (the target's log is never
+        rewritten), a key that differs."""
+        found = [p for a in self.archives for p in a.problems]
+        for t in self.tables:
+            if t.differing or t.extra:
+                found += t.examples
+        return [*found, *self.held.problems, *self.keys]
+
 
 def verify(
-    sides: Sides, read_back: ReadBack | None = None, *, archives_only: bool = False
+    sides: Sides,
+    read_back: ReadBack | None = None,
+    *,
+    kinds: Collection[Kind] = (Kind.ROWS, Kind.LOG),
+    workers: int = 4,
 ) -> Verification:
-    """Everything compared; ``archives_only``: the instances alone (a switch reads back the
-    blobs copied so far before it goes read-only, while rows still move)."""
+    """Everything compared (the tables of ``kinds`` only, when given)."""
     read_back = read_back or ReadBack()
     result = Verification()
     for label, source, target in sides.archives():
-        result.archives += check_archive(label, source, target, read_back=read_back)
-    if archives_only:
-        return result
-    result.tables = [compare_rows(table) for table in sides.tables]
+        result.archives += check_archive(
+            label, source, target, read_back=read_back, workers=workers
+        )
+    result.tables = [compare_rows(t) for t in sides.tables if t.spec.kind in kinds]
+    result.held = copy_held(sides.source, sides.target, check_only=True)
+    result.keys = key_problems(sides.source, sides.target)
+    return result
+
+
+def verify_last_pass(
+    sides: Sides, last: PassReport, read_back: ReadBack, *, workers: int = 4
+) -> Verification:
+    result = Verification()
+    for label, source, target in sides.archives():
+        copied = {a.tenant: a.copied_uids for a in last.archives if a.archive == label}
+        result.archives += check_copied(
+            label, source, target, copied, read_back=read_back, workers=workers
+        )
+    written = {t.table: t.written for t in last.tables}
+    result.tables = [check_written(t, written.get(t.spec.name, [])) for t in sides.tables]
     result.held = copy_held(sides.source, sides.target, check_only=True)
     result.keys = key_problems(sides.source, sides.target)
     return result
