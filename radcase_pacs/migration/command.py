@@ -95,8 +95,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _run(sides: Sides, args: argparse.Namespace, out: TextIO) -> int:
     for note in unknown_tables(sides):
         print(note, file=out)
+    workers = max(1, args.workers)
     if args.verify_only:
-        result = verify(sides)
+        result = verify(sides, workers=workers)
         for line in verification_lines(result):
             print(line, file=out)
         return 0 if result.ok else 1
@@ -105,7 +106,6 @@ def _run(sides: Sides, args: argparse.Namespace, out: TextIO) -> int:
         for reason in refused:
             print(f"radcase-pacs: {reason}", file=sys.stderr)
         return 2
-    workers = max(1, args.workers)
     first = progress_bar(sides, disabled=args.no_progress)
     if args.switch:
         return switch(
@@ -132,7 +132,7 @@ def _run(sides: Sides, args: argparse.Namespace, out: TextIO) -> int:
         done()
     for line in pass_lines(report):
         print(line, file=out)
-    result = verify(sides)
+    result = verify(sides, workers=workers)
     for line in verification_lines(result):
         print(line, file=out)
     return 0 if result.ok and not report.problems else 1

@@ -5,20 +5,21 @@ and the keys the data depends on checked to agree. Anything that differs is list
 
 A switch checks in two steps, so that its read-only moment holds no full re-read (see
 :mod:`radcase_pacs.migration.switch`): :func:`verify` of the blobs and the append-only logs
-while the source still serves, then, after the last pass (which itself compares every
-row of every other table), :func:`verify_last_pass`: every count, and what that pass wrote.
+while the source still serves; then, after the last pass (which itself compares every row
+of every other table), :func:`verify_last_passes`: every count, and what the passes since
+the first step wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from radcase_pacs.migration.archives import ArchiveCheck, check_archive, check_copied
 from radcase_pacs.migration.held import HeldCopies, copy_held
 from radcase_pacs.migration.keys import key_problems
 from radcase_pacs.migration.passes import PassReport
-from radcase_pacs.migration.rows import TableCheck, check_written, compare_rows
+from radcase_pacs.migration.rows import Key, TableCheck, check_written, compare_rows
 from radcase_pacs.migration.sides import Sides
 from radcase_pacs.migration.tables import Kind
 from storage.records import StoredInstance
@@ -86,17 +87,27 @@ def verify(
     return result
 
 
-def verify_last_pass(
-    sides: Sides, last: PassReport, read_back: ReadBack, *, workers: int = 4
+def verify_last_passes(
+    sides: Sides, passes: Sequence[PassReport], read_back: ReadBack, *, workers: int = 4
 ) -> Verification:
+    """Every count, and what ``passes`` wrote (the passes after a :func:`verify`), read back."""
     result = Verification()
     for label, source, target in sides.archives():
-        copied = {a.tenant: a.copied_uids for a in last.archives if a.archive == label}
+        copied: dict[str, list[str]] = {}
+        for report in passes:
+            for a in report.archives:
+                if a.archive == label:
+                    copied.setdefault(a.tenant, []).extend(a.copied_uids)
         result.archives += check_copied(
             label, source, target, copied, read_back=read_back, workers=workers
         )
-    written = {t.table: t.written for t in last.tables}
-    result.tables = [check_written(t, written.get(t.spec.name, [])) for t in sides.tables]
+    written: dict[str, set[Key]] = {}
+    for report in passes:
+        for t in report.tables:
+            written.setdefault(t.table, set()).update(t.written)
+    result.tables = [
+        check_written(t, sorted(written.get(t.spec.name, ()), key=repr)) for t in sides.tables
+    ]
     result.held = copy_held(sides.source, sides.target, check_only=True)
     result.keys = key_problems(sides.source, sides.target)
     return result

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import signal
 import subprocess
 import tempfile
@@ -153,8 +152,7 @@ def main() -> None:
             stop.set()
             client.join(timeout=30)
             print(f"migrate --switch: {seconds:.1f} s in all")
-            switched = re.search(r"^switched: .*$", output, re.MULTILINE)
-            print(switched.group(0) if switched else output)
+            print("\n".join(line for line in output.splitlines() if not line.startswith("table ")))
             if refused:
                 print(f"the client's stores were refused for {ended - refused[0]:.1f} s")
 

@@ -190,7 +190,8 @@ def test_a_department_moves_while_it_works_and_finds_everything_after_the_switch
 ) -> None:
     source = embedded_config(tmp_path)
     target = production_config(tmp_path, postgres_url, redis_key_prefix, s3_bucket_name)
-    with serve(environment(source), log=tmp_path / "old.log") as old:
+    # Two HTTP worker processes: the read-only flag must reach every process of the server.
+    with serve(environment(source), "--workers", "2", log=tmp_path / "old.log") as old:
         department = build(old, ADMIN_PASSWORD)
         with httpx.Client(base_url=old, timeout=60) as http:
             who = {
