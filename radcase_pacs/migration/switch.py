@@ -4,15 +4,15 @@ checked and marked as the deployment that took over.
 1. While the source still serves: a pass, then every target blob read back and the
    append-only logs (the audit log, the review log) compared row by row. What no pass could
    make good (bytes or a log row that differ) stops the switch before anything is refused.
-   Then one more pass, for what arrived during that check.
+   Then up to :data:`SETTLING` more passes, each copying what arrived during the one before
+   and checking what it wrote, until one finds nothing new.
 2. Read-only: the flag is set in the source's database; the switch waits as long as a server
    process may still trust its last read of it (``read_only_check_seconds``), then drains the
    writers of every source database (:meth:`storage.database.base.Database.drain_writers`):
    whatever was being written has committed, and nothing more will be.
 3. The last pass. It reads every row of both sides and compares it (instances by their
    SHA-256), writing what differs; then the last check: every table's and every archive's
-   count, and everything the last two passes wrote, read back (rows compared, blobs
-   hashed).
+   count, and everything the last pass wrote, read back (rows compared, blobs hashed).
    Together with step 1 every row and every blob has then been compared after its last
    copy, without reading everything twice while writes are refused.
 4. If all agrees, the target is marked as having taken over (so that no later copy undoes
@@ -33,10 +33,13 @@ from radcase_pacs.migration.passes import Progress, copy_pass
 from radcase_pacs.migration.report import pass_lines, verification_lines
 from radcase_pacs.migration.sides import Sides
 from radcase_pacs.migration.tables import Kind
-from radcase_pacs.migration.verify import ReadBack, verify, verify_last_passes
+from radcase_pacs.migration.verify import ReadBack, verify, verify_writes
 
 MARGIN = 0.2
 """Seconds added to ``read_only_check_seconds``: clocks of processes and thread wake-ups."""
+SETTLING = 3
+"""Passes at most between the first check and the read-only moment, each copying (and
+checking) what arrived during the one before, so that little is left for the last one."""
 
 
 def switch(
@@ -67,9 +70,18 @@ def switch(
         say("switch not started: the target holds what a copy cannot make good (above)")
         return 1
     say("every blob copied so far read back and the logs compared")
-    since = copy_pass(sides, number=2, workers=workers)  # what arrived during the check
-    for line in pass_lines(since):
-        say(line)
+    for number in range(2, 2 + SETTLING):  # what arrived meanwhile, checked as it comes
+        since = copy_pass(sides, number=number, workers=workers)
+        for line in pass_lines(since):
+            say(line)
+        conflicts = verify_writes(sides, [since], read_back, final=False).conflicts()
+        if conflicts:
+            for problem in conflicts:
+                say(f"problem: {problem}")
+            say("switch not started: the target holds what a copy cannot make good (above)")
+            return 1
+        if not since.changes:
+            break
     say("the source goes read-only")
 
     began = time.monotonic()
@@ -79,9 +91,9 @@ def switch(
         for database in source.guarded:
             database.drain_writers()
         drained = time.monotonic() - began
-        last = copy_pass(sides, number=3, workers=workers)
+        last = copy_pass(sides, number=since.number + 1, workers=workers)
         checked_at = time.monotonic()
-        result = verify_last_passes(sides, [since, last], read_back, workers=workers)
+        result = verify_writes(sides, [last], read_back, final=True, workers=workers)
         checking = time.monotonic() - checked_at
     except BaseException:
         source.mode.set_writable()
