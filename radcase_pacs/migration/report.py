@@ -22,7 +22,7 @@ def pass_lines(report: PassReport, *, lag: float | None = None) -> Iterator[str]
     if report.held.copied:
         parts.append(f"{report.held.copied} held-back teaching copies")
     sessions = report.sessions
-    parts.append(f"{sessions.carried + sessions.current} login sessions carried")
+    parts.append(f"login sessions carried: {sessions.carried + sessions.current}")
     if lag is not None:
         parts.append(f"the target is at most {lag:.1f} s behind the source")
     yield f"pass {report.number} ({report.seconds:.1f} s): " + "; ".join(parts)
