@@ -6,11 +6,12 @@ tests all go through :func:`open_deployment`, so an instance stored by STOW-RS, 
 ``import`` meets the same archive: measured, with teaching-file KOS intake, under the same
 audit log. Nothing else builds a store.
 
-Open order (the reverse is the close order): the audit log first, so that nothing is served
-while it cannot record; then the clinical stores, the users, the teaching collection and its
-cases, and the learning tables. Once all are open, every database a write can reach gets the
-write guard of the deployment's mode (:mod:`radcase_pacs.mode`), so a switch to other stores
-can hold every process's writes for its final moment.
+Open order (the reverse is the close order): the deployment's mode first (the write guard
+reads it), then the audit log, so that nothing is served while it cannot record; then the
+clinical stores, the users, the teaching collection and its cases, and the learning tables.
+Once all are open, every database a write can reach gets the write guard of the mode
+(:mod:`radcase_pacs.mode`), so that a switch to other stores can hold every process's writes
+for its final moment.
 """
 
 from __future__ import annotations
