@@ -75,6 +75,8 @@ def retry_after(exc: Exception) -> dict[str, str]:
 async def archive_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, storage_errors.ArchiveError)
     status = http_status(exc)
+    if isinstance(exc, storage_errors.ReadOnly):  # a switch to other stores: try again soon
+        return PlainTextResponse(str(exc), status)
     if status >= 500:
         log.error("request %s failed in a store: %s", request_id(request), exc)
         return PlainTextResponse(

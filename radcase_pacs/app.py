@@ -44,6 +44,7 @@ from radcase_pacs.auth.principal import principal_of
 from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.learner_view import LearnerView
 from radcase_pacs.metrics import IngestEdge, MetricsMiddleware
+from radcase_pacs.mode.http import RetryAfterMiddleware
 from radcase_pacs.settings import Settings, load_settings
 from radcase_pacs.web.app import create_web_app
 from teaching.api import Caller, create_api
@@ -132,6 +133,7 @@ def create_app(
                 exposed=EXPOSED_HEADERS,
                 paths=DICOMWEB_ROOTS,
             ),
+            Middleware(RetryAfterMiddleware, gate=deployment.gate),
             Middleware(MetricsMiddleware, metrics=deployment.metrics),
             Middleware(
                 AuthMiddleware,

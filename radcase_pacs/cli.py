@@ -1,4 +1,4 @@
-"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user.
+"""``radcase-pacs``: serve (HTTP and DIMSE), import, migrate, sweep, user, read-only.
 
 ``main(argv)`` returns an exit code instead of exiting, so tests call it directly.
 """
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from radcase_pacs.auth import commands as user_commands
 from radcase_pacs.metrics import IngestEdge, share_folder
+from radcase_pacs.mode import commands as mode_commands
 from radcase_pacs.settings import Settings, load_settings
 from storage.urls import UnsupportedUrl
 
@@ -79,19 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         f"{MAX_DEFAULT_WORKERS})",
     )
 
-    move = commands.add_parser(
-        "migrate",
-        help="copy every instance of one deployment into another, then verify it",
-        description="Copies every instance (and so every index row) from the deployment "
-        "described by --from to the one described by --to, skipping what the target already "
-        "holds (run it again to resume), then checks every instance's bytes in the target. "
-        "Each side is read from its TOML file only.",
-    )
-    move.add_argument("--from", dest="source", type=Path, required=True, help="source TOML")
-    move.add_argument("--to", dest="target", type=Path, required=True, help="target TOML")
-    move.add_argument("--workers", type=int, default=4, help="instances copied at once")
-    move.add_argument("--verify-only", action="store_true", help="check without copying")
-    move.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from radcase_pacs.migration import command as migration_command
+
+    migration_command.add_parser(commands)
 
     load = commands.add_parser("import", help="store DICOM files from files and folders")
     load.add_argument("paths", nargs="+", type=Path)
@@ -109,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--dry-run", action="store_true", help="report, remove nothing")
     user_commands.add_parser(commands)
+    mode_commands.add_parser(commands)
     return parser
 
 
@@ -133,7 +125,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "migrate":
-        return _migrate(args)
+        from radcase_pacs.migration import command as migration_command
+
+        return migration_command.run(args)
     try:
         settings = _settings(args)
     except (ValidationError, ValueError, OSError) as exc:
@@ -155,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(shared_settings(settings, workers), workers=workers)
         if args.command == "user":
             return user_commands.run(settings, args)
+        if args.command == "read-only":
+            return mode_commands.run(settings, args)
         if args.command == "sweep":
             from radcase_pacs.sweeping import run_sweep
 
@@ -323,34 +319,3 @@ def _import(settings: Settings, paths: list[Path], *, progress: bool) -> int:
         )
     summary.report(sys.stdout)
     return 1 if summary.failed else 0
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from radcase_pacs.deployment import open_deployment
-    from radcase_pacs.migrate import migrate
-    from radcase_pacs.settings import file_settings
-
-    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        source_settings = file_settings(args.source)
-        target_settings = file_settings(args.target)
-    except (ValidationError, ValueError, OSError) as exc:
-        print(f"radcase-pacs: invalid settings: {exc}", file=sys.stderr)
-        return 2
-    with (
-        open_deployment(source_settings) as source,
-        open_deployment(target_settings) as target,
-        tqdm(unit=" instances", disable=args.no_progress) as bar,
-    ):
-        report = migrate(
-            source.archive,
-            target.archive,
-            workers=max(1, args.workers),
-            verify_only=args.verify_only,
-            on_instance=lambda: bar.update(),
-        )
-    for line in report.lines():
-        print(line)
-    return 0 if report.ok else 1

@@ -6,9 +6,12 @@ tests all go through :func:`open_deployment`, so an instance stored by STOW-RS, 
 ``import`` meets the same archive: measured, with teaching-file KOS intake, under the same
 audit log. Nothing else builds a store.
 
-Open order (the reverse is the close order): the audit log first, so that nothing is served
-while it cannot record; then the clinical stores, the users, the teaching collection and its
-cases, and the learning tables.
+Open order (the reverse is the close order): the deployment's mode first (the write guard
+reads it), then the audit log, so that nothing is served while it cannot record; then the
+clinical stores, the users, the teaching collection and its cases, and the learning tables.
+Once all are open, every database a write can reach gets the write guard of the mode
+(:mod:`radcase_pacs.mode`), so that a switch to other stores can hold every process's writes
+for its final moment.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from radcase_pacs.auth.layer import AuthLayer
 from radcase_pacs.auth.users import UserStore
 from radcase_pacs.health import Check, Health
 from radcase_pacs.metrics import IngestEdge, Metrics
+from radcase_pacs.mode import ModeStore, WriteGate
 from radcase_pacs.read_replica import (
     CLINICAL_SCOPE,
     TEACHING_INDEX_SCOPE,
@@ -40,6 +44,7 @@ from storage.database.base import Database
 from storage.index.base import Index
 from storage.index.sql import SqlIndex
 from storage.namespaces import namespaced_url
+from storage.replica.index import ReplicatedIndex
 from storage.stores import Stores
 from storage.urls import open_blobs, open_cache, open_database, open_index, with_durability
 from teaching.cases.service import CaseService
@@ -59,7 +64,11 @@ class Deployment:
     observers, for copying what another deployment already took in (``migrate``: a copy is
     not a new arrival, and intake there would make every teaching-file KOS a second draft
     case); ``teaching`` the de-identified collection; the rest the teaching, auth and audit
-    services."""
+    services. ``mode`` and ``gate``: the deployment's mode and the guard its databases run;
+    ``databases``: every database a write can reach, by role (``clinical``: the clinical
+    index's, which also holds the users and the audit log; ``audit``: the audit log's own
+    handle on it; ``teaching``: the teaching collection's index, cases and learning tables),
+    and the rest in ``guarded``."""
 
     settings: Settings
     metrics: Metrics
@@ -70,6 +79,10 @@ class Deployment:
     cases: CaseService
     learning: LearningService
     auth: AuthLayer
+    mode: ModeStore
+    gate: WriteGate
+    databases: dict[str, Database]
+    guarded: tuple[Database, ...]
     after_ingest: tuple[IngestObserver, ...] = ()
     """What every ingest of ``clinical`` goes through besides being counted (KOS intake)."""
 
@@ -209,16 +222,26 @@ def open_deployment(
     clock: Callable[[], datetime] | None = None,
     clinical: Stores | None = None,
     metrics: Metrics | None = None,
+    provision: bool = True,
+    guard_writes: bool = True,
 ) -> Iterator[Deployment]:
     """Build and open every store of ``settings``; close them all on exit, in reverse.
 
     ``clock`` is the teaching layer's time (tests move through days with their own).
     ``clinical``: stores the caller has built and opened and will close itself (tests
     reuse one set of stores across backends); they are measured all the same. ``metrics``:
-    a registry to count into (one per process; a fresh one by default). The connection
-    pools of every database are sampled into it while the deployment is open."""
+    a registry to count into (one per process; a fresh one by default); the connection
+    pools of every database are sampled into it while the deployment is open. ``migrate`` opens
+    both sides with ``provision`` False (no home institution or first admin made: the
+    target's all come from the source, and the source is only read) and ``guard_writes``
+    False (it copies into a target that may be read-only: a rollback copies back into the
+    old deployment)."""
     metrics = metrics or Metrics.create()
     with ExitStack() as stack:
+        mode = ModeStore(open_database(settings.resolved_index_url))
+        mode.open()
+        stack.callback(mode.close)
+
         audit = metrics.audit_log(open_database(audit_url(settings)))
         audit.open()
         stack.callback(audit.close)
@@ -230,6 +253,7 @@ def open_deployment(
 
         owned = clinical is None
         stores = clinical_stores(settings, router) if clinical is None else clinical
+        teaching_set = teaching_stores(settings, router)
         measured = metrics.instrument(stores)
         if owned:
             measured.open()
@@ -237,10 +261,9 @@ def open_deployment(
         base = Archive(measured, tenant=settings.tenant)
 
         auth = auth_layer(settings)
-        auth.open()
+        auth.open(provision=provision)
         stack.callback(auth.close)
 
-        teaching_set = teaching_stores(settings, router)
         teaching = Archive(teaching_set, tenant=settings.tenant)
         cases = CaseService(
             store=CaseStore(teaching_database(settings, router)),
@@ -278,6 +301,24 @@ def open_deployment(
             metrics.pools_sampled({n: db for n, db in pools.items() if db is not None})
         )
 
+        databases = {
+            "clinical": auth.users.db,
+            "audit": audit.db,
+            "teaching": cases.store.db,
+        }
+        guarded = (
+            _database_of(stores.index),
+            audit.db,
+            auth.users.db,
+            _database_of(teaching_set.index),
+            cases.store.db,
+            learning.tables.db,
+        )
+        gate = WriteGate(mode, settings.read_only_check_seconds)
+        if guard_writes:
+            _guard(guarded, gate.check)
+            stack.callback(_guard, guarded, None)
+
         after_ingest = (cases.intake,)
         yield Deployment(
             settings=settings,
@@ -289,13 +330,28 @@ def open_deployment(
             cases=cases,
             learning=learning,
             auth=auth,
+            mode=mode,
+            gate=gate,
+            databases=databases,
+            guarded=guarded,
             after_ingest=after_ingest,
         )
 
 
-def _database_of(index: Index) -> Database | None:
-    """The database under an index, for its pool's figures (None for another kind)."""
-    return index.database if isinstance(index, SqlIndex) else None
+def _guard(databases: Sequence[Database], guard: Callable[[], None] | None) -> None:
+    for database in databases:
+        database.guard_writes(guard)
+
+
+def _database_of(index: Index) -> Database:
+    """The database an index writes to (every index this server opens is a SQL one, or
+    one whose searches a read replica answers: then its primary's)."""
+    if isinstance(index, ReplicatedIndex):
+        index = index.primary
+    if not isinstance(index, SqlIndex):
+        raise TypeError(f"{index!r} keeps no relational database")
+    database: Database = index.database
+    return database
 
 
 def _unknown_users(auth: AuthLayer) -> Callable[[str, Sequence[str]], list[str]]:

@@ -189,6 +189,13 @@ class Settings(BaseSettings):
         description="Once the listeners are closed, seconds the requests in flight and the open "
         "DIMSE associations have to finish before they are cut",
     )
+    read_only_check_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How long each process trusts the last read of the read-only flag that a "
+        "migration's switch sets; the switch waits this long before its final copy",
+    )
 
     @field_validator("ae_title")
     @classmethod

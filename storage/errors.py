@@ -17,7 +17,9 @@ boundary; each backend maps them to one of these.
     └── BackendFailure           a store (index, blobs, cache) failed; not the client's fault
         ├── BackendUnavailable   a store did not answer within its bound, or is known to be
         │                        down: try again after ``retry_after`` seconds
-        └── OutOfResources       a store is full or over a limit
+        ├── OutOfResources       a store is full or over a limit
+        └── ReadOnly             the deployment refuses writes for a few seconds (a switch
+                                 to other stores); try again after ``retry_after``
 """
 
 from __future__ import annotations
@@ -92,3 +94,14 @@ class BackendUnavailable(BackendFailure):
 
 class OutOfResources(BackendFailure):
     """A backend is full or over a configured limit (PS3.4: 0xA700)."""
+
+
+class ReadOnly(BackendFailure):
+    """The deployment refuses every write for a moment: it is being switched over to other
+    stores (``radcase-pacs migrate --switch``), and what it took now would not reach them.
+    Nothing is wrong with the request; ``retry_after`` says in how many seconds to send it
+    again (to the same address, which by then serves the new stores)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -33,6 +33,9 @@ OutOfResources            0xA700 Refused: Out of Resources (B.2.3 A7xx, C.4.1.1.
                                  C-MOVE and C-GET refine the range as A701/A702, for
                                  counting matches and sub-operations, which we do not tell
                                  apart)
+ReadOnly                  0xA700 Refused: Out of Resources: the SCP cannot take the
+                                 instance now and the peer may send it again later
+                                 (B.2.3), while a switch to other stores runs
 ========================= ====== =====================================================
 
 HTTP: input only ever gives a 4xx; 5xx means a store failed (DESIGN "Errors"). A
@@ -55,6 +58,7 @@ from storage.errors import (
     InvalidQuery,
     NotFound,
     OutOfResources,
+    ReadOnly,
     Unavailable,
     UnreadableDataset,
 )
@@ -92,6 +96,7 @@ DIMSE_STATUS_BY_ERROR: dict[type[ArchiveError], DimseStatus] = {
     BackendFailure: DimseStatus.PROCESSING_FAILURE,
     BackendUnavailable: DimseStatus.PROCESSING_FAILURE,
     OutOfResources: DimseStatus.OUT_OF_RESOURCES,
+    ReadOnly: DimseStatus.OUT_OF_RESOURCES,
 }
 
 HTTP_STATUS_BY_ERROR: dict[type[ArchiveError], int] = {
@@ -106,6 +111,7 @@ HTTP_STATUS_BY_ERROR: dict[type[ArchiveError], int] = {
     BackendFailure: 503,
     BackendUnavailable: 503,
     OutOfResources: 507,
+    ReadOnly: 503,
 }
 
 S = TypeVar("S")

@@ -17,7 +17,7 @@ from dicomweb.errors import retry_after
 from radcase_pacs.audit.middleware import http_entry, match_route
 from radcase_pacs.audit.store import AuditEntry, AuditLog
 from radcase_pacs.routes import leaves
-from storage.errors import BackendFailure
+from storage.errors import BackendFailure, ReadOnly
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class ChangeAuditMiddleware:
         if entry is not None:
             try:
                 await anyio.to_thread.run_sync(self.log.record, entry)
+            except ReadOnly as exc:  # a switch to other stores: try again soon
+                await JSONResponse({"detail": str(exc)}, 503)(scope, receive, send)
+                return
             except BackendFailure as exc:
                 logger.exception("audit entry not written, %s refused", entry.route)
                 response = JSONResponse(

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dicomweb.errors import retry_after
 from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from radcase_pacs.auth.principal import principal_of
-from storage.errors import BackendFailure
+from storage.errors import BackendFailure, ReadOnly
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ class AuditMiddleware:
         entry = self.entry(scope)
         try:
             await anyio.to_thread.run_sync(self.log.record, entry)
+        except ReadOnly as exc:  # a switch to other stores: nothing is wrong, try again soon
+            await PlainTextResponse(f"{exc}\n", status_code=503)(scope, receive, send)
+            return
         except BackendFailure as exc:
             logger.exception("audit entry not written, %s (%s) refused", entry.action, entry.route)
             response = PlainTextResponse(REFUSAL, status_code=503, headers=retry_after(exc))

@@ -40,11 +40,14 @@ class AuthLayer:
         """The institution every request acts for when authentication is off."""
         return self.settings.tenant if self.settings.auth == "off" else None
 
-    def open(self) -> None:
+    def open(self, *, provision: bool = True) -> None:
         """Open the user store and the session cache and, on a deployment without users,
-        create the first admin."""
+        create the first admin (unless ``provision`` is False: a migration's target, whose
+        institutions and users all come from the source)."""
         self.cache.open()
         self.users.open()
+        if not provision:
+            return
         self.users.ensure_institution(self.settings.tenant)
         if self.open_tenant is None:
             self.create_first_admin()

@@ -89,7 +89,7 @@ from radcase_pacs.drain import EXIT_MARGIN
 from radcase_pacs.metrics import Metrics
 from radcase_pacs.settings import Settings
 from storage.archive import Archive
-from storage.errors import ArchiveError, BackendFailure
+from storage.errors import ArchiveError, BackendFailure, ReadOnly
 from storage.records import StoredInstance
 from storage.statuses import DimseStatus
 
@@ -315,7 +315,7 @@ class DimseServer:
             result = self.archive_for(event).ingest(io.BytesIO(data))
         except ArchiveError as exc:
             refusal = archive_failure(exc)
-            if isinstance(exc, BackendFailure):
+            if isinstance(exc, BackendFailure) and not isinstance(exc, ReadOnly):
                 log.error("C-STORE from %s could not be stored: %s", association(event), exc)
             else:
                 log.info(
@@ -422,6 +422,9 @@ class DimseServer:
         )
         try:
             self.audit.record(entry)
+        except ReadOnly as exc:  # a switch to other stores: the peer may send it again soon
+            log.info("%s from %s refused: %s", action, association(event), exc)
+            return status_dataset(DimseStatus.OUT_OF_RESOURCES, str(exc))
         except BackendFailure:
             log.exception(
                 "audit entry not written, %s (%s) from %s refused",

@@ -28,6 +28,7 @@ from radcase_pacs.web.teach.questions import question_routes
 from radcase_pacs.web.teach.review import review_routes
 from radcase_pacs.web.teach.studies import study_routes
 from radcase_pacs.web.templating import Pages, StaticFiles
+from storage.errors import ReadOnly
 from teaching.cases.errors import NotFound
 
 
@@ -49,6 +50,13 @@ def create_web_app(deployment: Deployment) -> Starlette:
         detail = exc.detail if isinstance(exc, HTTPException) else "There is no such page."
         return pages.render(request, "error.html", {"message": detail}, status_code=status)
 
+    async def read_only(request: Request, exc: Exception) -> Response:
+        """A page that would write during a switch to other stores: 503, which the server
+        sends with Retry-After (:mod:`radcase_pacs.mode.http`)."""
+        assert isinstance(exc, ReadOnly)
+        message = f"The server is busy for a moment. Try again in {exc.retry_after} seconds."
+        return pages.render(request, "error.html", {"message": message}, status_code=503)
+
     return Starlette(
         routes=[
             Route("/static/{path:path}", static_file, methods=["GET"]),
@@ -64,5 +72,5 @@ def create_web_app(deployment: Deployment) -> Starlette:
             *review_routes(web),
             *question_routes(web),
         ],
-        exception_handlers={HTTPException: refused, NotFound: refused},
+        exception_handlers={HTTPException: refused, NotFound: refused, ReadOnly: read_only},
     )

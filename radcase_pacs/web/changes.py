@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from radcase_pacs.audit.store import AuditEntry, Channel
 from radcase_pacs.web.context import Web, who
-from storage.errors import BackendFailure
+from storage.errors import BackendFailure, ReadOnly
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ async def record_change(
     )
     try:
         await run_in_threadpool(web.deployment.audit.record, entry)
+    except ReadOnly:
+        raise  # a switch to other stores: the app's page says when to try again
     except BackendFailure as exc:
         log.exception("audit entry not written, %s refused", entry.route)
         raise HTTPException(503, "The audit log is unavailable; nothing was changed.") from exc

@@ -26,6 +26,11 @@ class Cursor(Protocol):
     """The slice of a DB-API cursor the shared SQL uses."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        """``sql`` once per parameter row (PostgreSQL pipelines them: one round trip for a
+        batch instead of one per row)."""
+        ...
+
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
 
@@ -77,6 +82,26 @@ class Database(ABC):
     """``"sqlite"`` or ``"postgresql"``: what callers key their dialect differences on."""
     types: ClassVar[dict[str, str]]
     """The type names ``{id}``, ``{blob}`` and ``{bigint}`` stand for in migrations."""
+    _write_guard: Callable[[], None] | None = None
+
+    def guard_writes(self, guard: Callable[[], None] | None) -> None:
+        """Call ``guard`` at the start of every write transaction from now on (None: no
+        longer); what it raises ends the transaction before it writes anything.
+
+        With :meth:`drain_writers` this is a fence between processes: a deployment being
+        switched over to other stores sets a flag that its guards read, then drains the
+        writers, and from then on no transaction of any process commits in this database
+        without having seen the flag."""
+        self._write_guard = guard
+
+    def _check_write(self) -> None:
+        if self._write_guard is not None:
+            self._write_guard()
+
+    @abstractmethod
+    def drain_writers(self) -> None:
+        """Wait until every write transaction begun before this call, in any process sharing
+        the database (those with a guard, on PostgreSQL), has committed or rolled back."""
 
     @abstractmethod
     def open(self) -> None:

@@ -20,6 +20,9 @@ What PostgreSQL does differently from SQLite, made invisible to the shared SQL:
   (:mod:`storage.breaker`) fails calls at once after ``breaker_threshold`` such outages in a
   row, probing again every ``breaker_cooldown`` seconds. Migrations are not bounded: an index
   built over a large table takes what it takes.
+* Write guards (:meth:`~storage.database.base.Database.guard_writes`): transactions are not
+  queued as SQLite's are, so each guarded one also holds a shared advisory lock, which
+  :meth:`PostgresDatabase.drain_writers` takes exclusively to wait for them all.
 * Schemas: ``schema`` selects the PostgreSQL schema holding the tables (created by the first
   migration if missing; default: the server's ``search_path``, normally ``public``), so
   several installations or test runs can share one database.
@@ -240,7 +243,23 @@ class PostgresDatabase(Database):
             connection.transaction(),
             connection.cursor() as cursor,
         ):
-            yield _QmarkCursor(cursor)
+            qmark = _QmarkCursor(cursor)
+            if self._write_guard is not None:
+                # Held until this transaction ends: drain_writers waits for every holder.
+                qmark.execute("SELECT pg_advisory_xact_lock_shared(?)", (self._writers_key,))
+                self._check_write()
+            yield qmark
+
+    @functools.cached_property
+    def _writers_key(self) -> int:
+        return self._lock_key("writers")
+
+    def drain_writers(self) -> None:
+        """Guarded writers hold a shared advisory lock for their whole transaction: taking
+        it exclusively, once, waits for all of them (and makes later ones wait behind it)."""
+        with self.read() as cur:
+            cur.execute("SELECT pg_advisory_lock(?)", (self._writers_key,))
+            cur.execute("SELECT pg_advisory_unlock(?)", (self._writers_key,))
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -299,6 +318,12 @@ class _QmarkCursor:
             self._cursor.execute(_to_format(statement), [_text_safe(p) for p in params])
         else:
             self._cursor.execute(statement)
+        return self
+
+    def executemany(self, statement: str, params: Sequence[Sequence[Any]]) -> _QmarkCursor:
+        self._cursor.executemany(
+            _to_format(statement), [[_text_safe(p) for p in row] for row in params]
+        )
         return self
 
     def fetchone(self) -> Any:

@@ -5,7 +5,8 @@ WAL lets readers run while one writer commits, which is what the server does: ma
 (sqlite3 connections are not shared across threads); writers take a process-wide lock and
 ``BEGIN IMMEDIATE`` so they queue instead of failing with "database is locked". Writers
 therefore never race, and :meth:`~storage.database.base.Database.retrying` has nothing to
-retry.
+retry. A write guard runs once the write lock is held, so a writer that passed it commits
+before the next one (or a drain) begins.
 
 Durable by default (``synchronous=FULL``): in WAL mode that syncs the write-ahead log at each
 commit, so a committed transaction survives a power cut. ``durable=False`` runs
@@ -88,10 +89,22 @@ class SqliteDatabase(Database):
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
+                    self._check_write()
                     yield connection.cursor()
                 except BaseException:
                     connection.execute("ROLLBACK")
                     raise
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _failure(self.path, exc) from exc
+
+    def drain_writers(self) -> None:
+        """Writers of one file take its write lock in turn (``BEGIN IMMEDIATE``, across
+        processes): taking it once, unguarded, waits for the one that holds it."""
+        connection = self._connection()
+        with self._write_lock:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
                 connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise _failure(self.path, exc) from exc

@@ -73,6 +73,12 @@ class RecordingDatabase(Database):
     def pool_stats(self) -> PoolStats | None:
         return self.primary.pool_stats()
 
+    def guard_writes(self, guard: Callable[[], None] | None) -> None:
+        self.primary.guard_writes(guard)  # its transactions are the ones that write
+
+    def drain_writers(self) -> None:
+        self.primary.drain_writers()
+
 
 class ReplicaReadsDatabase(Database):
     """Reads from ``replica`` when it has replayed ``scope``'s latest write, else from
@@ -130,6 +136,12 @@ class ReplicaReadsDatabase(Database):
     def ping(self) -> None:
         self.primary.ping()
 
+    def guard_writes(self, guard: Callable[[], None] | None) -> None:
+        self.primary.guard_writes(guard)  # writes go to the primary; the replica takes none
+
+    def drain_writers(self) -> None:
+        self.primary.drain_writers()
+
     def migrate(
         self,
         version_table: str,
@@ -172,6 +184,14 @@ class _FailoverCursor:
         if self._primary is None:
             self._primary = self._open_primary()
         self._primary.execute(sql, params)
+        self._current = self._primary
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> _FailoverCursor:
+        """Several rows of one statement: a write, which only the primary takes."""
+        if self._primary is None:
+            self._primary = self._open_primary()
+        self._primary.executemany(sql, rows)
         self._current = self._primary
         return self
 

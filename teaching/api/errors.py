@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from storage.errors import ArchiveError, BackendUnavailable
+from storage.errors import ArchiveError, BackendUnavailable, ReadOnly
 from storage.statuses import http_status
 from teaching.api.request_id import request_id
 from teaching.cases.errors import CaseError, Conflict, InvalidField
@@ -45,6 +45,8 @@ async def case_error(request: Request, exc: Exception) -> JSONResponse:
 async def archive_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ArchiveError)
     status = http_status(exc)
+    if isinstance(exc, ReadOnly):  # a switch to other stores: nothing failed, try again soon
+        return JSONResponse({"detail": str(exc)}, status_code=status)
     if status >= 500:
         log.error("request %s failed in a store: %s", request_id(request), exc)
         headers = (

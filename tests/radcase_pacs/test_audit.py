@@ -218,6 +218,8 @@ def test_a_bug_under_record_propagates_as_itself_not_as_an_outage() -> None:
         def read(self) -> Any:
             raise RuntimeError("a bug")
 
+        def drain_writers(self) -> None: ...
+
     with pytest.raises(RuntimeError, match="a bug"):
         AuditLog(Broken()).record(entry())
 

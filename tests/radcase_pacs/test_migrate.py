@@ -132,6 +132,6 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
 
 
 def _all(archive: Archive, tenant: str) -> list:  # type: ignore[type-arg]
-    from radcase_pacs.migrate import source_instances
+    from radcase_pacs.migration.archives import instances
 
-    return list(source_instances(archive.with_tenant(tenant)))
+    return list(instances(archive.with_tenant(tenant)))

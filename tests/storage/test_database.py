@@ -20,7 +20,7 @@ import pytest
 from storage.database.base import Database
 from storage.database.postgres import FIXED_MIGRATION_LOCKS, RETRIES, PostgresDatabase
 from storage.database.sqlite import SqliteDatabase
-from storage.errors import BackendFailure
+from storage.errors import BackendFailure, ReadOnly
 from storage.urls import open_database
 from tests.backends import POSTGRES_URL, postgres_schema
 from tests.factories import free_port
@@ -188,6 +188,64 @@ def test_qmark_placeholders_outside_literals_and_nul_in_text(database: Database)
     # PostgreSQL text cannot hold NUL: it is stored, and matched, as U+FFFD.
     expected = "a\x00b" if database.dialect == "sqlite" else "a\ufffdb"
     assert [row[0] for row in rows] == [expected]
+
+
+def test_executemany_runs_a_statement_per_row_with_nul_made_safe(database: Database) -> None:
+    database.migrate("notes_version", NOTES)
+    with database.transaction() as cur:
+        cur.executemany("INSERT INTO notes (body, size) VALUES (?, ?)", [("a", 1), ("b\x00", 2)])
+    with database.read() as cur:
+        rows = cur.execute("SELECT body, size FROM notes ORDER BY id").fetchall()
+    second = "b\x00" if database.dialect == "sqlite" else "b\ufffd"
+    assert [tuple(row) for row in rows] == [("a", 1), (second, 2)]
+
+
+# -- write guards and draining ------------------------------------------------------------
+
+
+def test_a_write_guard_refuses_transactions_before_they_write(database: Database) -> None:
+    database.migrate("notes_version", NOTES)
+    refusing = threading.Event()
+
+    def guard() -> None:
+        if refusing.is_set():
+            raise ReadOnly("switching over", retry_after=3)
+
+    database.guard_writes(guard)
+    add_note(database, "before")
+    refusing.set()
+    with pytest.raises(ReadOnly), database.transaction() as cur:
+        cur.execute("INSERT INTO notes (body) VALUES (?)", ("refused",))
+    assert bodies(database) == ["before"]  # reads go on
+    database.guard_writes(None)
+    add_note(database, "after")
+    assert bodies(database) == ["before", "after"]
+
+
+def test_draining_waits_for_a_guarded_writer_of_another_handle(handles: list[Database]) -> None:
+    """A transaction that passed its guard before the flag was set still commits: the drain
+    (from another handle, as another process would) returns only once it has."""
+    writer, drainer = handles[0], handles[1]
+    writer.migrate("notes_version", NOTES)
+    writer.guard_writes(lambda: None)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with writer.transaction() as cur:
+            cur.execute("INSERT INTO notes (body) VALUES (?)", ("in flight",))
+            inside.set()
+            release.wait(timeout=10)
+
+    with ThreadPoolExecutor(2) as pool:
+        written = pool.submit(slow_write)
+        assert inside.wait(timeout=10)
+        drained = pool.submit(drainer.drain_writers)
+        time.sleep(0.3)
+        assert not drained.done(), "the drain returned while a writer was inside"
+        release.set()
+        written.result(timeout=10)
+        drained.result(timeout=10)
+    assert bodies(drainer) == ["in flight"]
 
 
 # -- races between writers ----------------------------------------------------------------

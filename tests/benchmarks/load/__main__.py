@@ -214,7 +214,9 @@ def _failures(path: Path, exceptions: bool = False) -> list[str]:
         return []
     with path.open(newline="") as source:
         if exceptions:
-            return [f"{row['Count']}x exception: {row['Msg']}" for row in csv.DictReader(source)]
+            return [
+                f"{row['Count']}x exception: {row['Message']}" for row in csv.DictReader(source)
+            ]
         return [
             f"{row['Occurrences']}x {row['Method']} {row['Name']}: {row['Error']}"
             for row in csv.DictReader(source)
