@@ -38,6 +38,12 @@ class WriteGate:
                 self._read_at = now
             return self._mode
 
+    def last_known(self) -> Mode | None:
+        """The mode as last read, without reading it (None before the first read): for the
+        event loop, which must not wait on the database."""
+        with self._lock:
+            return self._mode
+
     def check(self) -> None:
         """The guard: :class:`~storage.errors.ReadOnly` while the deployment is read-only."""
         mode = self.mode()

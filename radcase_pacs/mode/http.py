@@ -25,8 +25,10 @@ class RetryAfterMiddleware:
 
         async def send_with_retry_after(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 503:
-                mode = self.gate.mode()  # cached: no database read on most refusals
-                if mode.read_only:
+                # The refusal of a write read the mode just now; never a database read here
+                # (on the event loop, and the 503 may be the database's own failure).
+                mode = self.gate.last_known()
+                if mode is not None and mode.read_only:
                     headers = [
                         (name, value)
                         for name, value in message.get("headers", [])

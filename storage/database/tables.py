@@ -36,7 +36,12 @@ class Tables:
     def kept_secret(self, table: str) -> str:
         """A random key made by whichever process asks first and read by all the others: the
         one row of ``table`` (``id INTEGER PRIMARY KEY, secret TEXT``). Processes sharing the
-        database agree on it without any local state."""
+        database agree on it without any local state. Read first: once made, asking for it
+        writes nothing (and so works while the deployment is read-only)."""
+        with self.db.read() as cur:
+            found = cur.execute(f"SELECT secret FROM {table} WHERE id = 1").fetchone()
+        if found is not None:
+            return str(found[0])
         with self.db.transaction() as cur:
             cur.execute(
                 f"INSERT INTO {table} (id, secret) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",

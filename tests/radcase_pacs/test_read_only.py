@@ -16,7 +16,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
 from radcase_pacs.cli import main
-from radcase_pacs.deployment import Deployment
+from radcase_pacs.deployment import Deployment, open_deployment
 from radcase_pacs.dimse.server import DimseServer
 from radcase_pacs.mode import ModeStore, WriteGate
 from radcase_pacs.settings import Settings
@@ -174,3 +174,14 @@ def test_the_read_only_command_sets_and_clears_the_flag_of_a_running_deployment(
     assert capsys.readouterr().out == "writable\n"
     time.sleep(CHECK * 2)
     assert stow(w).status_code == 200
+
+
+def test_a_process_that_never_signed_a_token_checks_one_while_read_only(w: World) -> None:
+    """The signing key is read from the database on a process's first token check: it must
+    not write then (a worker that had checked none before the switch would refuse everyone)."""
+    token = w.as_("edu")["Authorization"].removeprefix("Bearer ")
+    read_only(w)
+    other = deployment_of(w).settings
+    with open_deployment(other) as fresh:  # another process: its key not yet read
+        principal = fresh.auth.authenticator.principal(f"Bearer {token}", "")
+    assert principal is not None and principal.user == "edu"
