@@ -76,9 +76,9 @@ def _file_lock(path: str) -> Iterator[bool]:
 def _advisory_lock(database: PostgresDatabase, name: str) -> Iterator[bool]:
     named = b"\0".join([(database.schema or "").encode(), b"lock", name.encode()])
     key = int.from_bytes(hashlib.blake2b(named, digest_size=8).digest(), "big", signed=True)
-    # read(): an autocommit connection of the pool, kept for the block, so the session lock
-    # lives exactly as long as the block.
-    with database.read() as cur:
+    # held(): an autocommit connection of the pool, kept for the block, so the session lock
+    # lives exactly as long as the block, however long that is.
+    with database.held() as cur:
         if not cur.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
             yield False
             return

@@ -185,12 +185,13 @@ class PostgresDatabase(Database):
         )
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(self, *, watched: bool = True) -> Iterator[psycopg.Connection[Any]]:
         pool = self._pool
         if pool is None:
             raise BackendFailure(f"PostgreSQL {self.name} is not open")
         probe = self.breaker.before()
-        bound = None if getattr(self._migrating, "active", False) else self.statement_timeout
+        unbounded = not watched or getattr(self._migrating, "active", False)
+        bound = None if unbounded else self.statement_timeout
         watch: Watch | None = None
         try:
             with pool.connection() as connection, self._watched(connection, bound) as watch:
@@ -264,6 +265,15 @@ class PostgresDatabase(Database):
     @contextmanager
     def read(self) -> Iterator[Cursor]:
         with self._connection() as connection, connection.cursor() as cursor:
+            yield _QmarkCursor(cursor)
+
+    @contextmanager
+    def held(self) -> Iterator[Cursor]:
+        """A connection kept for a block while the caller works (a session lock held across
+        a sweep or a migration): how long it is held is the caller's time, not a wait on the
+        server, so no deadline is armed for it (the watchdog would cut it once the block ran
+        longer than a statement may); its own statements are answered at once."""
+        with self._connection(watched=False) as connection, connection.cursor() as cursor:
             yield _QmarkCursor(cursor)
 
     def advisory_lock(self, cur: Cursor, *parts: str) -> None:

@@ -200,3 +200,22 @@ def test_once_s3_failed_a_call_that_cannot_end_by_its_deadline_is_not_started(
     with pytest.raises(BackendUnavailable, match=r"within 0\.5 s"):
         store.exists("default/a")  # no deadline of the caller's: its own budget
     store.close()
+
+
+def test_a_session_lock_is_held_as_long_as_its_block_runs(postgres_url: str) -> None:
+    """A sweep or a migration holds its lock's connection for as long as it works: that is
+    not a wait on the server, and the watchdog must not cut it at the statement bound."""
+    from storage.database.locks import exclusive
+
+    url = with_defaults(postgres_url, {"statement_timeout": 0.2})
+    database = open_database(url)
+    assert isinstance(database, PostgresDatabase)
+    database.open()
+    try:
+        with exclusive(database, "long-work") as held:
+            assert held
+            time.sleep(0.2 + 1.0 + 0.5)  # past the statement bound and the watchdog's grace
+        with exclusive(database, "long-work") as again:
+            assert again  # released: the unlock reached the server
+    finally:
+        database.close()
