@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+from collections.abc import Callable
 from html import unescape
 from itertools import cycle
 from typing import Any
@@ -58,6 +59,38 @@ def _value(element: dict[str, Any], tag: str) -> Any:
     return values[0]
 
 
+Parser = Callable[[str, bytes], list[Any]]
+
+
+def _json_list(_path: str, body: bytes) -> list[dict[str, Any]]:
+    """A JSON array answer. Parsed from the bytes: Locust's ``.text`` and ``.json()`` guess
+    the charset of a body whose media type names none (``application/dicom+json``) by
+    scanning all of it, which for a 1 MB metadata answer takes long enough to stall every
+    other simulated user of the process, and shows as their latency."""
+    found = json.loads(body)
+    return found if isinstance(found, list) else []
+
+
+_STACKS: dict[str, list[tuple[str, int]]] = {}
+
+
+def _stack(path: str, body: bytes) -> list[tuple[str, int]]:
+    """The (SOP Instance UID, frame) images of a series' metadata, in instance number order.
+
+    Worked out once per series and process: a viewer decodes metadata on its own CPU, while
+    here every simulated viewer shares one Python process with all the others, and decoding
+    the same megabyte of JSON for each of them would stall them all (the archive does not
+    change during a run). The request itself is made, and timed, every time."""
+    if path not in _STACKS:
+        metadata = _json_list(path, body)
+        _STACKS[path] = [
+            (_value(instance, "00080018"), frame)
+            for instance in sorted(metadata, key=lambda element: _value(element, "00200013") or 0)
+            for frame in range(1, int(_value(instance, "00280008") or 1) + 1)
+        ]
+    return _STACKS[path]
+
+
 class ViewerUser(FastHttpUser):  # type: ignore[misc]
     """A radiologist at an OHIF viewer: opens studies from the list and scrolls through them."""
 
@@ -66,7 +99,7 @@ class ViewerUser(FastHttpUser):  # type: ignore[misc]
     def on_start(self) -> None:
         self.headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
-    def _json(self, path: str, name: str) -> list[dict[str, Any]]:
+    def _json(self, path: str, name: str, parse: Parser | None = None) -> list[dict[str, Any]]:
         with self.client.get(
             ROOT + path,
             name=name,
@@ -76,12 +109,14 @@ class ViewerUser(FastHttpUser):  # type: ignore[misc]
             if answer.status_code != 200:
                 answer.failure(f"status {answer.status_code}")
                 return []
+            if parse is None:
+                parse = _json_list
             try:
-                found = answer.json()
+                found = parse(path, answer.content)
             except ValueError:
                 answer.failure("not JSON")
                 return []
-            return found if isinstance(found, list) else []
+            return found
 
     @task
     def open_a_study(self) -> None:
@@ -94,15 +129,8 @@ class ViewerUser(FastHttpUser):  # type: ignore[misc]
         stacks = []
         for one in series:
             uid = _value(one, "0020000E")
-            metadata = self._json(f"/studies/{study}/series/{uid}/metadata", "series metadata")
-            frames = [
-                (_value(instance, "00080018"), frame)
-                for instance in sorted(
-                    metadata, key=lambda element: _value(element, "00200013") or 0
-                )
-                for frame in range(1, int(_value(instance, "00280008") or 1) + 1)
-            ]
-            stacks.append((uid, frames))
+            path = f"/studies/{study}/series/{uid}/metadata"
+            stacks.append((uid, self._json(path, "series metadata", _stack)))
         if not stacks:
             return
         uid, frames = max(stacks, key=lambda stack: len(stack[1]))
