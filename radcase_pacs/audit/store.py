@@ -1,4 +1,4 @@
-"""The audit log's store: one INSERT per entry, searches and a streamed CSV export.
+"""The audit log's store: entries appended in group commits, searches and a streamed CSV export.
 
 One SQL text for SQLite and PostgreSQL through :class:`storage.database.base.Database`. The
 log lives in the clinical index's database (its own table and version table), so a
@@ -24,6 +24,8 @@ from enum import StrEnum
 from typing import Any
 
 from radcase_pacs.audit.schema import DIALECT_MIGRATIONS, MIGRATIONS, VERSION_TABLE
+from storage.database.base import Database
+from storage.database.group_commit import GroupCommit
 from storage.database.tables import Tables
 from storage.database.timestamps import from_text, to_text, utc_now
 
@@ -179,28 +181,37 @@ class AuditLog(Tables):
     migrations = MIGRATIONS
     dialect_migrations = DIALECT_MIGRATIONS
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._group: GroupCommit[tuple[str | None, ...]] = GroupCommit(self._insert)
+
     def record(self, entry: AuditEntry) -> None:
         """Append ``entry`` (its ``id`` is ignored); BackendFailure when the database does not
-        take it."""
-        values = (
-            to_text(entry.at),
-            _clipped("tenant", entry.tenant),
-            _clipped("actor", entry.actor),
-            _clipped("role", entry.role),
-            _clipped("action", str(entry.action)),
-            _clipped("channel", str(entry.channel)),
-            _clipped("route", entry.route),
-            _clipped("study_uid", entry.study_uid),
-            _clipped("detail", entry.detail),
-            _clipped("source", entry.source),
+        take it. Returns once the entry is committed; entries recorded at the same moment by
+        other threads of this process are committed in the same transaction
+        (:mod:`storage.database.group_commit`), one of the threads writing for all."""
+        self._group.submit(
+            (
+                to_text(entry.at),
+                _clipped("tenant", entry.tenant),
+                _clipped("actor", entry.actor),
+                _clipped("role", entry.role),
+                _clipped("action", str(entry.action)),
+                _clipped("channel", str(entry.channel)),
+                _clipped("route", entry.route),
+                _clipped("study_uid", entry.study_uid),
+                _clipped("detail", entry.detail),
+                _clipped("source", entry.source),
+            )
         )
 
+    def _insert(self, rows: Sequence[tuple[str | None, ...]]) -> None:
         def insert() -> None:
             with self.db.transaction() as cur:
-                cur.execute(
+                cur.executemany(
                     "INSERT INTO audit_log (at, tenant, actor, role, action, channel, route, "
                     "study_uid, detail, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
+                    rows,
                 )
 
         self.db.retrying(insert)
