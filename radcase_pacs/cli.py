@@ -187,6 +187,7 @@ def _serve(settings: Settings, *, workers: int = 1) -> int:
         "host": settings.host,
         "port": settings.http_port,
         "log_level": settings.log_level.lower(),
+        "access_log": settings.http_access_log,
         "proxy_headers": bool(settings.trusted_proxies),
     }
     if settings.trusted_proxies:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(4 * 1024**3, ge=1)
     max_part_bytes: int = Field(2 * 1024**3, ge=1)
     log_level: str = "info"
+    http_access_log: bool = Field(
+        False,
+        description="A line per HTTP request on the log (the audit log records every clinical "
+        "request either way)",
+    )
     dimse_peers: str = Field(
         "", description="Remote AEs for C-MOVE: AET=host:port, comma-separated"
     )
