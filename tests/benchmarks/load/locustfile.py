@@ -59,6 +59,17 @@ def _value(element: dict[str, Any], tag: str) -> Any:
     return values[0]
 
 
+RECEIVE_BLOCK = 256 * 1024
+
+
+def _large_reads(user: FastHttpUser) -> None:
+    """Makes the user's connections read the socket 256 KB at a time, as a browser does,
+    instead of geventhttpclient's 4 KB: a 512 KB frame otherwise takes 128 reads, each fed
+    to the HTTP parser in Python, and the client spends the shared CPU that the server
+    under test needs (set before the first request, when the pool has made no connection)."""
+    user.client.client.clientpool.client_args["block_size"] = RECEIVE_BLOCK
+
+
 Parser = Callable[[str, bytes], list[Any]]
 
 
@@ -97,6 +108,7 @@ class ViewerUser(FastHttpUser):  # type: ignore[misc]
     wait_time = between(0.5, 3.5)
 
     def on_start(self) -> None:
+        _large_reads(self)
         self.headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
     def _json(self, path: str, name: str, parse: Parser | None = None) -> list[dict[str, Any]]:
@@ -170,6 +182,7 @@ class LearnerUser(FastHttpUser):  # type: ignore[misc]
     fixed_count = int(os.environ.get("LOAD_LEARNER_SESSIONS", "0"))
 
     def on_start(self) -> None:
+        _large_reads(self)
         self.origin = {"Origin": self.host.rstrip("/")}
         with self.client.post(
             "/login",
