@@ -43,12 +43,21 @@ def server_pids(port: int) -> set[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+            descriptors = list((entry / "fd").iterdir())
         except OSError:
             continue
-        if links & targets:
+        if any(_link(fd) in targets for fd in descriptors):
             pids.add(int(entry.name))
     return pids
+
+
+def _link(descriptor: Path) -> str | None:
+    """What a descriptor points to; None once it is closed (a busy server closes connections
+    while it is scanned, which must not hide the process)."""
+    try:
+        return os.readlink(descriptor)
+    except OSError:
+        return None
 
 
 def resident_bytes(pids: set[int]) -> int:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.backends import unavailable
 from tests.serving import ROOT, serve
+from tests.web.department import token
 
 ADMIN_PASSWORD = "load test admin password"
 VIEWER_KINDS = {"QIDO studies", "QIDO series", "series metadata", "frame"}
@@ -34,7 +39,7 @@ def test_viewers_and_residents_sessions_are_played_and_measured(tmp_path: Path) 
         "RADCASE_DIMSE_PORT": "0",
         "RADCASE_LOG_LEVEL": "warning",
     }
-    out = tmp_path / "load.json"
+    out, capacity_out = tmp_path / "load.json", tmp_path / "capacity.json"
     with serve(env, log=tmp_path / "server.log") as base:
         done = subprocess.run(
             [
@@ -62,6 +67,7 @@ def test_viewers_and_residents_sessions_are_played_and_measured(tmp_path: Path) 
             timeout=300,
             check=False,
         )
+        capacity = measure_capacity(base, out, capacity_out) if done.returncode == 0 else None
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = json.loads(out.read_text())["ours"]
     kinds = {kind["name"]: kind for kind in run["kinds"]}
@@ -73,3 +79,49 @@ def test_viewers_and_residents_sessions_are_played_and_measured(tmp_path: Path) 
     assert run["cache_hit_rate"] is not None and 0 < run["cache_hit_rate"] <= 1
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(kinds), done.stdout
+
+    assert capacity is not None
+    assert capacity.returncode == 0, capacity.stdout + capacity.stderr
+    (kinds_alone,) = json.loads(capacity_out.read_text()).values()
+    assert {kind["kind"] for kind in kinds_alone} == VIEWER_KINDS
+    for kind in kinds_alone:
+        assert kind["requests"] > 0 and kind["errors"] == 0, kind
+        assert kind["cpu_seconds"] > 0, kind  # read from /proc for the server's processes
+        assert kind["operations"]["audit"] == pytest.approx(1.0, abs=0.05), kind
+    assert re.search(r"^\| 1,000 \| [0-9,]+ \| [0-9.]+ \|", capacity.stdout, re.M), capacity.stdout
+
+
+def measure_capacity(base: str, load_json: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """The capacity measurement, a second per kind, sized from the load run's mix."""
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (Debian: apt-get install wrk)")
+    with httpx.Client(base_url=base, timeout=30) as client:
+        admin = token(client, "admin", ADMIN_PASSWORD)
+        key = client.post("/api/api-keys", json={"name": "capacity"}, headers=admin)
+        key.raise_for_status()
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.load.capacity",
+            "--url",
+            base,
+            "--token",
+            str(key.json()["token"]),
+            "--seconds",
+            "1",
+            "--connections",
+            "2",
+            "--load-json",
+            str(load_json),
+            "--users",
+            "1000",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -37,16 +37,10 @@ from pathlib import Path
 
 from conformance.bench.client import Server, Tally
 from tests.benchmarks.load.prepare import Access, populate, prepare_learners
+from tests.benchmarks.load.viewing import BOUNDS_MS
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfile.py"
-BOUNDS_MS = {
-    "QIDO studies": 100.0,
-    "QIDO series": 100.0,
-    "series metadata": 100.0,
-    "frame": 200.0,
-}
-"""The plan's bounds on p95 for the viewer's requests (searches and metadata, frames)."""
 
 
 @dataclass

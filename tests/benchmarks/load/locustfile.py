@@ -38,16 +38,16 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
+try:
+    from tests.benchmarks.load.viewing import DICOM_JSON, FRAME_ACCEPT, STUDY_LIST
+except ImportError:  # Locust started elsewhere than the repository: this folder is on the path
+    from viewing import DICOM_JSON, FRAME_ACCEPT, STUDY_LIST  # type: ignore[no-redef]
+
 ROOT = os.environ.get("LOAD_DICOMWEB_ROOT", "/dicomweb").rstrip("/")
 TOKEN = os.environ.get("LOAD_TOKEN", "")
 LEARNERS = cycle([name for name in os.environ.get("LOAD_LEARNERS", "").split(",") if name])
 PASSWORD = os.environ.get("LOAD_PASSWORD", "")
 
-STUDY_LIST = "/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060"
-FRAME_ACCEPT = (
-    'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
-)
-DICOM_JSON = "application/dicom+json"
 SCROLLS = 12
 """Scroll actions per opened study: each shows the next image, one to five slices on."""
 IMAGES_PER_QUESTION = 20
