@@ -110,6 +110,7 @@ class ViewerUser(FastHttpUser):  # type: ignore[misc]
     def on_start(self) -> None:
         _large_reads(self)
         self.headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+        self.wait()  # arrivals spread out, not all at the instant Locust starts the user
 
     def _json(self, path: str, name: str, parse: Parser | None = None) -> list[dict[str, Any]]:
         with self.client.get(
@@ -184,6 +185,7 @@ class LearnerUser(FastHttpUser):  # type: ignore[misc]
     def on_start(self) -> None:
         _large_reads(self)
         self.origin = {"Origin": self.host.rstrip("/")}
+        self.wait()  # arrivals spread out, as for the viewers
         with self.client.post(
             "/login",
             data={"username": next(LEARNERS), "password": PASSWORD, "next": "/", "csrf": ""},
