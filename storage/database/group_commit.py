@@ -45,7 +45,10 @@ class GroupCommit(Generic[T]):
         self._writing = False
 
     def submit(self, item: T) -> None:
-        """Returns once ``item`` is written; raises what ``write`` raised for its batch."""
+        """Returns once ``item`` is written; raises what ``write`` raised for its batch.
+
+        The caller must hold no transaction or lock that ``write`` needs: it may wait for
+        another thread's write (the audit log is only ever recorded outside transactions)."""
         waiter = _Waiter(item)
         with self._lock:
             self._queue.append(waiter)
