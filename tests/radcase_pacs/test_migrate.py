@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from radcase_pacs.settings import file_settings
 from storage.archive import Archive
 from tests.backends import MOTO
 from tests.factories import CORPUS_UNIQUE, make_instance, to_bytes
+from tests.radcase_pacs.migration.sides import migrate
 
 # Enough that the migration is still copying when it is killed (after 300 copies).
 GENERATED = 800
@@ -50,25 +50,6 @@ def target_count(index_url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def run_migrate(source: Path, target: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "radcase_pacs",
-            "migrate",
-            "--no-progress",
-            "--from",
-            str(source),
-            "--to",
-            str(target),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 @pytest.mark.e2e
 def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
     tmp_path: Path, postgres_url: str, s3_bucket_name: str, monkeypatch: pytest.MonkeyPatch
@@ -94,7 +75,7 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
     fill(source, GENERATED)
     fill(source, 25, tenant="hospital-b")
 
-    first = run_migrate(source_config, target_config)
+    first = migrate(source_config, target_config)
     deadline = time.monotonic() + 120
     while target_count(postgres_url) < 300:
         assert first.poll() is None, first.communicate()[0]
@@ -105,7 +86,7 @@ def test_migrate_to_postgres_and_s3_survives_an_interruption_and_verifies(
     interrupted_at = target_count(postgres_url)
 
     fill(source, 10)  # the source keeps receiving studies meanwhile
-    second = run_migrate(source_config, target_config)
+    second = migrate(source_config, target_config)
     output, _ = second.communicate(timeout=900)
     assert second.returncode == 0, output
     assert "verification: OK" in output
