@@ -439,7 +439,21 @@ def _thaw(pid: int) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-class PrivateMoto:
+class Freezable:
+    """A private server whose one process can be frozen (SIGSTOP) and thawed."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        _freeze(self.process.pid)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        _thaw(self.process.pid)
+
+
+class PrivateMoto(Freezable):
     """moto's S3 server in a process of the test's own (never the shared one), to freeze."""
 
     def __init__(self, port: int) -> None:
@@ -465,14 +479,6 @@ class PrivateMoto:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError("the private moto server did not start") from None
                 time.sleep(0.05)
-
-    def freeze(self) -> None:
-        assert self.process is not None
-        _freeze(self.process.pid)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        _thaw(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -606,16 +612,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         server.stop()
 
 
-class FreezableRedis(PrivateRedis):
+class FreezableRedis(Freezable, PrivateRedis):
     """A private redis-server that can also be frozen."""
-
-    def freeze(self) -> None:
-        assert self.process is not None
-        _freeze(self.process.pid)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        _thaw(self.process.pid)
 
     def kill(self) -> None:
         if self.process is not None:
