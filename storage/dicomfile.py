@@ -23,9 +23,9 @@ import logging
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import BinaryIO, Final, TypeVar, cast
+from typing import Any, BinaryIO, Final, TypeVar, cast
 
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
@@ -49,6 +49,7 @@ from storage.frames import (
     scan_encapsulated,
     swap_bytes,
 )
+from storage.raw_json import element_json
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,10 @@ class ParsedInstance:
     """The file had the 128-byte preamble, 'DICM' and file meta (PS3.10 §7.1)."""
     pixel: PixelDataInfo | None
     """None when there is no top-level pixel data."""
+    json: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """The DICOM JSON of the top-level elements computed from their bytes
+    (:mod:`storage.raw_json`), by tag; those elements are left unconverted in
+    :attr:`dataset`, every other one is converted."""
 
 
 def read_instance(fp: BinaryIO) -> ParsedInstance:
@@ -190,7 +195,7 @@ def _read_instance(source: _Source) -> ParsedInstance:
     if meta_syntax == DeflatedExplicitVRLittleEndian:
         return _read_deflated(source)
     implicit, little = _dataset_encoding(header)
-    _check_header(header, source, stop)
+    json = _check_header(header, source, stop)
     syntax = meta_syntax or _detected_syntax(implicit, little)
     pixel = None
     tail = None
@@ -205,7 +210,7 @@ def _read_instance(source: _Source) -> ParsedInstance:
             tail = _read_tail(source, tail_offset, implicit, little, header)
     dataset = _assemble(header, tail, implicit, little)
     _require_data(dataset, pixel)
-    return ParsedInstance(dataset, syntax, _is_part10(header), pixel)
+    return ParsedInstance(dataset, syntax, _is_part10(header), pixel, json)
 
 
 def _require_data(dataset: Dataset, pixel: PixelDataInfo | None) -> None:
@@ -253,37 +258,48 @@ def _dataset_encoding(header: FileDataset) -> tuple[bool, bool]:
     return implicit is not False, little is not False
 
 
-def _check_header(header: FileDataset, source: _Source, stop: int) -> None:
-    """Reject a header that was cut short, converting every element on the way.
+def _check_header(header: FileDataset, source: _Source, stop: int) -> dict[int, dict[str, Any]]:
+    """Reject a header that was cut short, converting every element on the way; the DICOM
+    JSON of the top-level elements that need no conversion to give it, by tag.
 
     PS3.5 §7.1: every element is a header and a value of exactly the stated length.
     pydicom keeps whatever a short read returned, so the marks of a truncated file are
     a header read that ended early and a value shorter than its length.  Converting
-    now also means no later consumer of the dataset meets a conversion error.
+    now also means no later consumer of the dataset meets a conversion error; an element
+    whose JSON :mod:`storage.raw_json` reads from its bytes cannot fail to convert, so it
+    is left as it is (converting it would cost more than everything else here).
     """
     cut = [offset for offset in source.short_reads if offset < stop]
     if cut:
         raise UnreadableInstance(f"the file ends inside a data element header at offset {cut[0]}")
-    for dataset in (header.file_meta, header):
-        for tag in sorted(dataset.keys()):
-            damage = _convert(dataset, tag)
+    for tag in sorted(header.file_meta.keys()):
+        damage = _convert(header.file_meta, tag)
+        if damage is not None:
+            raise UnreadableInstance(damage)
+    known: dict[int, dict[str, Any]] = {}
+    for tag in sorted(header.keys()):
+        raw = header.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            damage = _truncation(raw, tag)
             if damage is not None:
                 raise UnreadableInstance(damage)
+            value_json = element_json(raw)
+            if value_json is not None:
+                known[tag] = value_json
+                continue
+        damage = _convert(header, tag)
+        if damage is not None:
+            raise UnreadableInstance(damage)
+    return known
 
 
 def _convert(dataset: Dataset, tag: int) -> str | None:
     """Convert one element (and any sequence below it); describe it if it was cut short."""
     raw = dataset.get_item(tag)
-    if (
-        isinstance(raw, RawDataElement)
-        and raw.value is not None
-        and raw.length != UNDEFINED_LENGTH
-        and len(raw.value) < raw.length
-    ):
-        return (
-            f"data element {_tag_text(tag)} declares {raw.length} bytes but the file "
-            f"holds only {len(raw.value)}: truncated"
-        )
+    if isinstance(raw, RawDataElement):
+        damage = _truncation(raw, tag)
+        if damage is not None:
+            return damage
     element = dataset[tag]
     if element.VR == "SQ":
         for item in element.value:
@@ -291,6 +307,16 @@ def _convert(dataset: Dataset, tag: int) -> str | None:
                 damage = _convert(item, item_tag)
                 if damage is not None:
                     return damage
+    return None
+
+
+def _truncation(raw: RawDataElement, tag: int) -> str | None:
+    """Why the element's value is shorter than its header says; None when it is not."""
+    if raw.value is not None and raw.length != UNDEFINED_LENGTH and len(raw.value) < raw.length:
+        return (
+            f"data element {_tag_text(tag)} declares {raw.length} bytes but the file "
+            f"holds only {len(raw.value)}: truncated"
+        )
     return None
 
 
@@ -579,8 +605,8 @@ def _convert_leniently(dataset: Dataset, tag: int) -> str | None:
 def _assemble(header: FileDataset, tail: Dataset | None, implicit: bool, little: bool) -> Dataset:
     """A plain Dataset of the header and tail elements, detached from the file object."""
     dataset = Dataset()
-    for element in header:
-        dataset.add(element)
+    for element in header.elements():  # as they are: iterating a Dataset converts each
+        dataset[element.tag] = element
     for element in tail or ():
         if element.tag in dataset:
             logger.warning("ignoring repeated element %s after the pixel data", element.tag)
@@ -605,11 +631,12 @@ def _read_deflated(source: _Source) -> ParsedInstance:
     raw = full.get_item(pixel_tags[0]) if pixel_tags else None
     if pixel_tags:
         del full[pixel_tags[0]]
-    _check_header(full, source, source.size)
+    json = _check_header(full, source, source.size)
     pixel = _deflated_pixel(full, pixel_tags[0], raw) if raw is not None else None
     dataset = _assemble(full, None, False, True)
     _require_data(dataset, pixel)
-    return ParsedInstance(dataset, str(DeflatedExplicitVRLittleEndian), _is_part10(full), pixel)
+    syntax = str(DeflatedExplicitVRLittleEndian)
+    return ParsedInstance(dataset, syntax, _is_part10(full), pixel, json)
 
 
 def _deflated_pixel(ds: Dataset, tag: int, raw: DataElement | RawDataElement) -> PixelDataInfo:

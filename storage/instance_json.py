@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -84,13 +85,15 @@ def build(
     little_endian: bool,
     pixel_vr: str | None,
     pixel_tag: int = 0x7FE00010,
+    known: Mapping[int, dict[str, Any]] | None = None,
 ) -> InstanceJson:
     """Build the instance's DICOM JSON; ``pixel_vr`` set means the (separately located)
-    top-level pixel data gets a BulkDataURI served from the frame table."""
+    top-level pixel data gets a BulkDataURI served from the frame table. ``known`` holds
+    the JSON of top-level elements already computed, by tag (those are not converted)."""
     token = f"@{secrets.token_hex(16)}@"
     path = instance_path(study_uid, series_uid, sop_uid)
     collector = _Collector(token, path, little_endian)
-    top = _dataset_json(dataset, collector, "")
+    top = _dataset_json(dataset, collector, "", known or {})
     if pixel_vr is not None:
         key = f"{pixel_tag:08X}"
         top[key] = {"vr": pixel_vr, "BulkDataURI": f"{token}{path}/bulk/{key}"}
@@ -103,21 +106,29 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _dataset_json(dataset: Dataset, collector: _Collector, prefix: str) -> dict[str, Any]:
+def _dataset_json(
+    dataset: Dataset,
+    collector: _Collector,
+    prefix: str,
+    known: Mapping[int, dict[str, Any]] = MappingProxyType({}),
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for element in _elements(dataset):
-        key = f"{element.tag:08X}"
-        out[key] = _element_json(element, collector, f"{prefix}{key}")
+    for tag in _tags(dataset):
+        key = f"{tag:08X}"
+        value_json = known.get(tag)
+        if value_json is None:
+            value_json = _element_json(dataset[tag], collector, f"{prefix}{key}")
+        out[key] = value_json
     return out
 
 
-def _elements(dataset: Dataset) -> Iterator[DataElement]:
-    """Data elements in tag order, without group lengths (retired, PS3.5 §7.2) and without the
-    file meta group, which is not part of the data set (PS3.10 §7.1)."""
-    for element in dataset:
-        if element.tag.element == 0 or element.tag.group == 0x0002:
+def _tags(dataset: Dataset) -> Iterator[int]:
+    """Tags in order, without group lengths (retired, PS3.5 §7.2) and without the file meta
+    group, which is not part of the data set (PS3.10 §7.1)."""
+    for tag in sorted(dataset.keys()):
+        if tag & 0xFFFF == 0 or tag >> 16 == 0x0002:
             continue
-        yield element
+        yield tag
 
 
 def _element_json(element: DataElement, collector: _Collector, path: str) -> dict[str, Any]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, JPEGBaseline8Bit, JPEGExtended12Bit
@@ -23,6 +25,7 @@ from storage.dicomfile import ParsedInstance, UnreadableInstance, read_instance
 from storage.errors import ArchiveError, IdentityMismatch, UnreadableDataset
 from storage.pixels import PixelDescription, can_decode
 from storage.query import is_valid_uid
+from storage.raw_json import STRING_VRS
 from storage.statuses import DimseStatus
 from storage.transcode import first_frame_problem, needs_decoding
 
@@ -71,7 +74,8 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
             )
         )
     ds = parsed.dataset
-    study_uid, series_uid, sop_uid, sop_class_uid = _identity(ds)
+    header = Header(ds, parsed.json)
+    study_uid, series_uid, sop_uid, sop_class_uid = _identity(header)
     if expected_study_uid is not None and study_uid != expected_study_uid:
         raise IdentityMismatch(
             f"StudyInstanceUID {study_uid} does not match the target study {expected_study_uid}",
@@ -104,6 +108,7 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
         little_endian=parsed.transfer_syntax != BIG_ENDIAN,
         pixel_vr=pixel.vr if pixel is not None else None,
         pixel_tag=pixel.tag if pixel is not None else 0x7FE00010,
+        known=parsed.json,
     )
     derived = pixel.derived if pixel is not None and pixel.derived else b""
     undecodable = decode_problem(source, parsed, body.top_level)
@@ -125,9 +130,9 @@ def prepare(source: BinaryIO, *, expected_study_uid: str | None = None) -> Prepa
         body=body,
         sidecar=derived + body.sidecar,
         bulk_table=bulk_table,
-        study_values=study_values(ds),
-        series_values=series_values(ds),
-        instance_values=instance_values(ds),
+        study_values=study_values(header),
+        series_values=series_values(header),
+        instance_values=instance_values(header),
         study_doc=_level_doc(body.top_level, in_study_doc),
         series_doc=_level_doc(body.top_level, in_series_doc),
         warnings=warnings,
@@ -184,13 +189,13 @@ def _parse(source: BinaryIO) -> ParsedInstance:
         raise UnreadableDataset(f"not a readable DICOM data set: {exc}") from exc
 
 
-def _identity(ds: Dataset) -> tuple[str, str, str, str]:
+def _identity(ds: Header) -> tuple[str, str, str, str]:
     """The four UIDs every stored instance must carry (PS3.3 C.12.1, C.7.2.1, C.7.3.1)."""
     values = []
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    sop_class_uid = str(ds.get("SOPClassUID", "") or "")
+    sop_uid = ds.text("SOPInstanceUID")
+    sop_class_uid = ds.text("SOPClassUID")
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-        value = str(ds.get(keyword, "") or "").strip()
+        value = ds.text(keyword)
         if not value:
             raise IdentityMismatch(
                 f"{keyword} is missing", sop_class_uid=sop_class_uid, sop_instance_uid=sop_uid
@@ -223,17 +228,37 @@ def _with_file_meta(source: BinaryIO, parsed: ParsedInstance) -> BinaryIO:
     return out  # type: ignore[return-value]
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+@dataclass(frozen=True)
+class Header:
+    """An instance's attributes as text, read from the DICOM JSON computed from their bytes
+    when there is one (:attr:`ParsedInstance.json`), else from the data set; both give the
+    text :func:`storage.dicom_text.attribute_text` gives, without converting the element."""
+
+    dataset: Dataset
+    json: Mapping[int, dict[str, Any]] = field(default_factory=dict)
+
+    def text(self, keyword: str) -> str:
+        value_json = self.json.get(tag_for_keyword(keyword) or -1)
+        if value_json is not None and value_json["vr"] in STRING_VRS:
+            return "\\".join(value_json.get("Value", ())).strip()
+        return attribute_text(self.dataset, keyword)
+
+    def get(self, keyword: str) -> Any:
+        """The attribute's converted value (for those that are not text: sequences)."""
+        return self.dataset.get(keyword)
+
+
+def _text(ds: Header, keyword: str) -> str | None:
     """An attribute's value as index text; None (NULL in the index) when absent or empty."""
-    return attribute_text(ds, keyword) or None
+    return ds.text(keyword) or None
 
 
-def _number(ds: Dataset, keyword: str) -> int | None:
+def _number(ds: Header, keyword: str) -> int | None:
     text = _text(ds, keyword)
     return normalize.integer(text) if text is not None else None
 
 
-def _pn(ds: Dataset, keyword: str) -> tuple[str | None, str | None]:
+def _pn(ds: Header, keyword: str) -> tuple[str | None, str | None]:
     text = _text(ds, keyword)
     if text is None:
         return None, None
@@ -244,7 +269,7 @@ def _optional(value: str | None, form: Any) -> str | None:
     return form(value) if value is not None else None
 
 
-def study_values(ds: Dataset) -> dict[str, Any]:
+def study_values(ds: Header) -> dict[str, Any]:
     name_ci, name_fuzzy = _pn(ds, "PatientName")
     ref_ci, ref_fuzzy = _pn(ds, "ReferringPhysicianName")
     return {
@@ -265,9 +290,9 @@ def study_values(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def series_values(ds: Dataset) -> dict[str, Any]:
+def series_values(ds: Header) -> dict[str, Any]:
     request = ds.get("RequestAttributesSequence")
-    first = request[0] if request else Dataset()
+    first = Header(request[0] if request else Dataset())
     return {
         "series_uid": _text(ds, "SeriesInstanceUID"),
         "modality": _text(ds, "Modality"),
@@ -281,7 +306,7 @@ def series_values(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def instance_values(ds: Dataset) -> dict[str, Any]:
+def instance_values(ds: Header) -> dict[str, Any]:
     return {
         "sop_uid": _text(ds, "SOPInstanceUID"),
         "sop_class_uid": _text(ds, "SOPClassUID"),
