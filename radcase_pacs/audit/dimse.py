@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from radcase_pacs.audit.middleware import single_uid
 from radcase_pacs.audit.store import AuditEntry, Channel
+from radcase_pacs.dimse.part10 import CannotWalk, study_instance_uid
 from storage.dicom_text import value_text
 
 STUDY_INSTANCE_UID = 0x0020000D
@@ -42,8 +43,14 @@ def association_entry(
 
 
 def stored_study(data: bytes) -> str | None:
-    """The Study Instance UID of an encoded C-STORE data set, read from its header alone;
-    None when it cannot be read (ingest then refuses the data set with its own reason)."""
+    """The Study Instance UID of a received C-STORE data set (a PS3.10 file), read from its
+    header alone (walking the element headers when it can, else through pydicom); None when
+    it cannot be read (ingest then refuses the data set with its own reason)."""
+    try:
+        walked = study_instance_uid(data)
+        return single_uid(walked) if walked is not None else None
+    except CannotWalk:
+        pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -47,6 +47,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -69,6 +70,7 @@ from radcase_pacs.dimse.identifiers import (
     parse_find,
 )
 from radcase_pacs.dimse.listener import PYNETDICOM_CEILING, Admission, Listener
+from radcase_pacs.dimse.part10 import received_file
 from radcase_pacs.dimse.peers import Peer
 from radcase_pacs.dimse.retrieve import (
     Accepted,
@@ -293,12 +295,19 @@ class DimseServer:
         data set does not match, 0xC000 cannot understand, 0x0111 duplicate, 0x0110 a store
         failed); warnings (0xB000, 0xB007) when stored with a coercion."""
         data: bytes | None = None
+        request = cast(C_STORE, event.request)
         try:
-            data = event.encoded_dataset(include_meta=True)
+            if request.DataSet is None:
+                raise ValueError("the C-STORE request has no data set")
+            data = received_file(
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                request.DataSet.getvalue(),
+            )
         except Exception as exc:
             unreadable = f"cannot read the data set: {exc}"
         if self.audit is not None:
-            request = event.request
             sop_class = getattr(request, "AffectedSOPClassUID", "")
             sop_instance = getattr(request, "AffectedSOPInstanceUID", "")
             refused = self._audit(
