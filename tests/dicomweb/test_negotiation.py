@@ -6,6 +6,7 @@ import pytest
 
 from dicomweb.negotiation import (
     ANY,
+    CACHED_ACCEPT_LENGTH,
     Acceptable,
     NotAcceptableHeader,
     accept_from_request,
@@ -205,3 +206,14 @@ def test_accept_query_parameter_restores_plus_decoded_as_space() -> None:
 def test_plus_restoration_leaves_quoted_strings_and_separators_alone() -> None:
     value = 'a/b; note="x y", c/d; q=1'
     assert accept_from_request(None, [value]) == value
+
+
+def test_a_parsed_accept_header_is_remembered_and_never_shared() -> None:
+    header = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    first = parse_accept(header)
+    first.append(parse_accept("image/png")[0])
+    again = parse_accept(header)
+    assert len(again) == 1 and again[0].essence == "application/octet-stream"
+    long_header = ", ".join(["image/png"] * 100)
+    assert len(long_header) > CACHED_ACCEPT_LENGTH
+    assert [a.essence for a in parse_accept(long_header)] == ["image/png"] * 100
