@@ -18,13 +18,13 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
-    generate_uid,
 )
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from radcase_pacs.audit.dimse import stored_study
 from radcase_pacs.dimse.part10 import CannotWalk, file_meta, received_file, study_instance_uid
 
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 TEST_FILES = sorted(
     path
     for path in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*")
@@ -37,7 +37,11 @@ TEST_FILES = sorted(
     [
         (CTImageStorage, "1.2.3.4", ExplicitVRLittleEndian),
         (CTImageStorage, "1.2.3.45", ImplicitVRLittleEndian),
-        ("1.2.840.10008.5.1.4.1.1.4", generate_uid(), JPEG2000Lossless),
+        (
+            "1.2.840.10008.5.1.4.1.1.4",
+            "2.25.329800735698586629295641978511506172918",
+            JPEG2000Lossless,
+        ),
         ("1.2.840.10008.5.1.4.1.1.7", "1.2", ExplicitVRBigEndian),
     ],
 )
