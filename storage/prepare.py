@@ -238,9 +238,15 @@ class Header:
     json: Mapping[int, dict[str, Any]] = field(default_factory=dict)
 
     def text(self, keyword: str) -> str:
-        value_json = self.json.get(tag_for_keyword(keyword) or -1)
-        if value_json is not None and value_json["vr"] in STRING_VRS:
-            return "\\".join(value_json.get("Value", ())).strip()
+        tag = tag_for_keyword(keyword) or -1
+        value_json = self.json.get(tag)
+        if value_json is None:
+            return attribute_text(self.dataset, keyword) if tag in self.dataset else ""
+        values = value_json.get("Value", ())
+        if value_json["vr"] in STRING_VRS:
+            return "\\".join(values).strip()
+        if value_json["vr"] == "PN":
+            return "\\".join("=".join(name.values()) for name in values).strip()
         return attribute_text(self.dataset, keyword)
 
     def get(self, keyword: str) -> Any:

@@ -7,8 +7,9 @@ object into JSON. For a 512x512 CT they were about a third of the CPU of a whole
 Most elements of an image header are short ASCII strings and binary numbers, whose JSON
 follows from the bytes in a few operations; this module computes exactly the JSON pydicom's
 ``DataElement.to_json_dict`` gives for those, and declines (None) everything else, which the
-caller converts through pydicom as before: person names, sequences, binary and unknown VRs,
-private and ambiguous implicit VRs, any non-ASCII or ISO 2022 escape byte (whose decoding
+caller converts through pydicom as before: sequences, binary and unknown VRs,
+private and ambiguous implicit VRs, a person name with an empty value among several or
+more than three groups, any non-ASCII or ISO 2022 escape byte (whose decoding
 depends on Specific Character Set), and any number that is not plainly written. An element
 declined here is converted by pydicom, so whatever pydicom would have refused (or warned
 about) is still seen.
@@ -20,6 +21,8 @@ The rules mirror pydicom 3's readers (``pydicom.values``) with its default setti
 - SH, LO, UC: split on backslash, each value loses trailing spaces and NULs;
 - ST, LT, UT: one value (backslash is a character there), trailing spaces and NULs removed;
 - IS, DS: as the strings above, each value a JSON number (PS3.18 §F.2.3);
+- PN: as the strings above, each name split into its alphabetic, ideographic and phonetic
+  groups at ``=`` (PS3.5 §6.2.1), empty groups at the end dropped (PS3.18 §F.2.2);
 - US, SS, UL, SL, UV, SV, FL, FD: the binary values in the element's byte order.
 ``tests/storage/test_raw_json.py`` compares this with pydicom on every element of every
 file pydicom ships.
@@ -44,7 +47,8 @@ _DECIMAL: Final = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _ESCAPE: Final = b"\x1b"
 STRING_VRS: Final = _WHOLE_STRIPPED | _EACH_STRIPPED | _SINGLE
 """The VRs whose JSON values are the element's strings as pydicom reads them."""
-HANDLED_VRS: Final = STRING_VRS | {"IS", "DS"} | _BINARY.keys() | _BINARY_FLOAT.keys()
+HANDLED_VRS: Final = STRING_VRS | {"IS", "DS", "PN"} | _BINARY.keys() | _BINARY_FLOAT.keys()
+PN_GROUPS: Final = ("Alphabetic", "Ideographic", "Phonetic")
 
 
 def element_json(raw: RawDataElement) -> dict[str, Any] | None:
@@ -68,6 +72,8 @@ def element_json(raw: RawDataElement) -> dict[str, Any] | None:
         return _strings(vr, [item.rstrip("\x00 ") for item in text.split("\\")])
     if vr in _SINGLE:
         return _strings(vr, [text.rstrip("\x00 ")])
+    if vr == "PN":
+        return _person_names(text.rstrip("\x00 ").split("\\"))
     items = text.rstrip(" \x00").split("\\")
     if items == [""]:
         return {"vr": vr}
@@ -99,6 +105,20 @@ def _strings(vr: str, items: list[str]) -> dict[str, Any]:
     if items == [""]:
         return {"vr": vr}
     return {"vr": vr, "Value": items}
+
+
+def _person_names(names: list[str]) -> dict[str, Any] | None:
+    if names == [""]:
+        return {"vr": "PN"}
+    values = []
+    for name in names:
+        groups = name.split("=")
+        while groups and not groups[-1]:
+            groups.pop()
+        if not groups or len(groups) > len(PN_GROUPS):
+            return None
+        values.append(dict(zip(PN_GROUPS, groups, strict=False)))
+    return {"vr": "PN", "Value": values}
 
 
 def _numbers(vr: str, code: str, value: bytes, little_endian: bool) -> dict[str, Any] | None:

@@ -109,6 +109,9 @@ def _compare(raw: RawDataElement) -> dict[str, object] | None:
         (0x00200013, "IS", b"+5\\-7\\007"),
         (0x00280030, "DS", b"0.5\\.25 "),
         (0x00181050, "DS", b"1.\\-2e3\\ 4E-1"),
+        (0x00100010, "PN", b"Doe^John "),
+        (0x00100010, "PN", b"Yamada^Tarou=\x59\x61=yamada^tarou\\Roe^Jane=="),
+        (0x00080090, "PN", b"  "),
         (0x00280010, "US", struct.pack("<H", 512)),
         (0x00281052, "SS", struct.pack("<2h", -1, 7)),
         (0x00181151, "SL", struct.pack("<l", -70000)),
@@ -139,7 +142,8 @@ def test_an_empty_value_has_no_value_key() -> None:
 @pytest.mark.parametrize(
     ("tag", "vr", "value"),
     [
-        (0x00100010, "PN", b"Doe^John"),  # person names: pydicom's
+        (0x00100010, "PN", b"Doe^John\\\\Roe"),  # an empty name among several
+        (0x00100010, "PN", b"A=B=C=D"),  # four groups
         (0x00081030, "LO", "Müller".encode("latin-1")),  # non-ASCII: depends on the charset
         (0x00081030, "LO", b"\x1b$B"),  # ISO 2022 escape
         (0x00200013, "IS", b"1.0"),  # an IS pydicom reads leniently
@@ -161,14 +165,15 @@ def test_a_declined_element_is_still_converted_at_ingest() -> None:
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = "1.2.3"
-    ds.PatientName = "Doe^John"
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.StudyDescription = "Müller"
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     parsed = read_instance(BytesIO(out.getvalue()))
     assert 0x00080018 in parsed.json  # read from its bytes
-    assert 0x00100010 not in parsed.json
-    assert isinstance(parsed.dataset.get_item(0x00100010), DataElement)  # converted
+    assert 0x00081030 not in parsed.json
+    assert isinstance(parsed.dataset.get_item(0x00081030), DataElement)  # converted
     with pytest.raises(UnreadableInstance):
         read_instance(BytesIO(out.getvalue()[:-3]))
