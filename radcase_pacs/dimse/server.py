@@ -297,11 +297,12 @@ class DimseServer:
         data: bytes | None = None
         request = cast(C_STORE, event.request)
         try:
-            if request.DataSet is None:
-                raise ValueError("the C-STORE request has no data set")
+            sop_class_uid, sop_uid = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID
+            if request.DataSet is None or not sop_class_uid or not sop_uid:
+                raise ValueError("the C-STORE request lacks its data set or SOP UIDs")
             data = received_file(
-                str(request.AffectedSOPClassUID),
-                str(request.AffectedSOPInstanceUID),
+                str(sop_class_uid),
+                str(sop_uid),
                 str(event.context.transfer_syntax),
                 request.DataSet.getvalue(),
             )
