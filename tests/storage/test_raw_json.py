@@ -19,11 +19,10 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from storage.dicomfile import UnreadableInstance, read_instance
 from storage.raw_json import element_json
+from tests.factories import CORPUS_DIR
 
 TEST_FILES = sorted(
-    path
-    for path in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*")
-    if path.is_file() and path.suffix.lower() in (".dcm", "")
+    path for path in CORPUS_DIR.rglob("*") if path.is_file() and path.suffix.lower() in (".dcm", "")
 )
 
 

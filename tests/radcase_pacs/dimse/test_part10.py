@@ -23,12 +23,11 @@ from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from radcase_pacs.audit.dimse import stored_study
 from radcase_pacs.dimse.part10 import CannotWalk, file_meta, received_file, study_instance_uid
+from tests.factories import CORPUS_DIR
 
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 TEST_FILES = sorted(
-    path
-    for path in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*")
-    if path.is_file() and path.suffix.lower() in (".dcm", "")
+    path for path in CORPUS_DIR.rglob("*") if path.is_file() and path.suffix.lower() in (".dcm", "")
 )
 
 
