@@ -95,11 +95,14 @@ class WaitingQueue(RingingQueue):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if block:
             return super().get(block, timeout)
-        self._flag.clear()
         try:
             return super().get(block=False)
         except queue.Empty:
+            # Cleared after the wait, not before: whatever was put before the clear is in its
+            # queue for this get or the reactor's next checks, and whatever comes after it
+            # raises the flag again for the next wait.
             self._flag.wait(IDLE_WAIT)
+            self._flag.clear()
             return super().get(block=False)
 
 
