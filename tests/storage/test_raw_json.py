@@ -54,13 +54,12 @@ def _raw_elements(dataset: Dataset) -> Iterator[tuple[RawDataElement, Dataset]]:
                 yield from _raw_elements(child)
 
 
-def _read(path: Path) -> Dataset | None:
+def _read(path: Path) -> Dataset:
+    """A fresh copy of the file's header (the shared ``corpus_header`` must not be changed,
+    and walking the sequences converts elements in place)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            return pydicom.dcmread(path, force=True, stop_before_pixels=True)
-        except Exception:
-            return None
+        return pydicom.dcmread(path, force=True, stop_before_pixels=True)
 
 
 def test_the_files_pydicom_ships_are_found() -> None:
@@ -69,10 +68,7 @@ def test_the_files_pydicom_ships_are_found() -> None:
 
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda path: path.name)
 def test_every_element_of_a_shipped_file_reads_as_pydicom_reads_it(path: Path) -> None:
-    dataset = _read(path)
-    if dataset is None:
-        pytest.skip("pydicom itself cannot read this file")
-    for raw, holder in _raw_elements(dataset):
+    for raw, holder in _raw_elements(_read(path)):
         ours = element_json(raw)
         if ours is not None:
             assert ours == _pydicom_json(raw, holder), f"{path.name} {Tag(raw.tag)}"
