@@ -33,12 +33,12 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from anyio import to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomweb.httpcache import EntityTag, format_if_none_match, parse_entity_tag
 from dicomweb.httpcache import parse_if_none_match as parse_tags
+from dicomweb.lanes import in_thread
 
 GZIP_SUFFIX = "-gzip"
 MINIMUM_SIZE = 1024
@@ -293,7 +293,7 @@ class _Responder:
             # mtime=0: the same identity body always gives the same gzip bytes, so the
             # "-gzip" tag is as strong as the identity one.
             if len(body) >= OFF_LOOP_SIZE:
-                chunk = await to_thread.run_sync(self.memo.compress, body, self.level)
+                chunk = await in_thread(self.memo.compress, body, self.level)
             else:
                 chunk = _gzip(body, self.level)
             headers["Content-Length"] = str(len(chunk))

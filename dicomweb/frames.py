@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -22,6 +21,7 @@ from dicomweb import multipart
 from dicomweb.context import Service
 from dicomweb.errors import HttpError, not_acceptable
 from dicomweb.httpcache import IMMUTABLE, entity_tag, is_multipart, representation, revalidate
+from dicomweb.lanes import in_thread
 from dicomweb.negotiation import Acceptable
 from dicomweb.ranges import with_ranges
 from dicomweb.requests import acceptables, instance_uids
@@ -238,7 +238,7 @@ async def _instance(
     """The instance whose SHA-256 validates its frames and bulk data. Looked up before the
     read, so a replacement in between yields an old tag on new bytes (refetched next time),
     never a new tag on old bytes."""
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     return instance
 
 

@@ -7,13 +7,13 @@ request's public root into the BulkDataURIs. No DICOM is parsed here.
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.context import Service
 from dicomweb.errors import not_acceptable
 from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
+from dicomweb.lanes import in_thread
 from dicomweb.requests import acceptables, path_uids
 from storage.instance_json import ROOT_MARK
 
@@ -28,7 +28,7 @@ async def metadata(request: Request) -> Response:
     ):
         raise not_acceptable("metadata is available as application/dicom+json")
     archive = service.archive_for(request)
-    body, version = await run_in_threadpool(archive.metadata, study_uid, series_uid, sop_uid)
+    body, version = await in_thread(archive.metadata, study_uid, series_uid, sop_uid)
     root = service.root(request)
     # The version token changes with every instance stored into or deleted from the study or
     # series; the root is part of the body (BulkDataURIs), so it is part of the tag too.

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydicom.datadict import tag_for_keyword
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +20,7 @@ from dicomweb import uri
 from dicomweb.context import Service
 from dicomweb.errors import HttpError, bad_request, check_query_encoding, not_acceptable
 from dicomweb.httpcache import REVALIDATE, entity_tag, precondition
+from dicomweb.lanes import in_thread
 from dicomweb.negotiation import NotAcceptableHeader, accept_from_request, parse_accept
 from storage.archive import Archive
 from storage.attributes import (
@@ -259,7 +259,7 @@ async def search(request: Request, level: Level) -> Response:
     wanted = cap if query.limit is None else min(query.limit, cap)
     archive = service.archive_for(request)
     root = service.root(request)
-    answer = await run_in_threadpool(
+    answer = await in_thread(
         archive.cached_search,
         repr((query, wanted, root)),
         lambda: _answer(archive, query, wanted, root),

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -33,7 +32,7 @@ from dicomweb.context import Service
 from dicomweb.errors import HttpError, not_acceptable
 from dicomweb.frames import parse_frame_list
 from dicomweb.httpcache import IMMUTABLE, REVALIDATE, entity_tag, precondition
-from dicomweb.lanes import BlobLane
+from dicomweb.lanes import BlobLane, in_thread
 from dicomweb.negotiation import Acceptable
 from dicomweb.presentation import presentation
 from dicomweb.render_params import rendered_params
@@ -256,7 +255,7 @@ async def _single(
     headers: dict[str, str],
 ) -> Response:
     """One body: one image, or an animated GIF of ``numbers``."""
-    document = await run_in_threadpool(instance_document, archive, instance)
+    document = await in_thread(instance_document, archive, instance)
     renderer = InstanceRenderer(archive, instance, document)
     body = await lane.run(renderer.encoded, numbers, params, choice.media_type)
     return Response(body, media_type=choice.media_type, headers=headers)
@@ -300,7 +299,7 @@ async def instance_rendered(request: Request) -> Response:
     params = rendered_params(request.query_params)
     accepted = acceptables(request)
     archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     count = renderable(instance).number_of_frames
     choice = choose_rendered(accepted, count, scope="instance")
     numbers = [1] if choice.first_only else list(range(1, count + 1))
@@ -315,7 +314,7 @@ async def frames_rendered(request: Request) -> Response:
     params = rendered_params(request.query_params)
     accepted = acceptables(request)
     archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     check_frames(renderable(instance), numbers)
     choice = choose_rendered(accepted, len(numbers), scope="frames")
     return await _render_instance(request, archive, instance, numbers, choice, params)
@@ -330,7 +329,7 @@ async def collection_rendered(request: Request) -> Response:
     params = rendered_params(request.query_params)
     accepted = acceptables(request)
     archive = service.archive_for(request)
-    found = await run_in_threadpool(archive.instances, study_uid, series_uid)
+    found = await in_thread(archive.instances, study_uid, series_uid)
     images = [i for i in found if i.frames is not None and i.number_of_frames > 0]
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
     if not images:

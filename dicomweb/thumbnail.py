@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +18,7 @@ from dicomweb.context import Service
 from dicomweb.errors import not_acceptable
 from dicomweb.frames import parse_frame_list
 from dicomweb.httpcache import IMMUTABLE, REVALIDATE, entity_tag, precondition
+from dicomweb.lanes import in_thread
 from dicomweb.negotiation import Acceptable
 from dicomweb.render_params import thumbnail_params
 from dicomweb.rendered import (
@@ -107,7 +107,7 @@ async def collection_thumbnail(request: Request) -> Response:
     service: Service = request.app.state.service
     study_uid, series_uid, _ = path_uids(request)
     archive = service.archive_for(request)
-    found = await run_in_threadpool(archive.instances, study_uid, series_uid)
+    found = await in_thread(archive.instances, study_uid, series_uid)
     instance, number = representative(found)
     return await _thumbnail(request, archive, instance, number, REVALIDATE)
 
@@ -117,7 +117,7 @@ async def instance_thumbnail(request: Request) -> Response:
     service: Service = request.app.state.service
     study_uid, series_uid, sop_uid = instance_uids(request)
     archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     number = (renderable(instance).number_of_frames + 1) // 2
     return await _thumbnail(request, archive, instance, number, IMMUTABLE)
 
@@ -128,6 +128,6 @@ async def frames_thumbnail(request: Request) -> Response:
     study_uid, series_uid, sop_uid = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     check_frames(renderable(instance), numbers)
     return await _thumbnail(request, archive, instance, numbers[0], IMMUTABLE)

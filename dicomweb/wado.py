@@ -31,7 +31,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -39,7 +38,7 @@ from dicomweb import multipart, uri
 from dicomweb.context import Service
 from dicomweb.errors import not_acceptable, request_id
 from dicomweb.httpcache import IMMUTABLE, REVALIDATE, EntityTag, entity_tag, precondition
-from dicomweb.lanes import BlobLane, primed
+from dicomweb.lanes import BlobLane, in_thread, primed
 from dicomweb.negotiation import Acceptable
 from dicomweb.requests import acceptables, path_uids
 from dicomweb.syntaxes import DEFAULT_SYNTAX_BY_MEDIA_TYPE, DICOM, with_syntax
@@ -390,8 +389,8 @@ async def retrieve(request: Request) -> Response:
         # Read the version before the instance list: a store in between then gives an old
         # tag with a new body (the next request refetches), never a new tag with an old body.
         # An unknown study or series is a 404 here already.
-        version = await run_in_threadpool(archive.version, study_uid, series_uid)
-    found = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+        version = await in_thread(archive.version, study_uid, series_uid)
+    found = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     single = sop_uid is not None
     plan = plan_retrieve(accepted, found, single=single)
     root = service.root(request)

@@ -27,7 +27,6 @@ parameter is a 400 naming it; unknown UIDs are 404.
 from __future__ import annotations
 
 from pydicom.uid import UID
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -35,7 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb.context import Service
 from dicomweb.errors import bad_request, check_query_encoding, not_acceptable
 from dicomweb.httpcache import IMMUTABLE, entity_tag, precondition
-from dicomweb.lanes import primed
+from dicomweb.lanes import in_thread, primed
 from dicomweb.negotiation import NotAcceptableHeader, parse_accept
 from dicomweb.presentation import Window
 from dicomweb.render_params import (
@@ -193,7 +192,7 @@ async def retrieve(request: Request) -> Response:
     params = render_params(query)
     service: Service = request.app.state.service
     archive = service.archive_for(request)
-    (instance,) = await run_in_threadpool(archive.instances, study_uid, series_uid, sop_uid)
+    (instance,) = await in_thread(archive.instances, study_uid, series_uid, sop_uid)
     frame = _frame_number(query, instance)
     single_frame_image = instance.frames is not None and (
         instance.number_of_frames == 1 or frame is not None
@@ -240,7 +239,7 @@ async def _dicom(
         return StreamingResponse(stored_bytes, media_type=DICOM, headers=headers)
     data = await service.blobs.run(archive.read, instance)
     try:
-        body = await run_in_threadpool(to_explicit_little_endian, data)
+        body = await in_thread(to_explicit_little_endian, data)
     except Unavailable as exc:
         if requested is not None:
             raise not_acceptable(str(exc)) from exc
@@ -271,7 +270,7 @@ async def _rendered(
     cached = precondition(request, tag, headers)
     if cached is not None:
         return cached
-    documents = await run_in_threadpool(
+    documents = await in_thread(
         archive.documents, instance.study_uid, instance.series_uid, instance.sop_uid
     )
     renderer = InstanceRenderer(archive, instance, documents[0])

@@ -5,7 +5,7 @@ Why: a request that queued behind others stuck on a frozen store, then made its 
 could take its wait plus a whole budget. The edge that queues the work (the DICOMweb blob
 lane) opens a deadline when the request starts waiting; the S3 store ends its request by it
 as by its own budget, and once the store has just failed to answer, it does not start an
-attempt that cannot end before the deadline. Worker threads see the variable because anyio
+attempt that cannot end before the deadline. Worker threads see the variable because the lane
 runs each call in a copy of the caller's context.
 """
 

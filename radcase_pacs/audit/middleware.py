@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-import anyio.to_thread
 from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb.errors import retry_after
+from dicomweb.lanes import in_thread
 from radcase_pacs.audit.store import Action, AuditEntry, AuditLog, Channel
 from radcase_pacs.auth.principal import principal_of
 from storage.errors import BackendFailure, ReadOnly
@@ -132,7 +132,7 @@ class AuditMiddleware:
             return
         entry = self.entry(scope)
         try:
-            await anyio.to_thread.run_sync(self.log.record, entry)
+            await in_thread(self.log.record, entry)
         except ReadOnly as exc:  # a switch to other stores: nothing is wrong, try again soon
             await PlainTextResponse(f"{exc}\n", status_code=503)(scope, receive, send)
             return

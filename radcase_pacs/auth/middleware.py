@@ -28,10 +28,10 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb.lanes import in_thread
 from radcase_pacs.auth import browser
 from radcase_pacs.auth.policy import Rule, rule_for
 from radcase_pacs.auth.principal import Principal, Role, attach
@@ -185,9 +185,9 @@ class AuthMiddleware:
             return None, False
         try:
             if cookie:
-                found = await run_in_threadpool(self.authenticator.cookie_principal, cookie)
+                found = await in_thread(self.authenticator.cookie_principal, cookie)
                 return found, found is not None
-            found = await run_in_threadpool(self.authenticator.principal, authorization, api_key)
+            found = await in_thread(self.authenticator.principal, authorization, api_key)
             return found, False
         except BackendFailure as exc:
             log.warning("credentials not checked, the user database failed: %s", exc)
