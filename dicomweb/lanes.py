@@ -41,6 +41,9 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 _END = object()
 
+IDLE_SECONDS = 10.0
+"""How long a lane's thread waits for a call before it ends (anyio's worker threads: 10 s)."""
+
 _QUEUED, _RUNNING, _DROPPED = range(3)
 """A call's state: waiting for a thread, handed to one, taken out by its cancelled caller."""
 
@@ -66,17 +69,19 @@ class _Job(Generic[T]):
 class _Worker:
     """One thread of a lane, asleep on its own lock until it is handed a call."""
 
-    __slots__ = ("job", "wake")
+    __slots__ = ("job", "name", "wake")
 
-    def __init__(self, job: _Job[Any]) -> None:
+    def __init__(self, job: _Job[Any], name: str) -> None:
         self.job = job
+        self.name = name
         self.wake = threading.Lock()
         self.wake.acquire()
 
 
 class ThreadLane:
-    """At most ``threads`` worker threads (started as work needs them, kept afterwards); a
-    call beyond them waits in the lane's queue, holding no thread.
+    """At most ``threads`` worker threads, started as work needs them and ended after
+    :data:`IDLE_SECONDS` without any (an app made and dropped, in tests, leaves none behind);
+    a call beyond them waits in the lane's queue, holding no thread.
 
     A call goes to the thread that went idle last, as anyio does: under a light load the same
     few threads, warm, take every call, rather than each call waking another of many.
@@ -94,6 +99,7 @@ class ThreadLane:
         self._idle: list[_Worker] = []
         self._waiting: collections.deque[_Job[Any]] = collections.deque()
         self._started = 0
+        self._numbered = 0
         self._busy = 0
 
     async def run(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
@@ -107,7 +113,8 @@ class ThreadLane:
                 woken.job = job
             elif self._started < self.threads:
                 self._started += 1
-                new = _Worker(job)
+                self._numbered += 1
+                new = _Worker(job, f"{self.name}-{self._numbered}")
             else:
                 self._waiting.append(job)
             if woken or new:
@@ -116,8 +123,7 @@ class ThreadLane:
         if woken is not None:
             woken.wake.release()
         elif new is not None:
-            name = f"{self.name}-{self._started}"
-            threading.Thread(target=self._serve, args=(new,), name=name, daemon=True).start()
+            threading.Thread(target=self._serve, args=(new,), name=new.name, daemon=True).start()
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -165,9 +171,22 @@ class ThreadLane:
                 log.debug("a lane call ended after its event loop closed")
             del job, result, error
             if following is None:
-                worker.wake.acquire()
+                if not worker.wake.acquire(timeout=IDLE_SECONDS) and self._retire(worker):
+                    return
                 following = worker.job
             job = following
+
+    def _retire(self, worker: _Worker) -> bool:
+        """End an idle thread's wait: True when it was still idle (the thread then ends),
+        False when a call was handed to it at that moment (its wake is released: take it)."""
+        with self._lock:
+            idle = worker in self._idle
+            if idle:
+                self._idle.remove(worker)
+                self._started -= 1
+        if not idle:
+            worker.wake.acquire()
+        return idle
 
 
 def _settle(job: _Job[Any], result: Any, error: BaseException | None) -> None:

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from dicomweb import lanes
 from dicomweb.lanes import BlobLane, ThreadLane
 from storage import deadlines
 
@@ -194,6 +195,32 @@ def test_a_call_that_ends_after_its_loop_closed_leaves_the_thread_serving() -> N
 
     assert asyncio.run(again()) == 7
     assert not pending.done()
+
+
+def test_a_thread_idle_for_long_ends_and_a_later_call_starts_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So that an app made and dropped leaves no thread behind."""
+    monkeypatch.setattr(lanes, "IDLE_SECONDS", 0.05)
+    lane = ThreadLane(4, "test-idle")
+
+    def threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("test-idle-")]
+
+    async def main() -> int:
+        await asyncio.gather(*(lane.run(time.sleep, 0.05) for _ in range(3)))
+        return len(threads())
+
+    assert asyncio.run(main()) == 3
+    deadline = time.monotonic() + WAIT
+    while threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert threads() == []
+
+    async def again() -> str:
+        return await lane.run(lambda: threading.current_thread().name)
+
+    assert asyncio.run(again()) == "test-idle-4"
 
 
 def test_a_lane_needs_a_thread() -> None:
