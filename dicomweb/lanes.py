@@ -123,12 +123,25 @@ class ThreadLane:
         if woken is not None:
             woken.wake.release()
         elif new is not None:
-            threading.Thread(target=self._serve, args=(new,), name=new.name, daemon=True).start()
+            self._start(new)
         try:
             return await job.future
         except asyncio.CancelledError:
             if not self._drop(job):
                 await _until_settled(job)
+            raise
+
+    def _start(self, worker: _Worker) -> None:
+        """Start a thread for ``worker``'s call; when none can be started (the process is at
+        its limit), the call fails with that error rather than wait for a thread forever."""
+        try:
+            threading.Thread(
+                target=self._serve, args=(worker,), name=worker.name, daemon=True
+            ).start()
+        except BaseException:
+            with self._lock:
+                self._started -= 1
+                self._busy -= 1
             raise
 
     def statistics(self) -> dict[str, float]:

@@ -223,6 +223,25 @@ def test_a_thread_idle_for_long_ends_and_a_later_call_starts_another(
     assert asyncio.run(again()) == "test-idle-4"
 
 
+def test_a_call_for_which_no_thread_can_start_fails_and_leaves_the_lane_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lane = ThreadLane(1, "test-start")
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    async def call() -> int:
+        return await lane.run(lambda: 7)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            asyncio.run(call())
+    assert lane.statistics() == {"threads": 1, "busy": 0, "waiting": 0}
+    assert asyncio.run(call()) == 7
+
+
 def test_a_lane_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         ThreadLane(0, "test-lane")
