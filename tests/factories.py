@@ -29,6 +29,10 @@ from storage.archive import Archive
 
 CORPUS_DIR = Path(os.path.dirname(pydicom.__file__)) / "data" / "test_files"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+CORPUS_FILES = sorted(
+    path for path in CORPUS_DIR.rglob("*") if path.is_file() and path.suffix.lower() in (".dcm", "")
+)
+"""Every DICOM file pydicom ships (``.dcm`` or no suffix), readable or not, in name order."""
 
 
 @functools.cache

@@ -19,11 +19,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from storage.dicomfile import UnreadableInstance, read_instance
 from storage.raw_json import element_json
-from tests.factories import CORPUS_DIR
-
-TEST_FILES = sorted(
-    path for path in CORPUS_DIR.rglob("*") if path.is_file() and path.suffix.lower() in (".dcm", "")
-)
+from tests.factories import CORPUS_FILES
 
 
 def _pydicom_json(raw: RawDataElement, dataset: Dataset) -> dict[str, object] | None:
@@ -63,10 +59,10 @@ def _read(path: Path) -> Dataset:
 
 
 def test_the_files_pydicom_ships_are_found() -> None:
-    assert len(TEST_FILES) > 100
+    assert len(CORPUS_FILES) > 100
 
 
-@pytest.mark.parametrize("path", TEST_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda path: path.name)
 def test_every_element_of_a_shipped_file_reads_as_pydicom_reads_it(path: Path) -> None:
     for raw, holder in _raw_elements(_read(path)):
         ours = element_json(raw)

@@ -23,12 +23,9 @@ from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from radcase_pacs.audit.dimse import stored_study
 from radcase_pacs.dimse.part10 import CannotWalk, file_meta, received_file, study_instance_uid
-from tests.factories import CORPUS_DIR
+from tests.factories import CORPUS_FILES
 
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
-TEST_FILES = sorted(
-    path for path in CORPUS_DIR.rglob("*") if path.is_file() and path.suffix.lower() in (".dcm", "")
-)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +106,7 @@ def test_bytes_that_are_not_a_file_are_left_to_pydicom() -> None:
     assert stored_study(b"not dicom at all") is None
 
 
-@pytest.mark.parametrize("path", TEST_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda path: path.name)
 def test_a_shipped_file_gives_the_study_pydicom_reads(path: Path) -> None:
     data = path.read_bytes()
     try:
