@@ -117,7 +117,7 @@ class ThreadLane:
                 new = _Worker(job, f"{self.name}-{self._numbered}")
             else:
                 self._waiting.append(job)
-            if woken or new:
+            if woken is not None or new is not None:
                 job.state = _RUNNING
                 self._busy += 1
         if woken is not None:
@@ -240,7 +240,6 @@ async def in_thread(func: Callable[[*Ts], T], *args: *Ts) -> T:
 
 class BlobLane:
     def __init__(self, threads: int = 16, budget: float | None = None) -> None:
-        self.threads = threads
         self.budget = budget
         self._lane = ThreadLane(threads, "radcase-blobs")
 
