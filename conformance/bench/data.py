@@ -14,7 +14,7 @@ so neither server transcodes and both serve the bytes they stored.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -42,6 +42,13 @@ class Template:
     instances: int
     frames: int = 1
     bits: int = 16
+
+    def thinned(self, by: int) -> Template:
+        """The same series with a ``by``-th of its instances and frames (at least one of each),
+        under the same name: the benchmark's set-up check stores little but takes every figure."""
+        return replace(
+            self, instances=max(1, self.instances // by), frames=max(1, self.frames // by)
+        )
 
 
 CT_100 = Template("CT 100 slices", "CT", CTImageStorage, 512, 100)

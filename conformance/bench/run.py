@@ -21,8 +21,19 @@ from conformance.bench.figures import BenchError, Figure
 from conformance.bench.memory import PeakMemory
 from conformance.context import DimseTarget
 
-SCALES = {"small": 1, "medium": 10}
-PATIENTS = {"small": 2, "medium": 20}
+
+@dataclass(frozen=True)
+class Scale:
+    """How much one run stores: ``copies`` of each series over ``patients``, every series
+    ``thinned`` to a fraction of its slices. ``check`` is no scale for figures: it runs every
+    step against both servers in well under a minute, to check a set-up (and in the suite)."""
+
+    copies: int
+    patients: int
+    thinned: int = 1
+
+
+SCALES = {"check": Scale(1, 2, thinned=10), "small": Scale(1, 2), "medium": Scale(10, 20)}
 
 
 @dataclass
@@ -58,22 +69,30 @@ class Population:
     """What every server holds before the rounds: the same series, the same UIDs."""
 
     series: list[Series]
+    scale: Scale
 
     @classmethod
-    def make(cls, scale: str) -> Population:
-        copies, patients = SCALES[scale], PATIENTS[scale]
-        people = [Patient(f"BENCH-{n:03d}", f"Bench^Patient{n:03d}") for n in range(patients)]
+    def make(cls, name: str) -> Population:
+        scale = SCALES[name]
+        people = [Patient(f"BENCH-{n:03d}", f"Bench^Patient{n:03d}") for n in range(scale.patients)]
         made = []
-        for copy in range(copies):
-            first, second = people[(2 * copy) % patients], people[(2 * copy + 1) % patients]
+        for copy in range(scale.copies):
+            first = people[(2 * copy) % scale.patients]
+            second = people[(2 * copy + 1) % scale.patients]
             date = f"{2015 + copy % 9}0{1 + copy % 9}15"
-            made += [
-                Series.make(CT_100, first, description="CT chest", date=date),
-                Series.make(MR_SERIES, first, description="MR brain", date=date),
-                Series.make(CT_600, second, description="CT abdomen", date=date),
-                Series.make(MULTIFRAME, second, description="XA coronary", date=date),
-            ]
-        return cls(made)
+            for template, patient, description in (
+                (CT_100, first, "CT chest"),
+                (MR_SERIES, first, "MR brain"),
+                (CT_600, second, "CT abdomen"),
+                (MULTIFRAME, second, "XA coronary"),
+            ):
+                thinned = template.thinned(scale.thinned)
+                made.append(Series.make(thinned, patient, description=description, date=date))
+        return cls(made, scale)
+
+    def fresh(self, patient: Patient, description: str) -> Series:
+        """A new copy of the 100-slice CT (thinned as the population is), for a round to store."""
+        return Series.make(CT_100.thinned(self.scale.thinned), patient, description=description)
 
     def of(self, template_name: str) -> list[Series]:
         return [s for s in self.series if s.template.name == template_name]
@@ -134,14 +153,14 @@ def warm_up(target: Target, population: Population, plan: Plan) -> None:
 def one_round(target: Target, population: Population, plan: Plan, number: int, work: Path) -> None:
     """Every figure once on ``target``."""
     patient = Patient(f"BENCH-R{number:02d}", f"Bench^Round{number:02d}")
-    fresh = [Series.make(CT_100, patient, description="CT round") for _ in range(2)]
+    fresh = [population.fresh(patient, "CT round") for _ in range(2)]
     step(target, figures.STOW, lambda: figures.stow(target.server, fresh))
     if target.dimse is not None:
         dimse = target.dimse
-        sent = Series.make(CT_100, patient, description="CT round via DIMSE")
+        sent = population.fresh(patient, "CT round via DIMSE")
         folder = work / f"{target.label}-{number}"
         step(target, figures.CSTORE, lambda: figures.c_store(dimse, sent, folder))
-        batch = [Series.make(CT_100, patient, description="CT round via DIMSE") for _ in range(2)]
+        batch = [population.fresh(patient, "CT round via DIMSE") for _ in range(2)]
         step(
             target,
             figures.CSTORE_4,

@@ -1,5 +1,6 @@
-"""The benchmark, run as the README says, one round at small scale: our server (embedded
-default, DIMSE on) against Orthanc with its DICOMweb plugin, each in a process of its own.
+"""The benchmark, run as the README says, one round at its set-up check scale (every step, a
+tenth of the small scale's slices): our server (embedded default, DIMSE on) against Orthanc
+with its DICOMweb plugin, each in a process of its own.
 
 No figure is asserted against a time (the machine is shared and noisy; the figures belong in
 the README, from a real run). What is asserted is that the benchmark measures what it says:
@@ -77,6 +78,8 @@ def test_one_round_side_by_side_with_orthanc(tmp_path: Path) -> None:
                 reference.dimse,
                 "--vs-label",
                 "orthanc",
+                "--scale",
+                "check",
                 "--rounds",
                 "1",
                 "--json",
