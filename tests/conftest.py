@@ -39,6 +39,23 @@ from tests.factories import dicomweb_app, free_port
 # with authentication off (as a loopback demo would). The auth tests turn it on explicitly.
 os.environ.setdefault("RADCASE_AUTH", "off")
 
+# Modules holding an end-to-end or slow test take most of the suite's time (a server, a
+# browser, DCMTK or Orthanc of their own).
+LONG_MARKERS = ("e2e", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long modules first, each module's tests kept together and in order.
+
+    ``--dist loadfile --no-loadscope-reorder`` hands whole modules to the workers in
+    collection order (xdist's own reorder puts the modules with the most tests first, which
+    are not the long ones). Started last, a long module keeps one worker busy after the
+    others have run out of work; started first, the short ones fill in around it."""
+    long_modules = {
+        item.path for item in items if any(item.get_closest_marker(m) for m in LONG_MARKERS)
+    }
+    items.sort(key=lambda item: item.path not in long_modules)
+
 
 @pytest.fixture
 def stores(tmp_path: Path) -> Iterator[Stores]:
