@@ -79,6 +79,7 @@ from radcase_pacs.dimse.retrieve import (
     parse_retrieve,
     requested_contexts,
 )
+from radcase_pacs.dimse.sender import keep_answers_for_the_sender
 from radcase_pacs.dimse.slots import AssociationSlots
 from radcase_pacs.dimse.statuses import (
     archive_failure,
@@ -397,7 +398,11 @@ class DimseServer:
             peer.port,
             {
                 "contexts": [build_context(a, s) for a, s in requested_contexts(found)],
-                "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted), (evt.EVT_CONN_OPEN, no_delay)],
+                "evt_handlers": [
+                    (evt.EVT_ACCEPTED, on_accepted),
+                    (evt.EVT_CONN_OPEN, no_delay),
+                    (evt.EVT_CONN_OPEN, keep_answers_for_the_sender),
+                ],
                 "max_pdu": self.settings.dimse_max_pdu,
             },
         )
