@@ -43,10 +43,10 @@ $(STAMP_WEB): $(WEB)/package.json $(WEB)/package-lock.json
 run: $(STAMP_RUN)
 	$(BIN)/radcase-pacs serve
 
-# The whole suite on every core (pytest-xdist), after lint, format and strict typing of the
-# library packages. --dist loadfile keeps each test module in one worker, so that a module's
-# shared archive or server (module-scoped fixtures) is built once; tests/conftest.py hands out
-# the long modules first.
+# The whole suite on TEST_WORKERS pytest-xdist workers, after lint, format and strict typing
+# of the library packages. --dist loadfile keeps each test module in one worker, so that a
+# module's shared archive or server (module-scoped fixtures) is built once; tests/conftest.py
+# hands out the long modules first.
 test: $(STAMP_TEST) $(STAMP_OHIF) $(STAMP_WEB)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,5 +1,5 @@
 """``python -m conformance.bench --dicomweb URL [--dimse HOST:PORT:AET] [--vs URL2
-[--vs-dimse HOST:PORT:AET]] [--scale small|medium] [--rounds N] [--json OUT]``
+[--vs-dimse HOST:PORT:AET]] [--scale small|medium|check] [--rounds N] [--json OUT]``
 
 Prints, for each figure, the median over rounds for each server and, with ``--vs``, the
 ratio expressed as how many times better the first server is (above 1: the first server
