@@ -10,7 +10,10 @@ On SIGTERM (a service manager's stop, one step of a rolling restart):
    delay), so none is left to be reused at the moment the listener closes.
 2. After ``shutdown_drain_seconds`` the listeners close (HTTP and DIMSE): a new connection is
    refused, which a balancer retries on another instance whatever the method, since nothing
-   of the request was sent.
+   of the request was sent. The HTTP listener first stops taking connections and serves
+   those already made, in its accept queue or not yet past their request's head
+   (:mod:`radcase_pacs.listener_close`): closed under them, they would be reset with their
+   request sent, which a balancer cannot retry for a POST.
 3. The requests in flight finish and the open DIMSE associations end
    (:mod:`radcase_pacs.dimse.drain`) within ``shutdown_grace_seconds``; what is left then is
    cut, the stores are closed and the process exits with status 0.
@@ -39,6 +42,12 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from radcase_pacs.listener_close import (
+    TAKE_IN_LIMIT,
+    awaiting_a_request,
+    refuse_new_connections,
+    waiting_to_be_accepted,
+)
 from radcase_pacs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,4 +220,20 @@ class DrainingServer(uvicorn.Server):
         self.config.timeout_graceful_shutdown = math.ceil(self.drain.remaining())
         if self.on_close is not None:
             await asyncio.to_thread(self.on_close)
+        await self._take_in_what_has_arrived()
         await super().shutdown(sockets)
+
+    async def _take_in_what_has_arrived(self) -> None:
+        """Before uvicorn closes the listeners: no new connection, and the ones already made
+        accepted and their requests read (:mod:`radcase_pacs.listener_close`), for at most
+        :data:`~radcase_pacs.listener_close.TAKE_IN_LIMIT` seconds."""
+        listeners = [sock for server in self.servers for sock in server.sockets]
+        if not any([refuse_new_connections(sock) for sock in listeners]):
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + TAKE_IN_LIMIT
+        while loop.time() < until and (
+            waiting_to_be_accepted(listeners)
+            or any(awaiting_a_request(c) for c in self.server_state.connections)
+        ):
+            await asyncio.sleep(0.01)

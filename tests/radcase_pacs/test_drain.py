@@ -126,6 +126,73 @@ def test_an_app_failing_after_its_head_has_sent_nothing_so_the_server_answers_50
     assert sent == []
 
 
+# -- the listener's close, in this process -------------------------------------------------
+
+POST = b"POST /store HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nbody"
+
+
+async def holding_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/hold`` keeps the server's event loop busy (nothing is accepted or read meanwhile);
+    anything else reads its body and answers 200."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/hold":
+        time.sleep(0.8)
+    else:
+        while (await receive()).get("more_body"):
+            pass
+    headers = [(b"content-length", b"6")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"stored"})
+
+
+def _answer(conn: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := conn.recv(65536):
+            received += chunk
+    except OSError as exc:  # a reset: the request was lost
+        return f"{type(exc).__name__}".encode()
+    return received
+
+
+def test_connections_made_before_the_listener_closes_are_served_not_reset() -> None:
+    """Connections whose handshake completed before the close: some wait in the accept queue
+    (the loop is busy), one was accepted and sends its request only afterwards. Each is
+    answered; after the close a new connection is refused."""
+    port = free_port()
+    drain = Drain(0.3, 5.0)
+    app = behind_balancer(holding_app, drain)
+    config = Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = DrainingServer(config, drain)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    late = socket.create_connection(("127.0.0.1", port), timeout=10)
+    holder = socket.create_connection(("127.0.0.1", port), timeout=10)
+    holder.sendall(b"GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+    time.sleep(0.2)  # the loop is now held, past the moment the listener is due to close
+    drain.begin()
+    queued = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    for conn in queued:
+        conn.sendall(POST)
+    time.sleep(0.7)
+    late.sendall(POST)
+    answers = [_answer(conn) for conn in (*queued, late)]
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"stored"), answer
+        assert b"connection: close" in answer.lower()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    for conn in (*queued, late, holder):
+        conn.close()
+
+
 # -- a real server process -----------------------------------------------------------------
 
 
