@@ -42,12 +42,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from radcase_pacs.listener_close import (
-    TAKE_IN_LIMIT,
-    awaiting_a_request,
-    refuse_new_connections,
-    waiting_to_be_accepted,
-)
+from radcase_pacs.listener_close import take_in
 from radcase_pacs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -220,20 +215,10 @@ class DrainingServer(uvicorn.Server):
         self.config.timeout_graceful_shutdown = math.ceil(self.drain.remaining())
         if self.on_close is not None:
             await asyncio.to_thread(self.on_close)
-        await self._take_in_what_has_arrived()
+        # Before uvicorn closes the listeners: no new connection, and the ones already made
+        # accepted and their requests read (radcase_pacs.listener_close).
+        await take_in(
+            [sock for server in self.servers for sock in server.sockets],
+            self.server_state.connections,
+        )
         await super().shutdown(sockets)
-
-    async def _take_in_what_has_arrived(self) -> None:
-        """Before uvicorn closes the listeners: no new connection, and the ones already made
-        accepted and their requests read (:mod:`radcase_pacs.listener_close`), for at most
-        :data:`~radcase_pacs.listener_close.TAKE_IN_LIMIT` seconds."""
-        listeners = [sock for server in self.servers for sock in server.sockets]
-        if not any([refuse_new_connections(sock) for sock in listeners]):
-            return
-        loop = asyncio.get_running_loop()
-        until = loop.time() + TAKE_IN_LIMIT
-        while loop.time() < until and (
-            waiting_to_be_accepted(listeners)
-            or any(awaiting_a_request(c) for c in self.server_state.connections)
-        ):
-            await asyncio.sleep(0.01)

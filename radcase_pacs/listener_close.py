@@ -19,10 +19,11 @@ alone, so the connections already made (each a socket of its own) are not affect
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 SO_ATTACH_FILTER = 26
@@ -69,3 +70,18 @@ def waiting_to_be_accepted(listeners: Iterable[Any]) -> int:
 def awaiting_a_request(connection: Any) -> bool:
     """Whether a uvicorn HTTP connection has not yet received its first request's head."""
     return getattr(connection, "cycle", False) is None
+
+
+async def take_in(listeners: Iterable[Any], connections: Collection[Any]) -> None:
+    """Refuse new connections on ``listeners``, then wait, at most :data:`TAKE_IN_LIMIT`
+    seconds, until none waits in their accept queues and every one of ``connections`` (the
+    server's own, a live set) has its request's head; the caller then closes the listeners."""
+    refusing = [listener for listener in listeners if refuse_new_connections(listener)]
+    if not refusing:
+        return
+    loop = asyncio.get_running_loop()
+    until = loop.time() + TAKE_IN_LIMIT
+    while loop.time() < until and (
+        waiting_to_be_accepted(refusing) or any(awaiting_a_request(c) for c in connections)
+    ):
+        await asyncio.sleep(0.01)
